@@ -1,0 +1,105 @@
+"""Infrastructure settings (broker, database, Ray, paths), read from ``LINESIGHT_*`` variables.
+
+Every field has a default that runs on one machine with no services: no bootstrap servers means
+linesight starts the embedded Tansu broker itself; the database is a SQLite file; Ray starts
+locally. Production sets ``LINESIGHT_KAFKA_BOOTSTRAP_SERVERS``, ``LINESIGHT_DATABASE_URL`` and
+``LINESIGHT_RAY_ADDRESS`` (see docker-compose.yml).
+
+>>> Settings(max_batch_size=8).max_batch_size
+8
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from linesight.errors import ConfigError
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseSettings):
+    """All knobs of a running linesight; environment variables are ``LINESIGHT_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LINESIGHT_", extra="forbid", frozen=True)
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="host:port[,host:port]; empty = start the embedded Tansu broker"
+    )
+    frames_topic: str = Field("linesight.frames", description="topic the cameras publish frames to")
+    alerts_topic: str = Field("linesight.alerts", description="topic alerts are published to")
+    dead_letter_topic: str = Field(
+        "linesight.dead-letter", description="topic for frames that cannot be inspected, with the reason"
+    )
+    consumer_group: str = Field("linesight-inspect", description="Kafka consumer group of the ingest actors")
+    frames_partitions: int = Field(4, ge=1, description="partitions created for the frames topic")
+    max_frame_bytes: int = Field(
+        1_048_576, ge=1024, description="largest encoded frame accepted; larger ones are dead-lettered"
+    )
+    session_timeout_ms: int = Field(6000, ge=1000, description="consumer session timeout (join takes ~half)")
+
+    # --- SQL -----------------------------------------------------------------------------------
+    database_url: str = Field(
+        "sqlite:///linesight-data/linesight.db", description="SQLAlchemy URL (sqlite:/// or postgresql+psycopg://)"
+    )
+
+    # --- Ray -----------------------------------------------------------------------------------
+    ray_address: str | None = Field(None, description="Ray cluster address; empty = start Ray locally")
+    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; empty = all cores")
+    inference_actors: int = Field(1, ge=1, description="number of inference actors")
+    torch_threads: int = Field(2, ge=1, description="torch threads per inference actor")
+
+    # --- batching and backpressure -------------------------------------------------------------
+    max_batch_size: int = Field(16, ge=1, le=256, description="frames per inference batch")
+    batch_wait_timeout_s: float = Field(
+        0.05, ge=0.0, le=10.0, description="longest wait to fill a batch before scoring what is there"
+    )
+    max_inflight_batches: int = Field(3, ge=1, le=64, description="batches in flight per ingest actor")
+    bank_poll_interval_s: float = Field(
+        1.0, gt=0.0, description="how often the stream looks for a newly activated bank version"
+    )
+
+    # --- model ---------------------------------------------------------------------------------
+    image_size_px: int = Field(224, ge=32, le=1024, description="side of the square model input")
+    encoder: str = Field("efficientnet-lite0", description="encoder backend name")
+    encoder_path: Path | None = Field(None, description="local folder of a transformers encoder (clip/dinov2)")
+    bank_cache_size: int = Field(16, ge=1, description="bank versions kept in memory per inference actor (LRU)")
+
+    # --- paths and API -------------------------------------------------------------------------
+    data_dir: Path = Field(Path("linesight-data"), description="banks, overlays and the SQLite file live here")
+    api_token: SecretStr | None = Field(None, description="bearer token required by write endpoints")
+
+    @field_validator("kafka_bootstrap_servers", "ray_address", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def banks_dir(self) -> Path:
+        """Folder holding ``<class>/v<version>.safetensors`` bank files."""
+        return self.data_dir / "banks"
+
+    @property
+    def overlays_dir(self) -> Path:
+        """Folder where overlays of flagged frames are written."""
+        return self.data_dir / "overlays"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment plus ``overrides``; a bad value raises :class:`ConfigError`.
+
+    >>> load_settings(max_batch_size=4).max_batch_size
+    4
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}={err.get('input')!r}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid setting: {problems}") from None

@@ -1,0 +1,21 @@
+"""Errors of the model package; all derive from :class:`linesight.errors.LinesightError`."""
+
+from linesight.errors import LinesightError
+
+__all__ = ["ModelError", "BankFileError", "EncoderNotFoundError", "ShapeError"]
+
+
+class ModelError(LinesightError):
+    """Something about a model, its inputs or its weights is wrong."""
+
+
+class BankFileError(ModelError):
+    """A memory-bank file is missing, unreadable, or does not match the encoder (the message names the file)."""
+
+
+class EncoderNotFoundError(ModelError):
+    """An encoder name is unknown or its local folder is missing (the message says what to put where)."""
+
+
+class ShapeError(ModelError):
+    """An input tensor or image has the wrong shape (the message gives expected and actual)."""
