@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     # --- paths and API -------------------------------------------------------------------------
     data_dir: Path = Field(Path("linesight-data"), description="banks, overlays and the SQLite file live here")
     api_token: SecretStr | None = Field(None, description="bearer token required by write endpoints")
+    api_base_url: str | None = Field(None, description="public URL of the HTTP API, used for links in alerts")
+    write_overlays: bool = Field(False, description="write an overlay PNG of every flagged frame to overlays_dir")
 
     @field_validator("kafka_bootstrap_servers", "ray_address", mode="before")
     @classmethod

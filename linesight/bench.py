@@ -1,0 +1,200 @@
+"""``make bench``: bare-model throughput versus the full pipeline's, latency and peak memory.
+
+1. Bare model: encoder + memory bank + anomaly map in this process, frames/s at batch 1, 8, 16, 32.
+2. Pipeline throughput: N frames are published first, then the stream (Kafka → Ray → SQL) drains
+   them; frames/s from the first stored row to the last.
+3. Pipeline latency: frames paced at a rate the pipeline sustains; p50/p99 from capture to stored.
+4. Peak memory: the largest sum of resident memory of this process and Ray's workers, sampled.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from linesight.settings import Settings, load_settings
+
+__all__ = ["run_bench"]
+
+
+class _MemorySampler:
+    """Samples the summed RSS of this process tree and Ray's worker processes every 0.2 s."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> _MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+    def _loop(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        while not self._stop.wait(0.2):
+            total = 0
+            seen = set()
+            for process in [me, *me.children(recursive=True), *_ray_processes(psutil)]:
+                if process.pid in seen:
+                    continue
+                seen.add(process.pid)
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak_mb = max(self.peak_mb, total / 2**20)
+
+
+def _ray_processes(psutil) -> list[Any]:
+    found = []
+    for process in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(process.info.get("cmdline") or [])
+        if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or "default_worker.py" in cmd:
+            found.append(process)
+    return found
+
+
+def bare_model(settings: Settings, batch_sizes=(1, 8, 16, 32), frames_per_size: int = 96) -> dict[int, float]:
+    """Frames/s of encoder + bank + map at each batch size (torch threads = settings.torch_threads)."""
+    import torch
+
+    from model.detector import Detector
+    from model.encoders import build_encoder
+    from training.fewshot import build_bank
+    from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
+
+    torch.set_num_threads(settings.torch_threads)
+    encoder = build_encoder(settings.encoder, settings.encoder_path, settings.image_size_px)
+    detector = Detector(encoder)
+    cls = PRODUCT_CLASSES[0]
+    bank = build_bank(encoder, normal_images(cls, 4, settings.image_size_px), cls, 1, rotations=rotations_ok(cls))
+    line = SyntheticLine(product_classes=(cls,), seed=3)
+    images = [line.next_frame().image for _ in range(max(batch_sizes))]
+    results = {}
+    for size in batch_sizes:
+        batch = images[:size]
+        detector.score_batch(batch, bank)  # warm-up
+        batches = max(1, frames_per_size // size)
+        start = time.perf_counter()
+        for _ in range(batches):
+            detector.score_batch(batch, bank)
+        results[size] = round(batches * size / (time.perf_counter() - start), 2)
+        print(f"bare model, batch {size:>2}: {results[size]:7.2f} frames/s", flush=True)
+    return results
+
+
+def pipeline_run(settings: Settings, frames: int, rate_fps: float | None) -> dict[str, Any]:
+    """Stream ``frames`` synthetic frames through a fresh pipeline; rate None = publish all first."""
+    from connectors.camera import CameraPublisher
+    from connectors.kafka import make_producer
+    from connectors.tansu import EmbeddedBroker
+    from pipeline.banks import BankManager
+    from pipeline.job import Pipeline, init_ray
+    from pipeline.prepare import prepare
+    from storage.db import Database
+    from storage.repository import Repository
+    from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
+
+    with EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        prepare(settings, bootstrap)
+        manager = BankManager(settings)
+        for cls in PRODUCT_CLASSES:
+            manager.build(cls, normal_images(cls, 4, settings.image_size_px), rotations=rotations_ok(cls))
+        repository = Repository(Database(settings.database_url))
+        line = SyntheticLine(seed=11)
+        source = [("line-1", "cam-1", f.product_class, f.image, {}) for f in (line.next_frame() for _ in range(frames))]
+
+        def publish() -> None:
+            producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes)
+            CameraPublisher(producer, settings.frames_topic).publish(iter(source), fps=rate_fps, progress=False)
+            producer.close()
+
+        init_ray(settings, log_to_driver=False)
+        if rate_fps is None:
+            publish()  # the backlog is there before the stream starts
+        with Pipeline(settings, bootstrap) as pipeline:
+            publisher = None
+            if rate_fps is not None:
+                publisher = threading.Thread(target=publish, daemon=True)
+                publisher.start()
+            first = last = None
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                count = repository.count_inspections()
+                now = time.monotonic()
+                if count and first is None:
+                    first, first_count = now, count
+                if count >= frames:
+                    last = now
+                    break
+                time.sleep(0.05)
+            if publisher is not None:
+                publisher.join(30)
+            stats = pipeline.stop()
+        rows = repository.history(limit=frames + 10)
+    latencies = np.array([row.latency_ms for row in rows])
+    drained = frames - first_count
+    return {
+        "frames": frames,
+        "stored": len(rows),
+        "fps": round(drained / (last - first), 2) if last and first and last > first else None,
+        "p50_latency_ms": round(float(np.percentile(latencies, 50)), 1),
+        "p99_latency_ms": round(float(np.percentile(latencies, 99)), 1),
+        "redelivered": stats["redelivered"],
+    }
+
+
+def run_bench(frames: int = 960, batch_size: int = 16) -> dict[str, Any]:
+    """All measurements in one run; returns the figures (the CLI prints them as JSON last)."""
+    workdir = Path(tempfile.mkdtemp(prefix="linesight-bench-"))
+    try:
+        def settings_for(name: str) -> Settings:
+            return load_settings(
+                kafka_bootstrap_servers=None, ray_address=None, data_dir=workdir / name,
+                database_url=f"sqlite:///{workdir / name / 'bench.db'}", max_batch_size=batch_size,
+            )
+
+        with _MemorySampler() as memory:
+            bare = bare_model(settings_for("bare"))
+            throughput = pipeline_run(settings_for("throughput"), frames, rate_fps=None)
+            print(f"pipeline throughput: {throughput['fps']} frames/s", flush=True)
+            paced_rate = round(0.7 * (throughput["fps"] or bare[batch_size]), 1)
+            paced = pipeline_run(settings_for("latency"), frames // 2, rate_fps=paced_rate)
+            print(f"pipeline at {paced_rate} frames/s: p50 {paced['p50_latency_ms']} ms, "
+                  f"p99 {paced['p99_latency_ms']} ms", flush=True)
+        import ray
+
+        ray.shutdown()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    reference = bare[batch_size]
+    return {
+        "bare_fps_by_batch": bare,
+        "pipeline_batch_size": batch_size,
+        "pipeline_fps": throughput["fps"],
+        "pipeline_to_bare_ratio": round(throughput["fps"] / reference, 3) if throughput["fps"] else None,
+        "paced_rate_fps": paced_rate,
+        "p50_latency_ms": paced["p50_latency_ms"],
+        "p99_latency_ms": paced["p99_latency_ms"],
+        "peak_memory_mb": round(memory.peak_mb, 1),
+        "frames": frames,
+    }
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """Last line: one JSON object."""
+    print(json.dumps(result), flush=True)

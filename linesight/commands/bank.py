@@ -1,0 +1,100 @@
+"""``linesight bank build|list|activate``: manage the per-class memory banks (hot swap included)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from linesight.commands._common import existing_dir, positive_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bank",
+        help="build, list and activate per-class memory banks",
+        description=(
+            "A bank holds the patch features of a few normal images of one product class plus its calibrated "
+            "decision threshold (no manual threshold). Building makes a new version; activating a version swaps "
+            "it into a running stream within LINESIGHT_BANK_POLL_INTERVAL_S."
+        ),
+    )
+    sub = parser.add_subparsers(dest="bank_command", metavar="ACTION", required=True)
+
+    build = sub.add_parser("build", help="build a new bank version from a folder of normal images")
+    build.add_argument("--class", dest="product_class", required=True, help="product class name, e.g. 'washer'")
+    build.add_argument("--images", type=existing_dir, required=True, help="folder of normal images (png/jpg/bmp)")
+    build.add_argument("--shots", type=positive_int, default=None, help="use the first K images (default: all)")
+    build.add_argument("--no-rotations", action="store_true", help="don't add 90/180/270 rotations (parts with a pose)")
+    build.add_argument("--coreset-ratio", type=float, default=None, help="keep this share of patches (0-1]")
+    build.add_argument("--no-activate", action="store_true", help="register without activating")
+    build.set_defaults(handler=_build)
+
+    listing = sub.add_parser("list", help="list bank versions")
+    listing.add_argument("--class", dest="product_class", default=None, help="only this class")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    listing.set_defaults(handler=_list)
+
+    activate = sub.add_parser("activate", help="activate a bank version (hot swap)")
+    activate.add_argument("product_class", metavar="CLASS")
+    activate.add_argument("version", type=positive_int, metavar="VERSION")
+    activate.set_defaults(handler=_activate)
+
+
+def _row(row) -> dict:
+    return {
+        "class": row.product_class,
+        "version": row.version,
+        "active": row.active,
+        "shots": row.shots,
+        "encoder": row.encoder,
+        "threshold": round(float(row.calibration.get("threshold", float("nan"))), 5),
+        "created_at": row.created_at.isoformat(),
+        "path": row.path,
+    }
+
+
+def _build(args: argparse.Namespace) -> int:
+    from linesight.errors import ConfigError
+    from linesight.settings import load_settings
+    from pipeline.banks import BankManager, load_images
+
+    if args.coreset_ratio is not None and not 0 < args.coreset_ratio <= 1:
+        raise ConfigError(f"--coreset-ratio must be in (0, 1], got {args.coreset_ratio}")
+    manager = BankManager(load_settings())
+    images = load_images(args.images, limit=args.shots)
+    row = manager.build(
+        args.product_class,
+        images,
+        rotations=not args.no_rotations,
+        coreset_ratio=args.coreset_ratio,
+        activate=not args.no_activate,
+    )
+    print(json.dumps(_row(row)))
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from linesight.settings import load_settings
+    from pipeline.banks import BankManager
+
+    rows = [_row(row) for row in BankManager(load_settings()).list(args.product_class)]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no banks yet: build one with `linesight bank build --class C --images DIR`")
+        return 0
+    print(f"{'class':<16} {'ver':>4} {'active':>6} {'shots':>5} {'threshold':>9}  created")
+    for r in rows:
+        print(f"{r['class']:<16} {r['version']:>4} {'*' if r['active'] else '':>6} {r['shots']:>5} "
+              f"{r['threshold']:>9.4f}  {r['created_at'][:19]}")
+    return 0
+
+
+def _activate(args: argparse.Namespace) -> int:
+    from linesight.settings import load_settings
+    from pipeline.banks import BankManager
+
+    row = BankManager(load_settings()).activate(args.product_class, args.version)
+    print(json.dumps(_row(row)))
+    return 0

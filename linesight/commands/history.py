@@ -1,0 +1,76 @@
+"""``linesight history``: past inspections from SQL, newest first, with filters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import datetime
+
+from linesight.commands._common import positive_int
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-11-21T08:00:00+00:00, got {text!r}") from None
+    if value.tzinfo is None:
+        from datetime import UTC
+
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "history",
+        help="list stored inspections (filters: line, camera, class, anomalous only, time range)",
+        description="Newest first. Times are ISO 8601; without a zone they are read as UTC.",
+    )
+    parser.add_argument("--line", default=None, help="only this line id")
+    parser.add_argument("--camera", default=None, help="only this camera id")
+    parser.add_argument("--class", dest="product_class", default=None, help="only this product class")
+    parser.add_argument("--anomalous", action="store_true", help="only flagged inspections")
+    parser.add_argument("--since", type=_timestamp, default=None, help="captured at or after this time")
+    parser.add_argument("--until", type=_timestamp, default=None, help="captured before this time")
+    parser.add_argument("--limit", type=positive_int, default=20, help="at most this many rows (default 20)")
+    parser.add_argument("--before-id", type=positive_int, default=None, help="page: rows older than this id")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from linesight.settings import load_settings
+    from storage.db import Database
+    from storage.repository import Repository
+
+    database = Database(load_settings().database_url)
+    database.migrate()
+    rows = Repository(database).history(
+        line_id=args.line,
+        camera_id=args.camera,
+        product_class=args.product_class,
+        anomalous_only=args.anomalous,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+        before_id=args.before_id,
+    )
+    if args.json:
+        for row in rows:
+            print(json.dumps({
+                "id": row.id, "frame_id": row.frame_id, "line_id": row.line_id, "camera_id": row.camera_id,
+                "class": row.product_class, "captured_at": row.captured_at.isoformat(), "score": row.score,
+                "threshold": row.threshold, "is_anomalous": row.is_anomalous, "positions": list(row.positions),
+                "region_count": row.region_count, "verdict": row.verdict, "verdict_source": row.verdict_source,
+                "bank_version": row.bank_version, "latency_ms": row.latency_ms,
+            }))
+        return 0
+    if not rows:
+        print("no inspections match")
+        return 0
+    print(f"{'id':>7} {'captured (UTC)':<19} {'line':<10} {'class':<10} {'score':>7} {'flag':>4} {'bank':>4}  verdict")
+    for row in rows:
+        print(f"{row.id:>7} {row.captured_at.isoformat()[:19]:<19} {row.line_id[:10]:<10} {row.product_class[:10]:<10} "
+              f"{row.score:>7.4f} {'YES' if row.is_anomalous else '':>4} {row.bank_version:>4}  {row.verdict}")
+    return 0

@@ -1,0 +1,77 @@
+"""``linesight inspect IMAGE --class C``: score one image without Kafka; JSON out plus an overlay PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from linesight.commands._common import existing_file
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "inspect",
+        help="score one image with the active bank of its class; prints JSON and writes an overlay PNG",
+        description=(
+            "Scores IMAGE against the active memory bank of --class (or --bank FILE) and prints JSON with "
+            "is_anomalous, score, threshold, positions, region_count and the verdict sentence."
+        ),
+    )
+    parser.add_argument("image", type=existing_file, metavar="IMAGE", help="a PNG/JPEG/BMP file")
+    parser.add_argument("--class", dest="product_class", required=True, help="product class of the image")
+    parser.add_argument("--bank", type=existing_file, default=None, help="a bank .safetensors file (default: active)")
+    parser.add_argument("--overlay", type=Path, default=None, help="where to write the overlay (default IMAGE.overlay.png)")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    import cv2
+
+    from linesight.errors import ConfigError
+    from linesight.settings import load_settings
+    from model.bank import MemoryBank
+    from model.detector import Detector
+    from pipeline.banks import BankManager, validate_class_name
+    from pipeline.overlay import render_overlay
+
+    settings = load_settings()
+    validate_class_name(args.product_class)
+    image_bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
+    if image_bgr is None:
+        raise ConfigError(f"cannot read image {str(args.image)!r} (not an image, or corrupt)")
+    image = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
+    manager = BankManager(settings)
+    if args.bank is not None:
+        bank = MemoryBank.load(args.bank, expected_encoder=settings.encoder)
+    else:
+        active = manager.repository.active_banks()
+        if args.product_class not in active:
+            known = ", ".join(sorted(active)) or "none"
+            raise ConfigError(
+                f"no active bank for class {args.product_class!r} (active: {known}); "
+                "build one with `linesight bank build --class C --images DIR`"
+            )
+        bank = MemoryBank.load(Path(active[args.product_class].path), expected_encoder=settings.encoder)
+    if bank.product_class != args.product_class:
+        raise ConfigError(f"bank {str(args.bank)!r} is for class {bank.product_class!r}, not {args.product_class!r}")
+    result = Detector(manager.encoder).score_batch([image], bank)[0]
+    size = result.anomaly_map.shape[0]
+    shown = cv2.resize(image, (size, size)) if image.shape[:2] != (size, size) else image
+    overlay = render_overlay(shown, result.anomaly_map, result.mask, label=f"{result.score:.3f} / {result.threshold:.3f}")
+    overlay_path = args.overlay or args.image.with_name(args.image.stem + ".overlay.png")
+    if not cv2.imwrite(str(overlay_path), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
+        raise ConfigError(f"cannot write overlay to {str(overlay_path)!r}")
+    print(json.dumps({
+        "image": str(args.image),
+        "class": bank.product_class,
+        "bank_version": bank.version,
+        "is_anomalous": result.is_anomalous,
+        "score": round(result.score, 5),
+        "threshold": round(result.threshold, 5),
+        "positions": list(result.positions),
+        "region_count": result.region_count,
+        "verdict": result.verdict,
+        "overlay": str(overlay_path),
+    }))
+    return 0

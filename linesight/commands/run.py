@@ -1,0 +1,58 @@
+"""``linesight run``: the inspection stream against the configured Kafka, SQL and Ray."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+
+from linesight.commands._common import positive_float, positive_int
+
+log = logging.getLogger("linesight.run")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run the inspection stream (Kafka -> Ray -> SQL + alerts) until Ctrl-C / SIGTERM",
+        description=(
+            "Consume frames from LINESIGHT_FRAMES_TOPIC, score them with the active bank of their class, store "
+            "every result in LINESIGHT_DATABASE_URL and publish alerts. With no LINESIGHT_KAFKA_BOOTSTRAP_SERVERS "
+            "the embedded Tansu broker is started. Ctrl-C or SIGTERM drains in-flight frames, commits and exits."
+        ),
+    )
+    parser.add_argument("--ingest-loops", type=positive_int, default=1, help="Kafka consumers (default 1)")
+    parser.add_argument("--max-seconds", type=positive_float, default=None, help="stop after this long")
+    parser.add_argument("--report-every-s", type=positive_float, default=10.0, help="log counters this often")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from connectors.tansu import broker_for
+    from linesight.settings import load_settings
+    from pipeline.job import Pipeline
+    from pipeline.prepare import prepare
+
+    settings = load_settings()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    started = time.monotonic()
+    with broker_for(settings) as bootstrap:
+        prepare(settings, bootstrap)
+        log.info("brokers %s, database %s", bootstrap, settings.database_url)
+        with Pipeline(settings, bootstrap, ingest_loops=args.ingest_loops) as pipeline:
+            while not stop.wait(args.report_every_s):
+                pipeline.watch()
+                stats = pipeline.stats()
+                log.info(
+                    "stored %d, dead-lettered %d, alerts %d, redelivered %d, restarts %d",
+                    stats["stored"], stats["dead_lettered"], stats["alerts_sent"], stats["redelivered"],
+                    stats["restarts"],
+                )
+                if args.max_seconds and time.monotonic() - started >= args.max_seconds:
+                    break
+            log.info("stopping: draining in-flight frames")
+    return 0

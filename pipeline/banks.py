@@ -1,0 +1,136 @@
+"""Bank management: build a calibrated bank from normal images, store it, register and activate it.
+
+A bank version is immutable: a new build is a new version (``<banks_dir>/<class>/v<N>.safetensors``)
+and activating it is the hot swap (the stream reads the active version from SQL).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from linesight.errors import ConfigError
+from linesight.settings import Settings
+
+__all__ = ["IMAGE_SUFFIXES", "load_images", "validate_class_name", "build_and_register", "BankManager"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+_CLASS_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def validate_class_name(product_class: str) -> str:
+    """The class name, or ConfigError naming it (1-64 of letters, digits, ``._:-``)."""
+    if not _CLASS_PATTERN.match(product_class or ""):
+        raise ConfigError(f"invalid product class {product_class!r}: use 1-64 letters, digits, '.', '_', ':' or '-'")
+    return product_class
+
+
+def load_images(folder: Path, *, limit: int | None = None) -> list[np.ndarray]:
+    """uint8 RGB images of a folder (sorted by name); an unreadable file is an error naming it."""
+    if not folder.is_dir():
+        raise ConfigError(f"no such image folder: {str(folder)!r}")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {str(folder)!r}")
+    images = []
+    for path in paths[:limit]:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ConfigError(f"cannot read image {str(path)!r} (not an image, or corrupt)")
+        images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return images
+
+
+class BankManager:
+    """Builds, lists and activates banks against one database and bank folder; holds one encoder."""
+
+    def __init__(self, settings: Settings, repository: Any | None = None, encoder: Any | None = None) -> None:
+        from storage.db import Database
+        from storage.repository import Repository
+
+        self.settings = settings
+        if repository is None:
+            database = Database(settings.database_url)
+            database.migrate()
+            repository = Repository(database)
+        self.repository = repository
+        self._encoder = encoder
+
+    @property
+    def encoder(self) -> Any:
+        """The frozen encoder named by the settings (built on first use)."""
+        if self._encoder is None:
+            from model.encoders import build_encoder
+
+            self._encoder = build_encoder(self.settings.encoder, self.settings.encoder_path, self.settings.image_size_px)
+        return self._encoder
+
+    def build(
+        self,
+        product_class: str,
+        images: Sequence[np.ndarray],
+        *,
+        shots: int | None = None,
+        rotations: bool = True,
+        coreset_ratio: float | None = None,
+        seed: int = 0,
+        activate: bool = True,
+    ) -> Any:
+        """Build, save, register (and by default activate) a new version; returns the bank row."""
+        from training.fewshot import build_bank
+
+        validate_class_name(product_class)
+        if shots is not None and shots < 1:
+            raise ConfigError(f"shots must be >= 1, got {shots}")
+        chosen = list(images[:shots] if shots else images)
+        if not chosen:
+            raise ConfigError(f"no normal images given for class {product_class!r}")
+        version = self.repository.next_bank_version(product_class)
+        bank = build_bank(
+            self.encoder, chosen, product_class, version, rotations=rotations, coreset_ratio=coreset_ratio, seed=seed
+        )
+        path = (self.settings.banks_dir / product_class / f"v{version}.safetensors").resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sha256 = bank.save(path)
+        row = self.repository.register_bank(
+            product_class=product_class,
+            version=version,
+            path=str(path),
+            sha256=sha256,
+            shots=len(chosen),
+            encoder=self.encoder.name,
+            calibration=bank.calibration.to_dict(),
+            activate=activate,
+        )
+        log.info(
+            "built bank %s@v%d from %d shots (threshold %.4f)%s",
+            product_class, version, len(chosen), bank.calibration.threshold, ", active" if activate else "",
+        )
+        return row
+
+    def activate(self, product_class: str, version: int) -> Any:
+        """Make ``version`` the active bank of the class (the running stream swaps within a poll interval)."""
+        from model.bank import MemoryBank
+
+        row = self.repository.get_bank(product_class, version)
+        MemoryBank.load(Path(row.path), expected_encoder=row.encoder)  # refuse to activate a broken file
+        self.repository.activate_bank(product_class, version)
+        log.info("activated bank %s@v%d", product_class, version)
+        return self.repository.get_bank(product_class, version)
+
+    def list(self, product_class: str | None = None) -> list[Any]:
+        """All bank versions (optionally of one class)."""
+        return self.repository.list_banks(product_class)
+
+
+def build_and_register(settings: Settings, product_class: str, images: Sequence[np.ndarray], **kwargs: Any) -> Any:
+    """One-shot helper: :meth:`BankManager.build` with a fresh manager."""
+    return BankManager(settings).build(product_class, images, **kwargs)

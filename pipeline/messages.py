@@ -1,0 +1,72 @@
+"""Plain data passed between the pipeline's Ray actors (picklable, no live clients or ORM objects).
+
+ingest ──FrameTask batch──► inference ──ScoredFrame batch──► sink ──WriteResult──► ingest (commit)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+__all__ = ["BankRef", "FrameTask", "ScoredFrame", "WriteResult"]
+
+
+@dataclass(frozen=True)
+class BankRef:
+    """Which bank file scores a class: the stream resolves it from SQL every `bank_poll_interval_s`."""
+
+    product_class: str
+    version: int
+    path: str
+
+    @property
+    def key(self) -> str:
+        """Cache key ``class@vN`` (a new version is a new key: that is the hot swap)."""
+        return f"{self.product_class}@v{self.version}"
+
+
+@dataclass(frozen=True)
+class FrameTask:
+    """One decoded, validated frame on its way to inference."""
+
+    frame_id: str
+    line_id: str
+    camera_id: str
+    product_class: str
+    captured_at: datetime
+    received_at: datetime
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    image_bytes: bytes  # the encoded frame as received (stored for overlays and dialogue)
+    bank: BankRef
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class ScoredFrame:
+    """A frame with its detector result, ready to store."""
+
+    task: FrameTask
+    score: float
+    threshold: float
+    is_anomalous: bool
+    anomaly_map: np.ndarray  # (S, S) float32 in [0, 1]
+    mask: np.ndarray  # (S, S) uint8 in {0, 1}
+    positions: tuple[str, ...]
+    region_count: int
+    verdict: str
+    scored_at: datetime
+
+
+@dataclass
+class WriteResult:
+    """What the sink did with one batch."""
+
+    stored: int = 0  # rows newly inserted
+    redelivered: int = 0  # frames already stored (a replay after a crash); nothing written twice
+    alerts_sent: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    bank_versions: dict[str, int] = field(default_factory=dict)  # "class@vN" -> frames scored with it
