@@ -145,7 +145,7 @@ def pipeline_run(settings: Settings, frames: int, rate_fps: float | None) -> dic
             if publisher is not None:
                 publisher.join(30)
             stats = pipeline.stop()
-        rows = repository.history(limit=frames + 10)
+        rows = list(repository.iter_history())
     latencies = np.array([row.latency_ms for row in rows])
     drained = frames - first_count
     return {

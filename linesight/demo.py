@@ -224,7 +224,7 @@ def _report(settings, config, manifest, corrupt, dead_letters, final, timing) ->
     from storage.repository import Repository
 
     repository = Repository(Database(settings.database_url))
-    rows = {row.frame_id: row for row in repository.history(limit=10_000_000)}
+    rows = {row.frame_id: row for row in repository.iter_history()}
     truth = {item.frame_id: item for item in manifest}
     matched = [(truth[fid], row) for fid, row in rows.items() if fid in truth]
     labels = np.array([bool(item.extra.get("is_defective")) for item, _ in matched])

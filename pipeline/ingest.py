@@ -125,9 +125,11 @@ class Ingestor:
             while self._pending:
                 self._complete_ready(block=True)
         finally:
-            self._dead_letters.close()
-            self._source.close()
-            producer.close()
+            try:
+                self._dead_letters.flush()
+            finally:
+                self._source.close()
+                producer.close()
             log.info("%s: stopped (%s)", self.name, {k: v for k, v in self.stats.as_dict().items() if k != "latencies_ms"})
 
     # --- steps -------------------------------------------------------------------------------

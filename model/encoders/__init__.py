@@ -21,8 +21,22 @@ def _efficientnet(path: Path | None, image_size_px: int) -> ImageEncoder:
     return EfficientNetLiteEncoder(pretrained=True, image_size_px=image_size_px)
 
 
+def _clip(path: Path | None, image_size_px: int) -> ImageEncoder:
+    from model.encoders.clip import ClipVisionEncoder
+
+    return ClipVisionEncoder(path, image_size_px=image_size_px)
+
+
+def _dinov2(path: Path | None, image_size_px: int) -> ImageEncoder:
+    from model.encoders.dinov2 import Dinov2Encoder
+
+    return Dinov2Encoder(path, image_size_px=image_size_px)
+
+
 _BACKENDS: dict[str, Callable[[Path | None, int], ImageEncoder]] = {
     "efficientnet-lite0": _efficientnet,
+    "clip": _clip,  # needs path: a CLIPModel.save_pretrained folder
+    "dinov2": _dinov2,  # needs path: a Dinov2Model.save_pretrained folder
 }
 
 

@@ -22,20 +22,20 @@ CLASSES = ("brick", "washer")
 
 def _settings(database_url, tmp_path, **over):
     tag = uuid.uuid4().hex[:8]
-    return load_settings(
-        frames_topic=f"frames-{tag}",
-        alerts_topic=f"alerts-{tag}",
-        dead_letter_topic=f"dlq-{tag}",
-        consumer_group=f"group-{tag}",
-        frames_partitions=2,
-        database_url=database_url,
-        data_dir=tmp_path,
-        max_batch_size=8,
-        batch_wait_timeout_s=0.02,
-        bank_poll_interval_s=0.2,
-        torch_threads=1,
-        **over,
-    )
+    params = {
+        "frames_topic": f"frames-{tag}",
+        "alerts_topic": f"alerts-{tag}",
+        "dead_letter_topic": f"dlq-{tag}",
+        "consumer_group": f"group-{tag}",
+        "frames_partitions": 2,
+        "database_url": database_url,
+        "data_dir": tmp_path,
+        "max_batch_size": 8,
+        "batch_wait_timeout_s": 0.02,
+        "bank_poll_interval_s": 0.2,
+        "torch_threads": 1,
+    }
+    return load_settings(**{**params, **over})
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def _wait_rows(repository, count, timeout_s=120):
 
 
 def _stored(repository):
-    return repository.history(limit=100_000)
+    return list(repository.iter_history())
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])

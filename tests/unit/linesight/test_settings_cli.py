@@ -51,5 +51,5 @@ def test_linesight_error_prints_one_line(capsys, monkeypatch):
     monkeypatch.setenv("LINESIGHT_TORCH_THREADS", "0")
     assert main(["history"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("linesight: error: invalid setting: torch_threads=0")
+    assert err.startswith("linesight: error: invalid setting: torch_threads='0'")
     assert "Traceback" not in err

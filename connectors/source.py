@@ -1,0 +1,103 @@
+"""The frames source: one consumer of a consumer group, manual commits (at-least-once).
+
+The caller commits the *next* offset to read per partition (last processed + 1) only after its
+sinks flushed; a new consumer in the same group resumes there after a restart or rebalance.
+
+>>> source = KafkaFrameSource("127.0.0.1:9092", "linesight.frames", "linesight-inspect")  # doctest: +SKIP
+>>> records = source.poll(timeout_ms=500, max_records=16)  # doctest: +SKIP
+>>> source.commit({TopicPartition(r.topic, r.partition): r.offset + 1 for r in records})  # doctest: +SKIP
+>>> source.close()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kafka import TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from connectors.exceptions import ConnectorError
+from connectors.kafka import make_consumer
+
+__all__ = ["KafkaFrameSource", "TopicPartition"]
+
+log = logging.getLogger(__name__)
+
+
+class KafkaFrameSource:
+    """Subscribe ``group_id`` to ``topic``; :meth:`poll` returns records, :meth:`commit` stores progress."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group_id: str,
+        *,
+        client_id: str | None = None,
+        max_poll_records: int = 64,
+        session_timeout_ms: int = 6000,
+    ) -> None:
+        if not group_id:
+            raise ConnectorError(f"a frame source needs a consumer group id, got {group_id!r}")
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = topic
+        self.group_id = group_id
+        self._consumer = make_consumer(
+            bootstrap_servers,
+            group_id=group_id,
+            client_id=client_id,
+            max_poll_records=max_poll_records,
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(100, min(1000, session_timeout_ms // 3)),
+        )
+        try:
+            self._consumer.subscribe([topic])
+        except (KafkaError, ValueError) as exc:
+            self._consumer.close(autocommit=False)
+            raise ConnectorError(f"cannot subscribe to topic {topic!r} on {bootstrap_servers!r}: {exc}") from exc
+        self._closed = False
+
+    def poll(self, timeout_ms: int = 100, max_records: int | None = None) -> list[Any]:
+        """Up to ``max_records`` ConsumerRecords, waiting at most ``timeout_ms``; order within a partition kept.
+
+        The first calls also join the group (about half of ``session_timeout_ms``) and may return nothing.
+        """
+        batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        return [record for records in batches.values() for record in records]
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit ``{partition: next offset to read}`` synchronously.
+
+        Raises ``kafka.errors.CommitFailedError`` (a ``KafkaError``) when the group rebalanced and the
+        partition moved: the new owner replays from the last commit, so the caller just logs it.
+        """
+        if not offsets:
+            return
+        for tp, offset in offsets.items():
+            if offset < 0:
+                raise ConnectorError(f"cannot commit negative offset {offset} for {tp.topic}[{tp.partition}]")
+        self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+
+    def committed(self, partition: TopicPartition) -> int | None:
+        """The group's committed offset of ``partition`` (None when nothing was committed)."""
+        return self._consumer.committed(partition)
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions currently assigned to this consumer (empty until the group join completes)."""
+        return set(self._consumer.assignment())
+
+    def close(self) -> None:
+        """Leave the group without committing; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._consumer.close(autocommit=False)
+
+    def __enter__(self) -> KafkaFrameSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,136 @@
+"""``linesight camera``: publish frames to the frames topic like N cameras on N production lines."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from linesight.commands._common import positive_int
+
+log = logging.getLogger("linesight.camera")
+
+
+def _rate(text: str) -> float:
+    """argparse type: frames per second >= 0 (0 = as fast as possible)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frames per second >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected frames per second >= 0, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "camera",
+        help="publish camera frames (synthetic line, image folder or video) to the frames topic",
+        description=(
+            "Act as one camera per production line and publish frames to LINESIGHT_FRAMES_TOPIC "
+            "(key = line id, value = JPEG/PNG, identity in headers), paced at --fps per line. "
+            "Without LINESIGHT_KAFKA_BOOTSTRAP_SERVERS an embedded broker is started and stopped again when "
+            "the command ends (its frames are lost): point it at the broker `linesight run` uses."
+        ),
+        epilog=(
+            "examples:\n"
+            "  linesight camera --source synthetic --lines 2 --fps 20 --count 200 --defect-rate 0.1\n"
+            "  linesight camera --source folder --path shots/ --class brick --fps 5 --count 50\n"
+            "  linesight camera --source video --path line1.mp4 --class washer --fps 0 --count 1000"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--source", choices=("synthetic", "folder", "video"), default="synthetic",
+        help="where frames come from (default synthetic: the built-in product line with known defects)",
+    )
+    parser.add_argument("--path", help="image folder (jpg/png/bmp) or video file for --source folder/video")
+    parser.add_argument(
+        "--class", dest="product_class", metavar="CLASS",
+        help="product class of the frames (required for folder/video; restricts the synthetic line to it)",
+    )
+    parser.add_argument("--fps", type=_rate, default=10.0, help="frames per second per line; 0 = unpaced (default 10)")
+    parser.add_argument("--lines", type=positive_int, default=1, help="production lines, one camera each (default 1)")
+    parser.add_argument("--count", type=positive_int, default=100, help="frames per line (default 100)")
+    parser.add_argument(
+        "--defect-rate", type=_fraction, default=0.2, help="share of defective synthetic frames (default 0.2)"
+    )
+    parser.add_argument("--format", dest="fmt", choices=("jpg", "png"), default="jpg", help="encoding (default jpg)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic line (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=handle)
+
+
+def _sources(args: argparse.Namespace, image_size_px: int) -> list:
+    from connectors.camera import folder_frames, synthetic_frames, video_frames
+    from linesight.errors import ConfigError
+
+    if args.source != "synthetic":
+        if not args.path:
+            raise ConfigError(f"--source {args.source} needs --path")
+        if not args.product_class:
+            raise ConfigError(f"--source {args.source} needs --class (the product class of its frames)")
+    sources = []
+    for index in range(args.lines):
+        line_id, camera_id = f"line-{index + 1}", f"cam-{index + 1}"
+        if args.source == "synthetic":
+            classes = (args.product_class,) if args.product_class else None
+            sources.append(synthetic_frames(
+                line_id, camera_id, product_classes=classes, defect_rate=args.defect_rate,
+                image_size_px=image_size_px, seed=args.seed * 1000 + index,
+            ))
+        elif args.source == "folder":
+            sources.append(folder_frames(args.path, line_id, camera_id, args.product_class))
+        else:
+            sources.append(video_frames(args.path, line_id, camera_id, args.product_class))
+    return sources
+
+
+def handle(args: argparse.Namespace) -> int:
+    from connectors.camera import CameraPublisher, interleave
+    from connectors.kafka import ensure_topics, make_producer
+    from connectors.tansu import broker_for
+    from linesight.settings import load_settings
+
+    if not getattr(args, "verbose", False):
+        logging.getLogger("kafka").setLevel(logging.WARNING)
+    settings = load_settings()
+    sources = _sources(args, settings.image_size_px)
+    if not settings.kafka_bootstrap_servers:
+        print("linesight: note: LINESIGHT_KAFKA_BOOTSTRAP_SERVERS is empty; publishing to a temporary embedded "
+              "broker that stops when this command exits", file=sys.stderr)
+    total = args.lines * args.count
+    with broker_for(settings) as bootstrap:
+        ensure_topics(bootstrap, {settings.frames_topic: settings.frames_partitions})
+        producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes, client_id="linesight-camera")
+        started = time.monotonic()
+        try:
+            publisher = CameraPublisher(producer, settings.frames_topic, fmt=args.fmt)
+            manifest = publisher.publish(
+                interleave(sources), fps=args.fps or None, count=total, progress=not args.no_progress
+            )
+        finally:
+            producer.close()
+        elapsed_s = max(time.monotonic() - started, 1e-9)
+    defective = sum(1 for item in manifest if item.is_defective)
+    classes = sorted({item.product_class for item in manifest})
+    mean_kb = sum(item.size_bytes for item in manifest) / max(len(manifest), 1) / 1024
+    truth = f", {defective} defective" if args.source == "synthetic" else ""
+    print(
+        f"published {len(manifest)} frames ({args.lines} line(s), classes {', '.join(classes) or '-'}{truth}, "
+        f"{mean_kb:.1f} KB avg) to {settings.frames_topic} on {bootstrap} in {elapsed_s:.1f} s "
+        f"({len(manifest) / elapsed_s:.1f} frames/s)"
+    )
+    return 0 if len(manifest) == total else 1

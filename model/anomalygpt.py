@@ -1,0 +1,369 @@
+"""AnomalyGPT assembly: E_img and E_prompt spliced into the LLM input, verdicts and dialogue.
+
+REFERENCE.md sequence (text pieces embedded with the LLM's input embedding table):
+
+    ### Human: <Img> E_img </Img> E_prompt {description} Is there any anomaly in the image?\\n### Assistant:
+
+Later turns append ``### Human: {question}\\n### Assistant:`` to the same sequence. The 135M LLM
+cannot be trusted to decide (ENVIRONMENT.md: it contradicts the detector zero-shot), so
+:meth:`AnomalyGPT.verdict` writes the detector's facts into the description and checks the answer
+against them; a disagreeing answer is flagged and the caller keeps the template sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from model.answers import ParsedAnswer, answer_agrees, answer_sentence, parse_answer
+from model.exceptions import ModelError, ShapeError
+from model.llm import LanguageModel
+from model.prompt_learner import PromptLearner, PromptTokens
+from model.text_anchors import object_name
+
+__all__ = [
+    "QUESTION",
+    "AnomalyGPT",
+    "Conversation",
+    "DetectorFacts",
+    "LLMInput",
+    "Span",
+    "VerdictResult",
+    "build_llm_input",
+    "default_description",
+    "facts_description",
+]
+
+QUESTION = "Is there any anomaly in the image?"
+HUMAN = "### Human: "
+ASSISTANT = "\n### Assistant:"
+IMG_OPEN, IMG_CLOSE = "<Img>", "</Img>"
+
+# One piece of a human turn: text, or spliced embeddings (N, D) with a kind label.
+Piece = str | tuple[str, torch.Tensor]
+
+
+class Span(NamedTuple):
+    """Where one piece sits in the embedded sequence: rows [start, end)."""
+
+    kind: str  # "text", "image" (E_img) or "prompt" (E_prompt)
+    start: int
+    end: int
+    text: str  # the text of a "text" span, "" otherwise
+
+
+class LLMInput(NamedTuple):
+    """The embedded LLM input, ready for :meth:`LanguageModel.generate`."""
+
+    inputs_embeds: torch.Tensor  # (1, T, D)
+    spans: tuple[Span, ...]  # in sequence order, covering [0, T)
+
+
+@dataclass(frozen=True)
+class DetectorFacts:
+    """What the few-shot detector decided for one frame (model/detector.py ``FrameScore`` fields)."""
+
+    is_anomalous: bool
+    positions: tuple[str, ...] = ()  # 3x3 grid names, largest region first
+    region_count: int = 0
+    product_class: str | None = None
+    description: str | None = None  # REFERENCE.md's optional class description
+
+    @classmethod
+    def from_score(cls, score: object, product_class: str | None = None, description: str | None = None):
+        """Facts from any object with ``is_anomalous``, ``positions`` and ``region_count`` (a ``FrameScore``)."""
+        return cls(
+            is_anomalous=bool(score.is_anomalous),  # type: ignore[attr-defined]
+            positions=tuple(score.positions),  # type: ignore[attr-defined]
+            region_count=int(score.region_count),  # type: ignore[attr-defined]
+            product_class=product_class,
+            description=description,
+        )
+
+
+@dataclass(frozen=True)
+class VerdictResult:
+    """The LLM's answer to a verdict prompt and whether it agrees with the detector."""
+
+    text: str  # the LLM's answer (stop string removed)
+    agrees: bool  # same decision, positions and count as the detector
+    parsed: ParsedAnswer
+    template: str  # REFERENCE.md sentence built from the detector's facts
+    sentence: str = field(default="")  # what to show: the LLM's decision sentence if it agrees, else the template
+
+
+def default_description(product_class: str | None) -> str:
+    """REFERENCE.md's description for a class.
+
+    >>> default_description("leather")[:45]
+    'This is a photo of leather for anomaly detect'
+    """
+    return (
+        f"This is a photo of {object_name(product_class)} for anomaly detection, which should be without any "
+        "damage, flaw, defect, scratch, hole or broken part."
+    )
+
+
+def facts_description(facts: DetectorFacts) -> str:
+    """Description carrying the detector's facts (the small LLM repeats facts it is given).
+
+    >>> facts_description(DetectorFacts(False, product_class="bottle"))
+    'This is a photo of bottle for anomaly detection. The inspection report says: No, there is no anomaly in the image.'
+    """
+    head = facts.description or f"This is a photo of {object_name(facts.product_class)} for anomaly detection."
+    return f"{head} The inspection report says: {answer_sentence(facts.positions)}"
+
+
+def _embed_pieces(llm: LanguageModel, pieces: Sequence[Piece], offset: int) -> tuple[list[torch.Tensor], list[Span]]:
+    rows, spans, position = [], [], offset
+    for piece in pieces:
+        if isinstance(piece, str):
+            if not piece:
+                continue
+            embedded, kind, text = llm.embed_text(piece), "text", piece
+        else:
+            kind, embedded = piece
+            text = ""
+            if embedded.ndim == 3 and embedded.shape[0] == 1:
+                embedded = embedded[0]
+            if embedded.ndim != 2 or embedded.shape[1] != llm.hidden_size:
+                raise ShapeError(f"{kind} tokens must be (N, {llm.hidden_size}), got {tuple(embedded.shape)}")
+            embedded = embedded.to(llm.device, torch.float32)
+        rows.append(embedded)
+        spans.append(Span(kind, position, position + embedded.shape[0], text))
+        position += embedded.shape[0]
+    return rows, spans
+
+
+def _image_turn_pieces(
+    image_tokens: torch.Tensor | None, prompt_tokens: torch.Tensor | None, description: str, question: str
+) -> list[Piece]:
+    """``### Human: <Img>`` E_img ``</Img>`` E_prompt ``{description} {question}\\n### Assistant:``."""
+    pieces: list[Piece] = [HUMAN + IMG_OPEN]
+    if image_tokens is not None:
+        pieces.append(("image", image_tokens))
+    pieces.append(IMG_CLOSE)
+    if prompt_tokens is not None:
+        pieces.append(("prompt", prompt_tokens))
+    pieces.append(f" {description} {question}".replace("  ", " ") if description else f" {question}")
+    pieces.append(ASSISTANT)
+    return pieces
+
+
+def build_llm_input(
+    llm: LanguageModel,
+    image_tokens: torch.Tensor | None,
+    prompt_tokens: torch.Tensor | None,
+    description: str = "",
+    question: str = QUESTION,
+) -> LLMInput:
+    """Embed one image turn in REFERENCE.md's order; E_img (1, D) and E_prompt (18, D) spliced in.
+
+    Either token tensor may be None (text-only prompt); a leading batch axis of 1 is accepted.
+
+    >>> out = build_llm_input(llm, e_img, e_prompt, "This is a photo of bottle.")  # doctest: +SKIP
+    >>> [span.kind for span in out.spans]  # doctest: +SKIP
+    ['text', 'image', 'text', 'prompt', 'text', 'text']
+    """
+    pieces = _image_turn_pieces(image_tokens, prompt_tokens, description, question)
+    bos = llm.bos_embedding()
+    rows, spans = _embed_pieces(llm, pieces, offset=0 if bos is None else 1)
+    if bos is not None:
+        rows.insert(0, bos)
+        spans.insert(0, Span("bos", 0, 1, ""))
+    return LLMInput(torch.cat(rows).unsqueeze(0), tuple(spans))
+
+
+class Conversation:
+    """A multi-turn dialogue about one image: every turn appends to the same sequence.
+
+    The first (image) turn is kept; when the sequence plus ``max_new_tokens`` would exceed
+    ``max_context_tokens``, the oldest later turns are dropped first.
+
+    >>> chat = Conversation(llm, e_img, e_prompt, default_description("bottle"))  # doctest: +SKIP
+    >>> chat.ask()  # doctest: +SKIP
+    >>> chat.ask("Where is it?")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        llm: LanguageModel,
+        image_tokens: torch.Tensor | None = None,
+        prompt_tokens: torch.Tensor | None = None,
+        description: str = "",
+        *,
+        max_context_tokens: int = 1024,
+        max_new_tokens: int = 48,
+    ) -> None:
+        if max_new_tokens < 1 or max_context_tokens <= max_new_tokens:
+            raise ModelError(
+                f"need 1 <= max_new_tokens < max_context_tokens, got {max_new_tokens} and {max_context_tokens}"
+            )
+        self.llm = llm
+        self.max_context_tokens = max_context_tokens
+        self.max_new_tokens = max_new_tokens
+        self._image = (image_tokens, prompt_tokens, description)
+        self._turns: list[tuple[list[Piece], str | None]] = []  # (human pieces, assistant answer)
+        self.dropped_turns = 0
+
+    @property
+    def turns(self) -> list[tuple[str, str | None]]:
+        """(question, answer) of the turns still in the context, oldest first."""
+        return [(self._question_text(pieces), answer) for pieces, answer in self._turns]
+
+    @staticmethod
+    def _question_text(pieces: Sequence[Piece]) -> str:
+        texts = [p for p in pieces if isinstance(p, str)]
+        return "".join(texts).removeprefix(HUMAN).removesuffix(ASSISTANT).strip()
+
+    def _turn_pieces(self, index: int) -> list[Piece]:
+        pieces, answer = self._turns[index]
+        if index > 0:
+            pieces = ["\n", *pieces]  # the previous answer ends the line
+        return pieces if answer is None else [*pieces, f" {answer}"]
+
+    def build_input(self) -> LLMInput:
+        """The embedded sequence of all turns kept (the last one awaiting its answer)."""
+        bos = self.llm.bos_embedding()
+        rows: list[torch.Tensor] = [] if bos is None else [bos]
+        spans: list[Span] = [] if bos is None else [Span("bos", 0, 1, "")]
+        offset = len(rows)
+        for index in range(len(self._turns)):
+            turn_rows, turn_spans = _embed_pieces(self.llm, self._turn_pieces(index), offset)
+            rows += turn_rows
+            spans += turn_spans
+            offset = spans[-1].end if spans else offset
+        return LLMInput(torch.cat(rows).unsqueeze(0), tuple(spans))
+
+    def token_count(self) -> int:
+        """Length of the current sequence in tokens (embedding rows)."""
+        return self.build_input().inputs_embeds.shape[1] if self._turns else 0
+
+    def _fit(self) -> None:
+        while self.token_count() + self.max_new_tokens > self.max_context_tokens:
+            if len(self._turns) <= 2:  # only the image turn and the new question are left
+                raise ModelError(
+                    f"the conversation needs {self.token_count()} + {self.max_new_tokens} tokens, more than "
+                    f"max_context_tokens={self.max_context_tokens}, even with all older turns dropped"
+                )
+            del self._turns[1]
+            self.dropped_turns += 1
+
+    def ask(self, question: str = QUESTION) -> str:
+        """Append a human turn, generate the assistant's answer (greedy, bounded) and return it."""
+        if self._turns and self._turns[-1][1] is None:
+            raise ModelError("the previous question has no answer yet")
+        if not self._turns:
+            image_tokens, prompt_tokens, description = self._image
+            pieces = _image_turn_pieces(image_tokens, prompt_tokens, description, question)
+        else:
+            pieces = [HUMAN + question.strip(), ASSISTANT]
+        self._turns.append((pieces, None))
+        try:
+            self._fit()
+            answer = self.llm.generate(self.build_input().inputs_embeds, max_new_tokens=self.max_new_tokens)
+        except Exception:
+            self._turns.pop()
+            raise
+        answer = answer.strip()
+        self._turns[-1] = (pieces, answer)
+        return answer
+
+
+class AnomalyGPT(nn.Module):
+    """Prompt learner + frozen LLM: verdict sentences and dialogue about a scored image.
+
+    >>> gpt = AnomalyGPT(load_llm(), PromptLearner(576, encoder.global_dim))  # doctest: +SKIP
+    >>> gpt.verdict(DetectorFacts(True, ("top left",), 1, "bottle"), anomaly_map, global_vector).agrees  # doctest: +SKIP
+    True
+    """
+
+    def __init__(self, llm: LanguageModel, prompt_learner: PromptLearner | None = None) -> None:
+        super().__init__()
+        if prompt_learner is not None and prompt_learner.hidden_size != llm.hidden_size:
+            raise ShapeError(
+                f"prompt learner hidden_size {prompt_learner.hidden_size} != LLM hidden size {llm.hidden_size}"
+            )
+        self.llm = llm
+        self.prompt_learner = prompt_learner
+
+    def tokens(self, anomaly_map: torch.Tensor | None, global_vector: torch.Tensor | None) -> PromptTokens | None:
+        """E_img (1, 1, D) and E_prompt (1, 18, D) for one image, or None without map/vector/learner."""
+        if self.prompt_learner is None or anomaly_map is None or global_vector is None:
+            return None
+        anomaly_map = torch.as_tensor(anomaly_map, dtype=torch.float32)
+        global_vector = torch.as_tensor(global_vector, dtype=torch.float32)
+        if anomaly_map.ndim == 2:
+            anomaly_map = anomaly_map.unsqueeze(0)  # (1, S, S)
+        if global_vector.ndim == 1:
+            global_vector = global_vector.unsqueeze(0)  # (1, C)
+        if anomaly_map.shape[0] != 1 or global_vector.shape[0] != 1:
+            raise ShapeError(f"one image at a time: got maps {tuple(anomaly_map.shape)}, vectors {tuple(global_vector.shape)}")
+        device = next(self.prompt_learner.parameters()).device
+        with torch.no_grad():
+            return self.prompt_learner(anomaly_map.to(device), global_vector.to(device))
+
+    def llm_input(
+        self,
+        anomaly_map: torch.Tensor | None,
+        global_vector: torch.Tensor | None,
+        description: str = "",
+        question: str = QUESTION,
+    ) -> LLMInput:
+        """The embedded first turn for one image (see :func:`build_llm_input`)."""
+        tokens = self.tokens(anomaly_map, global_vector)
+        image, prompt = (None, None) if tokens is None else (tokens.image_tokens, tokens.prompt_tokens)
+        return build_llm_input(self.llm, image, prompt, description, question)
+
+    def ask(
+        self,
+        anomaly_map: torch.Tensor | None,
+        global_vector: torch.Tensor | None,
+        description: str = "",
+        max_new_tokens: int = 48,
+    ) -> ParsedAnswer:
+        """The plain AnomalyGPT question (the LLM decides): parsed answer with its text in ``sentence``."""
+        text = self.llm.generate(self.llm_input(anomaly_map, global_vector, description).inputs_embeds, max_new_tokens)
+        return parse_answer(text)._replace(sentence=text.strip())
+
+    def verdict(
+        self,
+        facts: DetectorFacts,
+        anomaly_map: torch.Tensor | None = None,
+        global_vector: torch.Tensor | None = None,
+        max_new_tokens: int = 48,
+    ) -> VerdictResult:
+        """Ask with the detector's facts in the description; flag an answer that contradicts them."""
+        description = facts_description(facts)
+        text = self.llm.generate(
+            self.llm_input(anomaly_map, global_vector, description).inputs_embeds, max_new_tokens
+        ).strip()
+        parsed = parse_answer(text)
+        template = answer_sentence(facts.positions)
+        region_count = facts.region_count if facts.is_anomalous and facts.region_count > 0 else None
+        agrees = answer_agrees(parsed, facts.is_anomalous, facts.positions, region_count)
+        sentence = _restore_case(text, parsed.sentence) if agrees else template
+        return VerdictResult(text=text, agrees=agrees, parsed=parsed, template=template, sentence=sentence)
+
+    def conversation(
+        self,
+        anomaly_map: torch.Tensor | None,
+        global_vector: torch.Tensor | None,
+        description: str = "",
+        **options: int,
+    ) -> Conversation:
+        """A :class:`Conversation` about one image (``max_context_tokens``, ``max_new_tokens`` options)."""
+        tokens = self.tokens(anomaly_map, global_vector)
+        image, prompt = (None, None) if tokens is None else (tokens.image_tokens, tokens.prompt_tokens)
+        return Conversation(self.llm, image, prompt, description, **options)
+
+
+def _restore_case(text: str, lowered_sentence: str) -> str:
+    """The original-case version of a sentence found in ``text.lower()``."""
+    start = text.lower().find(lowered_sentence)
+    sentence = text[start : start + len(lowered_sentence)] if start >= 0 else lowered_sentence
+    return sentence[:1].upper() + sentence[1:]

@@ -1,0 +1,229 @@
+"""Per-class few-shot memory bank: L2-normalised patch features per stage, stored as safetensors.
+
+A bank file holds one tensor ``stage_<i>`` (N_i, C_i) float32 per encoder stage and, in the
+safetensors header, one JSON string ``linesight`` with the metadata (class, version, shots,
+encoder, image size, stage channels, calibration, creation time, format version). Never pickle:
+a bank file from a user must not be able to run code. Buffers take their size from the file
+(anomalib's dynamic buffer), so one ``MemoryBank`` can load any bank of its encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from model.calibration import Calibration
+from model.exceptions import BankFileError, ModelError
+
+__all__ = ["MemoryBank", "FORMAT_VERSION", "METADATA_KEY"]
+
+FORMAT_VERSION = 1
+METADATA_KEY = "linesight"
+_STAGE = "stage_{}"
+
+
+class MemoryBank(nn.Module):
+    """Frozen per-class memory bank; ``stage_features[i]`` is (N_i, C_i), rows L2-normalised.
+
+    >>> from model.calibration import choose_threshold
+    >>> bank = MemoryBank([torch.randn(10, 4), torch.randn(5, 8)], product_class="washer", version=1,
+    ...     shots=1, encoder_name="tiny", image_size_px=64, calibration=choose_threshold([0.1], [0.5]))
+    >>> bank.stage_channels, bank.key
+    ((4, 8), 'washer@1')
+    """
+
+    def __init__(
+        self,
+        stage_features: Sequence[torch.Tensor],
+        *,
+        product_class: str,
+        version: int,
+        shots: int,
+        encoder_name: str,
+        image_size_px: int,
+        calibration: Calibration,
+        created_at: str | None = None,
+    ) -> None:
+        super().__init__()
+        if not stage_features:
+            raise ModelError(f"bank {product_class!r}: needs at least one stage of features, got none")
+        for index, features in enumerate(stage_features):
+            if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] == 0:
+                raise ModelError(
+                    f"bank {product_class!r}: stage {index} features must be (N, C) with N, C >= 1, "
+                    f"got {tuple(features.shape)}"
+                )
+            normalised = nn.functional.normalize(features.detach().float(), dim=1)
+            self.register_buffer(_STAGE.format(index), normalised.contiguous())
+        self.num_stages = len(stage_features)
+        self.product_class = product_class
+        self.version = int(version)
+        self.shots = int(shots)
+        self.encoder_name = encoder_name
+        self.image_size_px = int(image_size_px)
+        self.calibration = calibration
+        self.created_at = created_at or datetime.now(UTC).isoformat(timespec="seconds")
+
+    # ------------------------------------------------------------------ views
+    @property
+    def stage_features(self) -> tuple[torch.Tensor, ...]:
+        """Per stage (N_i, C_i) L2-normalised features."""
+        return tuple(getattr(self, _STAGE.format(i)) for i in range(self.num_stages))
+
+    @property
+    def stage_channels(self) -> tuple[int, ...]:
+        """C_i per stage."""
+        return tuple(int(f.shape[1]) for f in self.stage_features)
+
+    @property
+    def key(self) -> str:
+        """``class@version``, the cache key of this bank."""
+        return f"{self.product_class}@{self.version}"
+
+    def metadata(self) -> dict[str, Any]:
+        """The JSON metadata written into the file header."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "product_class": self.product_class,
+            "version": self.version,
+            "shots": self.shots,
+            "encoder_name": self.encoder_name,
+            "image_size_px": self.image_size_px,
+            "stage_channels": list(self.stage_channels),
+            "stage_rows": [int(f.shape[0]) for f in self.stage_features],
+            "calibration": self.calibration.to_dict(),
+            "created_at": self.created_at,
+        }
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch signature
+        """Dynamic buffers: resize each stage buffer to the incoming tensor before copying it."""
+        for name, buffer in self._buffers.items():
+            incoming = state_dict.get(prefix + name)
+            if buffer is not None and incoming is not None and incoming.shape != buffer.shape:
+                buffer.resize_(incoming.shape)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | Path) -> str:
+        """Write the bank as safetensors (tensors + JSON metadata); returns the file's sha256 hex.
+
+        The file is written to a temporary name first and renamed, so readers never see half a bank.
+        """
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        tensors = {_STAGE.format(i): f.contiguous().cpu() for i, f in enumerate(self.stage_features)}
+        temporary = path.with_name(path.name + ".tmp")
+        try:
+            save_file(tensors, str(temporary), metadata={METADATA_KEY: json.dumps(self.metadata())})
+            temporary.replace(path)
+        except OSError as exc:
+            raise BankFileError(f"cannot write bank file {str(path)!r}: {exc}") from exc
+        return _sha256(path)
+
+    @classmethod
+    def load(cls, path: str | Path, *, expected_encoder: str | None = None) -> MemoryBank:
+        """Read a bank file; every problem is a :class:`BankFileError` naming the file and the problem."""
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(path)
+        where = f"bank file {str(path)!r}"
+        if not path.is_file():
+            raise BankFileError(f"{where}: no such file")
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as handle:
+                header = handle.metadata() or {}
+                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise BankFileError(f"{where}: not a readable safetensors file ({exc})") from None
+        meta = _parse_metadata(header, where)
+        if expected_encoder is not None and meta["encoder_name"] != expected_encoder:
+            raise BankFileError(
+                f"{where}: built with encoder {meta['encoder_name']!r}, but this model uses {expected_encoder!r}"
+            )
+        stages = []
+        for index, channels in enumerate(meta["stage_channels"]):
+            name = _STAGE.format(index)
+            if name not in tensors:
+                raise BankFileError(f"{where}: missing tensor {name!r} (has {sorted(tensors)})")
+            features = tensors[name]
+            if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] != channels:
+                raise BankFileError(
+                    f"{where}: tensor {name!r} has shape {tuple(features.shape)}, metadata says (N, {channels})"
+                )
+            if not torch.isfinite(features).all():
+                raise BankFileError(f"{where}: tensor {name!r} contains NaN or infinite values")
+            stages.append(features.float())
+        extra = sorted(set(tensors) - {_STAGE.format(i) for i in range(len(stages))})
+        if extra:
+            raise BankFileError(f"{where}: unexpected tensors {extra}")
+        try:
+            calibration = Calibration.from_dict(meta["calibration"])
+        except ModelError as exc:
+            raise BankFileError(f"{where}: {exc}") from None
+        return cls(
+            stages,
+            product_class=meta["product_class"],
+            version=meta["version"],
+            shots=meta["shots"],
+            encoder_name=meta["encoder_name"],
+            image_size_px=meta["image_size_px"],
+            calibration=calibration,
+            created_at=meta["created_at"],
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "format_version": int,
+    "product_class": str,
+    "version": int,
+    "shots": int,
+    "encoder_name": str,
+    "image_size_px": int,
+    "stage_channels": list,
+    "calibration": dict,
+    "created_at": str,
+}
+
+
+def _parse_metadata(header: dict[str, str], where: str) -> dict[str, Any]:
+    """The validated metadata dict of a bank header, or BankFileError saying what is wrong."""
+    if METADATA_KEY not in header:
+        raise BankFileError(f"{where}: no {METADATA_KEY!r} metadata in the header (not a linesight bank)")
+    try:
+        meta = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError as exc:
+        raise BankFileError(f"{where}: metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise BankFileError(f"{where}: metadata must be a JSON object, got {type(meta).__name__}")
+    for field, kind in _REQUIRED.items():
+        if field not in meta:
+            raise BankFileError(f"{where}: metadata is missing {field!r}")
+        if not isinstance(meta[field], kind) or isinstance(meta[field], bool):
+            raise BankFileError(f"{where}: metadata {field!r} has the wrong type: {meta[field]!r}")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise BankFileError(f"{where}: format version {meta['format_version']} is not supported (want {FORMAT_VERSION})")
+    channels = meta["stage_channels"]
+    if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
+        raise BankFileError(f"{where}: metadata 'stage_channels' must be positive integers, got {channels!r}")
+    if meta["shots"] < 1 or meta["version"] < 0 or meta["image_size_px"] < 1:
+        raise BankFileError(
+            f"{where}: metadata has impossible values: shots={meta['shots']}, version={meta['version']}, "
+            f"image_size_px={meta['image_size_px']}"
+        )
+    return meta

@@ -1,0 +1,31 @@
+"""Errors of the storage package; all derive from :class:`linesight.errors.LinesightError`."""
+
+from linesight.errors import LinesightError
+
+__all__ = [
+    "StorageError",
+    "DatabaseUnavailableError",
+    "MigrationError",
+    "InvalidRecordError",
+    "NotFoundError",
+]
+
+
+class StorageError(LinesightError):
+    """A database operation failed; the message names the (password-masked) URL or the bad value."""
+
+
+class DatabaseUnavailableError(StorageError):
+    """The URL is malformed, its driver is missing, or the server does not answer."""
+
+
+class MigrationError(StorageError):
+    """Bringing the schema to the current revision failed."""
+
+
+class InvalidRecordError(StorageError):
+    """A record handed to the repository is invalid (e.g. a naive timestamp); the message names the field."""
+
+
+class NotFoundError(StorageError):
+    """A row asked for by key does not exist (e.g. an unknown bank class/version)."""

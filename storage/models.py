@@ -1,0 +1,166 @@
+"""SQLAlchemy 2 declarative models: inspections, their masks, memory banks and chat turns.
+
+The schema itself is created by the Alembic migrations in ``storage/migrations`` (never by
+``create_all`` in production); these models describe it for queries and for the test that
+compares the migrated schema with the models.
+
+All timestamps are timezone-aware UTC on the Python side (:class:`UTCDateTime`): PostgreSQL
+stores ``timestamptz``, SQLite stores naive UTC text, and reads come back with ``tzinfo=UTC``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "Base",
+    "UTCDateTime",
+    "Inspection",
+    "Mask",
+    "Bank",
+    "ChatTurn",
+    "VERDICT_SOURCES",
+    "CHAT_ROLES",
+]
+
+VERDICT_SOURCES = ("template", "llm")
+CHAT_ROLES = ("operator", "assistant")
+
+# 64-bit ids on PostgreSQL; SQLite needs exactly INTEGER PRIMARY KEY for its rowid alias.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime stored as UTC; a naive value is refused (ValueError naming it)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"timestamps must be timezone-aware, got naive {value.isoformat()!r}")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the linesight schema."""
+
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: sa.JSON(), list[str]: sa.JSON()}
+
+
+class Inspection(Base):
+    """One scored frame; ``frame_id`` is the idempotency key of the stream's upsert."""
+
+    __tablename__ = "inspections"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    frame_id: Mapped[str] = mapped_column(sa.String(128))
+    line_id: Mapped[str] = mapped_column(sa.String(64))
+    camera_id: Mapped[str] = mapped_column(sa.String(64))
+    product_class: Mapped[str] = mapped_column(sa.String(64))
+    captured_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+    scored_at: Mapped[datetime]
+    score: Mapped[float] = mapped_column(sa.Float)
+    threshold: Mapped[float] = mapped_column(sa.Float)
+    is_anomalous: Mapped[bool] = mapped_column(sa.Boolean)
+    positions: Mapped[list[str]]  # 3x3 names, largest region first
+    region_count: Mapped[int] = mapped_column(sa.Integer)
+    verdict: Mapped[str] = mapped_column(sa.Text)
+    verdict_source: Mapped[str] = mapped_column(sa.String(16))  # "template" | "llm"
+    verdict_note: Mapped[str | None] = mapped_column(sa.Text)  # e.g. why an LLM verdict was rejected
+    bank_version: Mapped[int] = mapped_column(sa.Integer)
+    latency_ms: Mapped[float] = mapped_column(sa.Float)  # capture -> scored/stored
+    source_topic: Mapped[str | None] = mapped_column(sa.String(255))
+    source_partition: Mapped[int | None] = mapped_column(sa.Integer)
+    source_offset: Mapped[int | None] = mapped_column(sa.BigInteger)
+    alert_sent_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        sa.UniqueConstraint("frame_id", name="uq_inspections_frame_id"),
+        sa.CheckConstraint("verdict_source IN ('template', 'llm')", name="ck_inspections_verdict_source"),
+        sa.Index("ix_inspections_line_id", "line_id", "id"),
+        sa.Index("ix_inspections_camera_id", "camera_id", "id"),
+        sa.Index("ix_inspections_product_class", "product_class", "id"),
+        sa.Index("ix_inspections_is_anomalous", "is_anomalous", "id"),
+        sa.Index("ix_inspections_captured_at", "captured_at"),
+    )
+
+
+class Mask(Base):
+    """The anomaly map (8-bit PNG of the float map), the binary mask PNG and the frame as received."""
+
+    __tablename__ = "masks"
+
+    inspection_id: Mapped[int] = mapped_column(
+        BigId,
+        sa.ForeignKey("inspections.id", ondelete="CASCADE", name="fk_masks_inspection_id"),
+        primary_key=True,
+    )
+    anomaly_map_png: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    mask_png: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    width_px: Mapped[int] = mapped_column(sa.Integer)
+    height_px: Mapped[int] = mapped_column(sa.Integer)
+    frame_image: Mapped[bytes | None] = mapped_column(sa.LargeBinary)  # encoded JPEG/PNG, optional
+
+
+class Bank(Base):
+    """A registered memory-bank version of a product class; at most one active per class."""
+
+    __tablename__ = "banks"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    product_class: Mapped[str] = mapped_column(sa.String(64))
+    version: Mapped[int] = mapped_column(sa.Integer)
+    path: Mapped[str] = mapped_column(sa.Text)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    shots: Mapped[int] = mapped_column(sa.Integer)
+    encoder: Mapped[str] = mapped_column(sa.String(64))
+    calibration: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    active: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+
+    __table_args__ = (
+        sa.UniqueConstraint("product_class", "version", name="uq_banks_class_version"),
+        # Partial unique index: at most one active version per class (SQLite and PostgreSQL).
+        sa.Index(
+            "uq_banks_one_active",
+            "product_class",
+            unique=True,
+            sqlite_where=sa.text("active"),
+            postgresql_where=sa.text("active"),
+        ),
+    )
+
+
+class ChatTurn(Base):
+    """One turn of the operator/assistant dialogue about an inspection."""
+
+    __tablename__ = "chat_turns"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    inspection_id: Mapped[int] = mapped_column(
+        BigId, sa.ForeignKey("inspections.id", ondelete="CASCADE", name="fk_chat_turns_inspection_id")
+    )
+    turn_index: Mapped[int] = mapped_column(sa.Integer)
+    role: Mapped[str] = mapped_column(sa.String(16))  # "operator" | "assistant"
+    text: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        sa.UniqueConstraint("inspection_id", "turn_index", name="uq_chat_turns_inspection_turn"),
+        sa.CheckConstraint("role IN ('operator', 'assistant')", name="ck_chat_turns_role"),
+    )

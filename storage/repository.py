@@ -1,0 +1,337 @@
+"""All reads and writes of linesight's SQL data; results are frozen rows (:mod:`storage.rows`).
+
+The stream's write path is :meth:`Repository.upsert_inspections`: one transaction, ``INSERT ...
+ON CONFLICT (frame_id) DO NOTHING RETURNING id, frame_id``, then the masks of the inserted rows.
+A replayed batch (after a crash, before the Kafka commit) inserts nothing and returns ``[]``.
+
+>>> from storage.db import Database
+>>> repo = Repository(Database("sqlite://"))
+>>> repo.database.migrate()
+'0001'
+>>> repo.next_bank_version("bottle")
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from storage.banks import BankQueries
+from storage.db import Database
+from storage.exceptions import InvalidRecordError, NotFoundError, StorageError
+from storage.models import CHAT_ROLES, VERDICT_SOURCES, ChatTurn, Inspection, Mask
+from storage.records import InspectionRecord, png_size_px
+from storage.rows import ChatTurnRow, ClassStats, InspectionRow, MaskRow
+
+__all__ = ["Repository"]
+
+_INSPECTIONS = Inspection.__table__
+_MASKS = Mask.__table__
+_CHAT = ChatTurn.__table__
+_CHUNK_ROWS = 500  # rows per INSERT statement (SQLite allows 32766 bound values)
+_MAX_LIMIT = 10_000
+_INSPECTION_COLUMNS = [c for c in _INSPECTIONS.c if c.name != "id"]
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _aware(value: datetime | None, name: str) -> datetime | None:
+    if value is not None and (value.tzinfo is None or value.utcoffset() is None):
+        raise InvalidRecordError(f"{name} must be timezone-aware, got naive {value.isoformat()!r}")
+    return value
+
+
+def _record_row(record: InspectionRecord) -> dict[str, Any]:
+    return {
+        "frame_id": record.frame_id,
+        "line_id": record.line_id,
+        "camera_id": record.camera_id,
+        "product_class": record.product_class,
+        "captured_at": record.captured_at,
+        "received_at": record.received_at,
+        "scored_at": record.scored_at,
+        "score": float(record.score),
+        "threshold": float(record.threshold),
+        "is_anomalous": bool(record.is_anomalous),
+        "positions": list(record.positions),
+        "region_count": int(record.region_count),
+        "verdict": record.verdict,
+        "verdict_source": record.verdict_source,
+        "verdict_note": record.verdict_note,
+        "bank_version": int(record.bank_version),
+        "latency_ms": float(record.latency_ms),
+        "source_topic": record.source_topic,
+        "source_partition": record.source_partition,
+        "source_offset": record.source_offset,
+        "alert_sent_at": None,
+    }
+
+
+class Repository(BankQueries):
+    """Inspections, masks, banks (:class:`storage.banks.BankQueries`) and chat turns on one :class:`Database`."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        if database.dialect_name == "postgresql":
+            self._insert = postgresql.insert
+        elif database.dialect_name == "sqlite":
+            self._insert = sqlite.insert
+        else:
+            raise StorageError(
+                f"unsupported database {database.url!r}: linesight stores to SQLite or PostgreSQL only"
+            )
+
+    # --- the stream's write path -------------------------------------------------------------
+    def upsert_inspections(self, records: Sequence[InspectionRecord]) -> list[str]:
+        """Insert records whose ``frame_id`` is new, with their masks; return those frame_ids (input order).
+
+        One transaction for the whole batch; a frame_id already stored (or repeated in the batch)
+        is skipped, so replaying a batch returns ``[]``.
+        """
+        unique: dict[str, InspectionRecord] = {}
+        for record in records:
+            unique.setdefault(record.frame_id, record)
+        if not unique:
+            return []
+        rows = [_record_row(record) for record in unique.values()]
+        statement = (
+            self._insert(_INSPECTIONS)
+            .on_conflict_do_nothing(index_elements=["frame_id"])
+            .returning(_INSPECTIONS.c.id, _INSPECTIONS.c.frame_id)
+        )
+        inserted: dict[str, int] = {}
+        with self.database.transaction(write=True) as connection:
+            # executemany + RETURNING: SQLAlchemy's "insertmanyvalues" sends multi-row INSERTs from one
+            # cached compiled statement (a .values(list) statement would be recompiled every batch).
+            for inspection_id, frame_id in connection.execute(statement, rows):
+                inserted[frame_id] = inspection_id
+            if inserted:
+                masks = []
+                for frame_id, inspection_id in inserted.items():
+                    record = unique[frame_id]
+                    width_px, height_px = png_size_px(record.anomaly_map_png)
+                    masks.append(
+                        {
+                            "inspection_id": inspection_id,
+                            "anomaly_map_png": bytes(record.anomaly_map_png),
+                            "mask_png": bytes(record.mask_png),
+                            "width_px": width_px,
+                            "height_px": height_px,
+                            "frame_image": record.frame_image,
+                        }
+                    )
+                connection.execute(_MASKS.insert(), masks)
+        return [frame_id for frame_id in unique if frame_id in inserted]
+
+    def pending_alerts(self, frame_ids: Sequence[str]) -> list[InspectionRow]:
+        """Flagged rows among ``frame_ids`` whose alert was not sent yet (oldest id first)."""
+        found: list[InspectionRow] = []
+        with self.database.transaction() as connection:
+            for chunk in _chunks(list(dict.fromkeys(frame_ids)), _CHUNK_ROWS):
+                query = (
+                    sa.select(_INSPECTIONS)
+                    .where(_INSPECTIONS.c.frame_id.in_(chunk))
+                    .where(_INSPECTIONS.c.is_anomalous.is_(True))
+                    .where(_INSPECTIONS.c.alert_sent_at.is_(None))
+                )
+                found.extend(InspectionRow.from_mapping(r) for r in connection.execute(query).mappings())
+        return sorted(found, key=lambda row: row.id)
+
+    def mark_alerted(self, frame_ids: Sequence[str], at: datetime | None = None) -> int:
+        """Record that alerts of ``frame_ids`` were sent at ``at`` (default now); returns rows newly marked."""
+        at = _aware(at, "at") or datetime.now(UTC)
+        marked = 0
+        with self.database.transaction(write=True) as connection:
+            for chunk in _chunks(list(dict.fromkeys(frame_ids)), _CHUNK_ROWS):
+                result = connection.execute(
+                    sa.update(_INSPECTIONS)
+                    .where(_INSPECTIONS.c.frame_id.in_(chunk))
+                    .where(_INSPECTIONS.c.alert_sent_at.is_(None))
+                    .values(alert_sent_at=at)
+                )
+                marked += result.rowcount
+        return marked
+
+    def set_verdict(self, frame_id: str, text: str, source: str, note: str | None = None) -> InspectionRow:
+        """Replace the verdict of a stored frame (e.g. by an accepted LLM sentence); returns the row."""
+        if source not in VERDICT_SOURCES:
+            raise InvalidRecordError(f"verdict source must be one of {VERDICT_SOURCES}, got {source!r}")
+        with self.database.transaction(write=True) as connection:
+            result = connection.execute(
+                sa.update(_INSPECTIONS)
+                .where(_INSPECTIONS.c.frame_id == frame_id)
+                .values(verdict=text, verdict_source=source, verdict_note=note)
+            )
+            if result.rowcount == 0:
+                raise NotFoundError(f"no inspection with frame_id {frame_id!r}")
+            row = connection.execute(sa.select(_INSPECTIONS).where(_INSPECTIONS.c.frame_id == frame_id))
+            return InspectionRow.from_mapping(row.mappings().one())
+
+    # --- reads -------------------------------------------------------------------------------
+    def get_inspection(self, inspection_id: int) -> InspectionRow | None:
+        """The inspection with this id, or ``None``."""
+        return self._one(_INSPECTIONS.c.id == inspection_id)
+
+    def get_inspection_by_frame(self, frame_id: str) -> InspectionRow | None:
+        """The inspection of this frame_id, or ``None``."""
+        return self._one(_INSPECTIONS.c.frame_id == frame_id)
+
+    def _one(self, condition: sa.ColumnElement[bool]) -> InspectionRow | None:
+        with self.database.transaction() as connection:
+            row = connection.execute(sa.select(_INSPECTIONS).where(condition)).mappings().first()
+        return None if row is None else InspectionRow.from_mapping(row)
+
+    def get_masks(self, inspection_id: int) -> MaskRow | None:
+        """The stored map/mask PNGs of an inspection, or ``None``."""
+        with self.database.transaction() as connection:
+            row = (
+                connection.execute(sa.select(_MASKS).where(_MASKS.c.inspection_id == inspection_id))
+                .mappings()
+                .first()
+            )
+        return None if row is None else MaskRow(**row)
+
+    def history(
+        self,
+        *,
+        line_id: str | None = None,
+        camera_id: str | None = None,
+        product_class: str | None = None,
+        anomalous_only: bool = False,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[InspectionRow]:
+        """Inspections newest first (by id); ``since`` inclusive, ``until`` exclusive (captured_at).
+
+        Page with ``before_id=rows[-1].id``.
+        """
+        if not 1 <= limit <= _MAX_LIMIT:
+            raise InvalidRecordError(f"limit must be in 1..{_MAX_LIMIT}, got {limit}")
+        query = sa.select(_INSPECTIONS).where(
+            *self._filters(line_id, camera_id, product_class, anomalous_only, since, until)
+        )
+        if before_id is not None:
+            query = query.where(_INSPECTIONS.c.id < before_id)
+        query = query.order_by(_INSPECTIONS.c.id.desc()).limit(limit)
+        with self.database.transaction() as connection:
+            return [InspectionRow.from_mapping(r) for r in connection.execute(query).mappings()]
+
+    def iter_history(self, *, page_size: int = 1000, **filters: Any) -> Iterator[InspectionRow]:
+        """Every inspection matching ``filters`` (as :meth:`history`), newest first, fetched page by page."""
+        before_id = None
+        while True:
+            page = self.history(limit=page_size, before_id=before_id, **filters)
+            yield from page
+            if len(page) < page_size:
+                return
+            before_id = page[-1].id
+
+    def count_inspections(
+        self,
+        *,
+        line_id: str | None = None,
+        camera_id: str | None = None,
+        product_class: str | None = None,
+        anomalous_only: bool = False,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> int:
+        """How many inspections match (same filters as :meth:`history`)."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(_INSPECTIONS)
+            .where(*self._filters(line_id, camera_id, product_class, anomalous_only, since, until))
+        )
+        with self.database.transaction() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def stats_by_class(
+        self, *, line_id: str | None = None, since: datetime | None = None, until: datetime | None = None
+    ) -> dict[str, ClassStats]:
+        """Per product class: total, flagged, mean score and mean latency (for the demo summary)."""
+        c = _INSPECTIONS.c
+        query = (
+            sa.select(
+                c.product_class,
+                sa.func.count(),
+                sa.func.sum(sa.case((c.is_anomalous.is_(True), 1), else_=0)),
+                sa.func.avg(c.score),
+                sa.func.avg(c.latency_ms),
+            )
+            .where(*self._filters(line_id, None, None, False, since, until))
+            .group_by(c.product_class)
+            .order_by(c.product_class)
+        )
+        with self.database.transaction() as connection:
+            return {
+                cls: ClassStats(
+                    cls, int(total), int(flagged or 0), float(score or 0.0), float(latency or 0.0)
+                )
+                for cls, total, flagged, score, latency in connection.execute(query)
+            }
+
+    @staticmethod
+    def _filters(
+        line_id: str | None,
+        camera_id: str | None,
+        product_class: str | None,
+        anomalous_only: bool,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> list[sa.ColumnElement[bool]]:
+        c = _INSPECTIONS.c
+        conditions: list[sa.ColumnElement[bool]] = []
+        if line_id is not None:
+            conditions.append(c.line_id == line_id)
+        if camera_id is not None:
+            conditions.append(c.camera_id == camera_id)
+        if product_class is not None:
+            conditions.append(c.product_class == product_class)
+        if anomalous_only:
+            conditions.append(c.is_anomalous.is_(True))
+        if _aware(since, "since") is not None:
+            conditions.append(c.captured_at >= since)
+        if _aware(until, "until") is not None:
+            conditions.append(c.captured_at < until)
+        return conditions
+
+    # --- chat --------------------------------------------------------------------------------
+    def add_chat_turn(self, inspection_id: int, role: str, text: str) -> ChatTurnRow:
+        """Append a turn to an inspection's dialogue (``turn_index`` = previous + 1, from 0)."""
+        if role not in CHAT_ROLES:
+            raise InvalidRecordError(f"chat role must be one of {CHAT_ROLES}, got {role!r}")
+        with self.database.transaction(write=True) as connection:
+            # FOR UPDATE (PostgreSQL) serialises appends to one dialogue; SQLite holds the write lock.
+            owner = connection.execute(
+                sa.select(_INSPECTIONS.c.id).where(_INSPECTIONS.c.id == inspection_id).with_for_update()
+            ).first()
+            if owner is None:
+                raise NotFoundError(f"no inspection with id {inspection_id!r} to add a chat turn to")
+            last = connection.execute(
+                sa.select(sa.func.max(_CHAT.c.turn_index)).where(_CHAT.c.inspection_id == inspection_id)
+            ).scalar_one()
+            values = {
+                "inspection_id": inspection_id,
+                "turn_index": 0 if last is None else int(last) + 1,
+                "role": role,
+                "text": text,
+                "created_at": datetime.now(UTC),
+            }
+            turn_id = connection.execute(_CHAT.insert().values(values).returning(_CHAT.c.id)).scalar_one()
+        return ChatTurnRow(id=turn_id, **values)
+
+    def chat_turns(self, inspection_id: int) -> list[ChatTurnRow]:
+        """The dialogue of an inspection, in order."""
+        query = sa.select(_CHAT).where(_CHAT.c.inspection_id == inspection_id).order_by(_CHAT.c.turn_index)
+        with self.database.transaction() as connection:
+            return [ChatTurnRow(**row) for row in connection.execute(query).mappings()]

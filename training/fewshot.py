@@ -1,0 +1,155 @@
+"""Build a calibrated per-class memory bank from k normal images (no manual threshold).
+
+1. Bank: patch embeddings (see :func:`model.anomaly_map.patch_embeddings`) of every shot, and of
+   its 90/180/270-degree rotations when the class tolerates them; optional greedy coreset.
+2. Normal scores: leave-one-out, each shot scored against a bank built without it; with a single
+   shot, slightly shifted/rotated/brightened views of it scored against its own bank.
+3. Anomaly scores: synthetic defects (training/defects.py) injected into the shots, scored the
+   same way (against the bank without that shot).
+4. Threshold: :func:`model.calibration.choose_threshold` on the two score sets, stored in the bank.
+
+>>> from model.encoders.efficientnet import EfficientNetLiteEncoder
+>>> from training.synthetic import normal_images
+>>> bank = build_bank(EfficientNetLiteEncoder(), normal_images("gravel", 4), "gravel", 1)
+>>> bank.shots, bank.calibration.threshold > 0
+(4, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from model.anomaly_map import few_shot_anomaly_map, image_scores, patch_embeddings
+from model.bank import MemoryBank
+from model.calibration import choose_threshold
+from model.coreset import coreset_size, greedy_coreset
+from model.encoders.base import ImageEncoder
+from training.defects import random_defect
+from training.exceptions import BankBuildError
+
+__all__ = ["build_bank", "augmented_views", "ANOMALIES_PER_BANK", "SINGLE_SHOT_VIEWS"]
+
+ANOMALIES_PER_BANK = 24  # synthetic-defect images scored per calibration (spread over the shots)
+SINGLE_SHOT_VIEWS = 8  # augmented normal views scored when there is only one shot
+_ENCODE_BATCH = 16  # images per encoder call (bounds memory)
+
+
+def augmented_views(image: np.ndarray, count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``count`` slightly moved copies of a normal image: shift +-4..12 px, rotation +-3 deg, brightness +-6 %.
+
+    >>> len(augmented_views(np.zeros((64, 64, 3), np.uint8), 3, np.random.default_rng(0)))
+    3
+    """
+    height, width = image.shape[:2]
+    scale = width / 224.0
+    views = []
+    for _ in range(count):
+        shift = rng.uniform(4, 12, 2) * scale * rng.choice([-1, 1], 2)
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), float(rng.uniform(-3, 3)), 1.0)
+        matrix[:, 2] += shift
+        moved = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        views.append(np.clip(moved.astype(np.float32) * rng.uniform(0.94, 1.06), 0, 255).astype(np.uint8))
+    return views
+
+
+@torch.inference_mode()
+def _encode(encoder: ImageEncoder, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    """Raw stage features (B, C_i, H_i, W_i) of uint8 RGB images, encoded in batches."""
+    parts: list[list[torch.Tensor]] = []
+    for start in range(0, len(images), _ENCODE_BATCH):
+        pixels = encoder.preprocess(list(images[start : start + _ENCODE_BATCH]))
+        parts.append(list(encoder(pixels).patch_features))
+    return [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
+def _bank_rows(features: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Stage features of some images -> per stage (images * H_i * W_i, C_i) bank rows."""
+    return [e.reshape(-1, e.shape[-1]) for e in patch_embeddings(features)]
+
+
+def _subsample(rows: list[torch.Tensor], ratio: float | None, seed: int) -> list[torch.Tensor]:
+    if ratio is None:
+        return rows
+    return [r[greedy_coreset(r, coreset_size(r.shape[0], ratio), seed=seed + i)] for i, r in enumerate(rows)]
+
+
+@torch.inference_mode()
+def _scores(encoder: ImageEncoder, images: Sequence[np.ndarray], bank: list[torch.Tensor]) -> list[float]:
+    features = _encode(encoder, images)
+    maps = few_shot_anomaly_map(features, bank, encoder.image_size_px)
+    return image_scores(maps).tolist()
+
+
+def build_bank(
+    encoder: ImageEncoder,
+    images: Sequence[np.ndarray],
+    product_class: str,
+    version: int,
+    *,
+    rotations: bool = True,
+    coreset_ratio: float | None = None,
+    seed: int = 0,
+) -> MemoryBank:
+    """A calibrated :class:`MemoryBank` from k >= 1 normal uint8 RGB images of one class.
+
+    ``rotations`` adds the 90/180/270-degree rotations of every shot to the bank (textures and
+    round parts tolerate them; oriented parts do not). ``coreset_ratio`` in (0, 1] keeps that
+    fraction of bank rows per stage (greedy k-center). Deterministic for a given ``seed``.
+    """
+    shots = list(images)
+    if not shots:
+        raise BankBuildError(f"class {product_class!r}: need at least one normal image, got none")
+    for index, image in enumerate(shots):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise BankBuildError(
+                f"class {product_class!r}: image {index} must be uint8 RGB (H, W, 3), got {image.dtype} {image.shape}"
+            )
+    if coreset_ratio is not None and not 0.0 < coreset_ratio <= 1.0:
+        raise BankBuildError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
+    size = encoder.image_size_px
+    shots = [cv2.resize(s, (size, size), interpolation=cv2.INTER_AREA) if s.shape[:2] != (size, size) else s for s in shots]
+    turns = (0, 1, 2, 3) if rotations else (0,)
+    rng = np.random.default_rng([seed, 31337])
+
+    # bank rows per shot (all of its rotations), per stage
+    views = [np.ascontiguousarray(np.rot90(shot, turn)) for shot in shots for turn in turns]
+    features = _encode(encoder, views)  # per stage (k * turns, C, H, W)
+    per_view = _bank_rows(features)
+    rows_per_shot = [r.shape[0] // len(shots) for r in per_view]
+    shot_rows = [[r[i * n : (i + 1) * n] for r, n in zip(per_view, rows_per_shot, strict=True)] for i in range(len(shots))]
+    full_bank = _subsample(per_view, coreset_ratio, seed)
+
+    # calibration scores: each shot (or its augmented views) and its defective copies, never in their own bank
+    normal_scores: list[float] = []
+    anomaly_scores: list[float] = []
+    defects_per_shot = max(2, -(-ANOMALIES_PER_BANK // len(shots)))
+    for index, shot in enumerate(shots):
+        others = [s for i, s in enumerate(shots) if i != index]
+        if others:
+            bank = _subsample(
+                [torch.cat([shot_rows[j][stage] for j in range(len(shots)) if j != index]) for stage in range(len(per_view))],
+                coreset_ratio,
+                seed,
+            )
+            normals = [shot]
+        else:
+            bank = full_bank
+            normals = augmented_views(shot, SINGLE_SHOT_VIEWS, rng)
+        defective = [random_defect(shot, rng, sources=others or [shot])[0] for _ in range(defects_per_shot)]
+        scores = _scores(encoder, normals + defective, bank)
+        normal_scores += scores[: len(normals)]
+        anomaly_scores += scores[len(normals) :]
+    calibration = choose_threshold(normal_scores, anomaly_scores)
+    return MemoryBank(
+        full_bank,
+        product_class=product_class,
+        version=version,
+        shots=len(shots),
+        encoder_name=encoder.name,
+        image_size_px=size,
+        calibration=calibration,
+    )
