@@ -158,7 +158,7 @@ def save_weights(module: nn.Module, path: Path | str, kind: str, config: Mapping
 
 def load_weights(path: Path | str, kind: str) -> tuple[dict[str, torch.Tensor], dict[str, object]]:
     """Read a :func:`save_weights` file: (tensors, config); errors name the file and what is wrong."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     source = Path(path)
     if not source.is_file():
@@ -167,7 +167,7 @@ def load_weights(path: Path | str, kind: str) -> tuple[dict[str, torch.Tensor], 
         with safe_open(str(source), framework="pt") as handle:
             metadata = handle.metadata() or {}
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise ModelError(f"{source} is not a readable safetensors file: {exc}") from exc
     if metadata.get("kind") != kind:
         raise ModelError(f"{source} holds {metadata.get('kind')!r} weights, expected {kind!r}")

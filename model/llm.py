@@ -138,13 +138,13 @@ class LanguageModel(nn.Module):
         return self.embed_ids(self.token_ids(text))
 
     @torch.no_grad()
-    def generate(
+    def generate_ids(
         self,
         inputs_embeds: torch.Tensor,
         max_new_tokens: int = 48,
         stop_strings: tuple[str, ...] = ("###",),
-    ) -> str:
-        """Greedy answer to (1, T, D) ``inputs_embeds``: at most ``max_new_tokens`` tokens, cut at a stop string."""
+    ) -> list[int]:
+        """Greedy new token ids after (1, T, D) ``inputs_embeds``: at most ``max_new_tokens``, ends at EOS or a stop string."""
         from transformers import GenerationConfig
 
         if inputs_embeds.ndim != 3 or inputs_embeds.shape[0] != 1 or inputs_embeds.shape[2] != self.hidden_size:
@@ -163,12 +163,21 @@ class LanguageModel(nn.Module):
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
         output = self.model.generate(
             inputs_embeds=embeds, attention_mask=mask, generation_config=config, tokenizer=self.tokenizer
-        )
-        new_tokens = output[0, -max_new_tokens:] if output.shape[1] > max_new_tokens else output[0]
-        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        )  # (1, new tokens): with inputs_embeds only, the prompt is not echoed
+        return output[0].tolist()
+
+    def generate(
+        self,
+        inputs_embeds: torch.Tensor,
+        max_new_tokens: int = 48,
+        stop_strings: tuple[str, ...] = ("###",),
+    ) -> str:
+        """Greedy answer text after (1, T, D) ``inputs_embeds``, cut before the first stop string and stripped."""
+        ids = self.generate_ids(inputs_embeds, max_new_tokens, stop_strings)
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
         for stop in stop_strings:
             text = text.split(stop, 1)[0]
-        return text.rstrip()
+        return text.strip()
 
 
 def load_llm(path: Path | str | None = None, *, cache_dir: Path | str | None = None) -> LanguageModel:

@@ -46,6 +46,7 @@ class IngestStats:
     committed_batches: int = 0
     commit_failures: int = 0
     inference_errors: int = 0
+    bank_swaps: int = 0
     bank_versions: dict[str, int] = field(default_factory=dict)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=20_000))
@@ -70,7 +71,15 @@ class _InFlight:
 class Ingestor:
     """One consumer's loop; :meth:`run` blocks until :meth:`stop` (then drains and commits)."""
 
-    def __init__(self, settings: Settings, bootstrap_servers: str, inference: list[Any], sink: Any, name: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bootstrap_servers: str,
+        inference: list[Any],
+        sink: Any,
+        name: str,
+        monitor: Any | None = None,
+    ) -> None:
         if not inference:
             raise ValueError("Ingestor needs at least one inference actor")
         self.settings = settings
@@ -85,6 +94,9 @@ class Ingestor:
         self._next_actor = 0
         self._pending: deque[_InFlight] = deque()
         self._ready_offsets: dict[Any, int] = {}
+        self.monitor = monitor
+        self._unreported_latencies: list[float] = []
+        self._reported_at = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -121,10 +133,12 @@ class Ingestor:
                 records = self._collect_batch()
                 if records:
                     self._dispatch(records)
+                self._report()
             log.info("%s: stopping, draining %d in-flight batches", self.name, len(self._pending))
             while self._pending:
                 self._complete_ready(block=True)
         finally:
+            self._report(force=True, running=False)
             try:
                 self._dead_letters.flush()
             finally:
@@ -142,6 +156,7 @@ class Ingestor:
         for cls, ref in banks.items():
             old = self._banks.get(cls)
             if old is not None and old.version != ref.version:
+                self.stats.bank_swaps += 1
                 log.info("%s: hot swap %s -> %s", self.name, old.key, ref.key)
         self._banks = banks
         self._banks_read_at = now
@@ -203,6 +218,16 @@ class Ingestor:
         self._pending.append(_InFlight(offsets, ref, tasks, dead))
         self.stats.batches += 1
 
+    def _report(self, force: bool = False, running: bool = True) -> None:
+        """Push counters to the stream monitor about once a second (fire and forget)."""
+        if self.monitor is None or (not force and time.monotonic() - self._reported_at < 1.0):
+            return
+        counters = self.stats.as_dict()
+        counters.pop("latencies_ms")
+        self.monitor.report.remote(self.name, counters, self._unreported_latencies, running)
+        self._unreported_latencies = []
+        self._reported_at = time.monotonic()
+
     def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
         self._dead_letters.send(record, reason, detail)
         self.stats.dead_lettered += 1
@@ -245,6 +270,7 @@ class Ingestor:
         self.stats.redelivered += result.redelivered
         self.stats.alerts_sent += result.alerts_sent
         self.stats.latencies_ms.extend(result.latencies_ms)
+        self._unreported_latencies.extend(result.latencies_ms)
         for key, count in result.bank_versions.items():
             self.stats.bank_versions[key] = self.stats.bank_versions.get(key, 0) + count
 

@@ -27,9 +27,12 @@ SINK_CPUS = 0.25  # I/O bound: SQL and the alert producer
 class IngestService:
     """Ray actor wrapper: runs one :class:`Ingestor` loop in a thread so ``stats``/``stop`` stay callable."""
 
-    def __init__(self, settings: Settings, bootstrap_servers: str, inference: list[Any], sink: Any, name: str):
+    def __init__(
+        self, settings: Settings, bootstrap_servers: str, inference: list[Any], sink: Any, name: str,
+        monitor: Any | None = None,
+    ):
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self.ingestor = Ingestor(settings, bootstrap_servers, inference, sink, name)
+        self.ingestor = Ingestor(settings, bootstrap_servers, inference, sink, name, monitor)
         self.thread: threading.Thread | None = None
         self.error: str | None = None
 
@@ -92,6 +95,8 @@ class Pipeline:
         self.sinks: list[Any] = []
         self.ingest: list[Any] = []
         self.restarts = 0
+        self.monitor: Any | None = None
+        self._generation = 0
         self._final_stats: list[dict[str, Any]] = []
 
     def __enter__(self) -> Pipeline:
@@ -107,8 +112,11 @@ class Pipeline:
         from pipeline.inference import InferenceWorker
         from pipeline.sink import ResultSink
 
+        from pipeline.monitor import start_monitor
+
         settings = self.settings
         init_ray(settings)
+        self.monitor = start_monitor()
         inference_cls = ray.remote(num_cpus=1, max_restarts=2)(InferenceWorker)
         self.inference = [
             inference_cls.options(name=None).remote(
@@ -140,8 +148,10 @@ class Pipeline:
     def _start_ingest(self, index: int) -> Any:
         import ray
 
+        self._generation += 1  # a unique source name per loop generation: the monitor's totals never reset
         service = ray.remote(num_cpus=INGEST_CPUS)(IngestService).remote(
-            self.settings, self.bootstrap_servers, self.inference, self.sinks[index], f"ingest-{index}"
+            self.settings, self.bootstrap_servers, self.inference, self.sinks[index],
+            f"ingest-{index}#{self._generation}", self.monitor,
         )
         ray.get(service.start.remote())
         return service
@@ -180,6 +190,8 @@ class Pipeline:
                 except Exception:
                     pass
                 self.ingest[index] = self._start_ingest(index)
+                if self.monitor is not None:
+                    self.monitor.count_restart.remote()
                 restarted += 1
         self.restarts += restarted
         return restarted
@@ -213,12 +225,12 @@ class Pipeline:
     def _kill_all(self) -> None:
         import ray
 
-        for actor in self.inference + self.sinks + self.ingest:
+        for actor in [*self.inference, *self.sinks, *self.ingest, *([self.monitor] if self.monitor else [])]:
             try:
                 ray.kill(actor)
             except Exception:
                 pass
-        self.inference, self.sinks = [], []
+        self.inference, self.sinks, self.monitor = [], [], None
 
 
 def wait_for(predicate, timeout_s: float, interval_s: float = 0.2) -> bool:

@@ -1,0 +1,116 @@
+"""The stream's live counters in one named Ray actor, read by ``/metrics`` and ``/healthz``.
+
+Ingest loops (and the verdict actor) push cumulative counters about once a second under a
+source name that is unique per loop *generation*, so a restarted loop never resets the totals.
+
+>>> monitor = StreamMonitor()
+>>> monitor.report("ingest-0#1", {"polled": 3, "stored": 3}, [12.0, 40.0, 700.0])
+>>> monitor.snapshot()["frames_stored"]
+3
+"""
+
+from __future__ import annotations
+
+import bisect
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["MONITOR_NAME", "NAMESPACE", "LATENCY_BUCKETS_MS", "StreamMonitor", "start_monitor", "get_monitor"]
+
+MONITOR_NAME = "linesight-monitor"
+NAMESPACE = "linesight"
+LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+
+# snapshot key -> counter name reported by the ingest loops
+_INGEST_COUNTERS = {
+    "frames_in": "polled",
+    "frames_stored": "stored",
+    "frames_redelivered": "redelivered",
+    "alerts_sent": "alerts_sent",
+    "bank_swaps": "bank_swaps",
+    "commit_failures": "commit_failures",
+    "inference_errors": "inference_errors",
+}
+_VERDICT_COUNTERS = ("verdict_backlog", "verdict_skipped", "verdicts_written", "verdicts_rejected")
+
+
+class StreamMonitor:
+    """Aggregates counters from every source; the latency histogram is cumulative (Prometheus style)."""
+
+    def __init__(self) -> None:
+        self._sources: dict[str, dict[str, Any]] = {}
+        self._bucket_counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)  # last one: above every bound
+        self._latency_sum_ms = 0.0
+        self._running: dict[str, bool] = {}
+        self._restarts = 0
+        self._updated_at: datetime | None = None
+
+    def report(self, source: str, counters: dict[str, Any], latencies_ms: list[float] | None = None,
+               running: bool = True) -> None:
+        """Replace ``source``'s cumulative counters and add its new latency observations."""
+        self._sources[source] = dict(counters)
+        self._running[source] = running
+        for value in latencies_ms or ():
+            self._bucket_counts[bisect.bisect_left(LATENCY_BUCKETS_MS, value)] += 1
+            self._latency_sum_ms += value
+        self._updated_at = datetime.now(UTC)
+
+    def retire(self, source: str) -> None:
+        """Mark a source as stopped (its counters stay in the totals)."""
+        self._running[source] = False
+
+    def count_restart(self) -> None:
+        """An ingest loop was restarted by the supervisor."""
+        self._restarts += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Totals over all sources, in the shape the API's /metrics expects."""
+        ingest = {k: v for k, v in self._sources.items() if k.startswith("ingest")}
+        out: dict[str, Any] = {
+            key: sum(int(c.get(name, 0)) for c in ingest.values()) for key, name in _INGEST_COUNTERS.items()
+        }
+        dead: dict[str, int] = {}
+        versions: dict[str, int] = {}
+        for counters in ingest.values():
+            for reason, count in counters.get("dead_letter_reasons", {}).items():
+                dead[reason] = dead.get(reason, 0) + int(count)
+            for key, count in counters.get("bank_versions", {}).items():
+                versions[key] = versions.get(key, 0) + int(count)
+        verdicts = self._sources.get("verdicts", {})
+        cumulative, running_total = {}, 0
+        for bound, count in zip((*map(str, LATENCY_BUCKETS_MS), "+Inf"), self._bucket_counts, strict=True):
+            running_total += count
+            cumulative[bound] = running_total
+        out.update(
+            dead_lettered=dead,
+            bank_versions=versions,
+            latency_ms_buckets=cumulative,
+            latency_ms_sum=self._latency_sum_ms,
+            latency_ms_count=running_total,
+            ingest_running=sum(1 for k, up in self._running.items() if k.startswith("ingest") and up),
+            ingest_restarts=self._restarts,
+            updated_at=self._updated_at.isoformat() if self._updated_at else None,
+            **{key: int(verdicts.get(key, 0)) for key in _VERDICT_COUNTERS},
+        )
+        return out
+
+
+def start_monitor() -> Any:
+    """Create (or reuse) the named monitor actor of this Ray cluster."""
+    import ray
+
+    return (
+        ray.remote(num_cpus=0)(StreamMonitor)
+        .options(name=MONITOR_NAME, namespace=NAMESPACE, get_if_exists=True)
+        .remote()
+    )
+
+
+def get_monitor() -> Any | None:
+    """The running stream's monitor, or None when no stream runs on this Ray cluster."""
+    import ray
+
+    try:
+        return ray.get_actor(MONITOR_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return None
