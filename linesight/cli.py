@@ -50,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    if not args.verbose:  # kafka-python logs every group join and connection at INFO
+        logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         return int(args.handler(args) or 0)
     except LinesightError as exc:

@@ -21,13 +21,17 @@ def render_overlay(
     *,
     alpha: float = 0.45,
     label: str | None = None,
+    full_scale: float = 1.0,
 ) -> np.ndarray:
-    """Blend a JET heat map of ``anomaly_map`` (values in [0, 1]) over the image and outline ``mask`` in red.
+    """Blend a JET heat map of ``anomaly_map`` over the image and outline ``mask`` in red.
 
-    The map and mask are resized to the image. Returns uint8 RGB of the image's size.
+    ``full_scale`` is the map value shown as full red (pass ``2 * threshold`` so that the decision
+    threshold sits mid-scale, green). The map and mask are resized to the image. Returns uint8 RGB.
     """
+    if not full_scale > 0:
+        raise ValueError(f"full_scale must be > 0, got {full_scale}")
     height, width = image_rgb.shape[:2]
-    heat = np.clip(anomaly_map, 0.0, 1.0)
+    heat = np.clip(anomaly_map / full_scale, 0.0, 1.0).astype(np.float32)
     if heat.shape != (height, width):
         heat = cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR)
     heat_rgb = cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)

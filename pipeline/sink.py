@@ -113,7 +113,9 @@ class ResultSink:
             if image.shape[0] != size or image.shape[1] != size:
                 image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
             label = f"{frame.task.product_class} {frame.score:.3f} > {frame.threshold:.3f}"
-            overlay = render_overlay(image, frame.anomaly_map, frame.mask, label=label)
+            overlay = render_overlay(
+                image, frame.anomaly_map, frame.mask, label=label, full_scale=2 * frame.threshold
+            )
             path = folder / f"{frame.task.frame_id}.png"
             cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(overlay), cv2.COLOR_RGB2BGR))
 

@@ -1,7 +1,8 @@
 """The evaluation protocol: k-shot, several seeded draws of the reference images, per-class metrics.
 
 For every class, every ``k`` in ``shots`` and every draw ``seed`` in ``range(seeds)``, ``k`` normal
-training images are drawn (``numpy.random.default_rng([seed, k])``, no replacement) and scored:
+training images are drawn (:func:`draw_references`: a seeded permutation, window ``seed``, so draws
+do not share images while there are enough) and scored:
 
 - ``few_shot``: :func:`training.fewshot.build_bank` on the references, then
   :class:`model.detector.Detector` on the test images (its calibrated, threshold-free decision).
@@ -183,6 +184,9 @@ def _summarise(rows: list[MetricSet]) -> Summary:
 def draw_references(data: ClassData, shots: int, seed: int) -> list[int]:
     """Indices into ``data.train`` of ``shots`` references for draw ``seed`` (sorted, deterministic).
 
+    Draw ``seed`` takes window ``seed`` of a permutation seeded by ``shots``: draws 0, 1, ... are
+    disjoint until the training images run out, then wrap around.
+
     >>> from pathlib import Path
     >>> from training.datasets import ClassData, Sample
     >>> d = ClassData("c", tuple(Sample(Path(f"{i}.png"), "c", 0, "good") for i in range(10)), (), False)
@@ -191,8 +195,10 @@ def draw_references(data: ClassData, shots: int, seed: int) -> list[int]:
     """
     if shots > len(data.train):
         raise DatasetError(f"class {data.name!r} has {len(data.train)} normal training images, fewer than {shots} shots")
-    rng = np.random.default_rng([seed, shots])
-    return sorted(int(i) for i in rng.choice(len(data.train), size=shots, replace=False))
+    # one seeded permutation per k, consecutive windows per draw: draws are disjoint while images last
+    order = np.random.default_rng([shots, 7919]).permutation(len(data.train))
+    start = (seed * shots) % len(data.train)
+    return sorted(int(order[(start + j) % len(order)]) for j in range(shots))
 
 
 def evaluate(

@@ -58,7 +58,10 @@ def handle(args: argparse.Namespace) -> int:
     result = Detector(manager.encoder).score_batch([image], bank)[0]
     size = result.anomaly_map.shape[0]
     shown = cv2.resize(image, (size, size)) if image.shape[:2] != (size, size) else image
-    overlay = render_overlay(shown, result.anomaly_map, result.mask, label=f"{result.score:.3f} / {result.threshold:.3f}")
+    overlay = render_overlay(
+        shown, result.anomaly_map, result.mask, label=f"{result.score:.3f} / {result.threshold:.3f}",
+        full_scale=2 * result.threshold,
+    )
     overlay_path = args.overlay or args.image.with_name(args.image.stem + ".overlay.png")
     if not cv2.imwrite(str(overlay_path), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR)):
         raise ConfigError(f"cannot write overlay to {str(overlay_path)!r}")

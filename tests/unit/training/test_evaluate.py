@@ -156,3 +156,9 @@ def test_decoder_checkpoint_gives_zero_shot_maps_and_a_mismatch_is_named(encoder
     save_decoder(TextAlignedDecoder(encoder.stage_channels, 384, image_size_px=224), wrong)
     with pytest.raises(ConfigError, match="224 px"):
         decoder_maps_from_checkpoint(wrong, encoder)
+
+
+def test_draws_do_not_share_references_while_there_are_enough(dataset):
+    washer = dataset.classes["washer"]  # 3 training images
+    singles = [draw_references(washer, 1, seed)[0] for seed in range(3)]
+    assert sorted(singles) == [0, 1, 2]
