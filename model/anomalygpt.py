@@ -42,6 +42,7 @@ QUESTION = "Is there any anomaly in the image?"
 HUMAN = "### Human: "
 ASSISTANT = "\n### Assistant:"
 IMG_OPEN, IMG_CLOSE = "<Img>", "</Img>"
+_REPORT_PREFIX = "The inspection report says:"
 
 # One piece of a human turn: text, or spliced embeddings (N, D) with a kind label.
 Piece = str | tuple[str, torch.Tensor]
@@ -93,7 +94,9 @@ class VerdictResult:
     agrees: bool  # same decision, positions and count as the detector
     parsed: ParsedAnswer
     template: str  # REFERENCE.md sentence built from the detector's facts
-    sentence: str = field(default="")  # what to show: the LLM's decision sentence if it agrees, else the template
+    sentence: str = field(
+        default=""
+    )  # to show: the LLM's decision sentence if it agrees (and is whole), else the template
 
 
 def default_description(product_class: str | None) -> str:
@@ -114,11 +117,15 @@ def facts_description(facts: DetectorFacts) -> str:
     >>> facts_description(DetectorFacts(False, product_class="bottle"))
     'This is a photo of bottle for anomaly detection. The inspection report says: No, there is no anomaly in the image.'
     """
-    head = facts.description or f"This is a photo of {object_name(facts.product_class)} for anomaly detection."
-    return f"{head} The inspection report says: {answer_sentence(facts.positions)}"
+    head = (
+        facts.description or f"This is a photo of {object_name(facts.product_class)} for anomaly detection."
+    )
+    return f"{head} {_REPORT_PREFIX} {answer_sentence(facts.positions)}"
 
 
-def _embed_pieces(llm: LanguageModel, pieces: Sequence[Piece], offset: int) -> tuple[list[torch.Tensor], list[Span]]:
+def _embed_pieces(
+    llm: LanguageModel, pieces: Sequence[Piece], offset: int
+) -> tuple[list[torch.Tensor], list[Span]]:
     rows, spans, position = [], [], offset
     for piece in pieces:
         if isinstance(piece, str):
@@ -149,7 +156,8 @@ def _image_turn_pieces(
     pieces.append(IMG_CLOSE)
     if prompt_tokens is not None:
         pieces.append(("prompt", prompt_tokens))
-    pieces.append(f" {description} {question}".replace("  ", " ") if description else f" {question}")
+    description = description.strip()
+    pieces.append(f" {description} {question}" if description else f" {question}")
     pieces.append(ASSISTANT)
     return pieces
 
@@ -291,7 +299,9 @@ class AnomalyGPT(nn.Module):
         self.llm = llm
         self.prompt_learner = prompt_learner
 
-    def tokens(self, anomaly_map: torch.Tensor | None, global_vector: torch.Tensor | None) -> PromptTokens | None:
+    def tokens(
+        self, anomaly_map: torch.Tensor | None, global_vector: torch.Tensor | None
+    ) -> PromptTokens | None:
         """E_img (1, 1, D) and E_prompt (1, 18, D) for one image, or None without map/vector/learner."""
         if self.prompt_learner is None or anomaly_map is None or global_vector is None:
             return None
@@ -302,7 +312,9 @@ class AnomalyGPT(nn.Module):
         if global_vector.ndim == 1:
             global_vector = global_vector.unsqueeze(0)  # (1, C)
         if anomaly_map.shape[0] != 1 or global_vector.shape[0] != 1:
-            raise ShapeError(f"one image at a time: got maps {tuple(anomaly_map.shape)}, vectors {tuple(global_vector.shape)}")
+            raise ShapeError(
+                f"one image at a time: got maps {tuple(anomaly_map.shape)}, vectors {tuple(global_vector.shape)}"
+            )
         device = next(self.prompt_learner.parameters()).device
         with torch.no_grad():
             return self.prompt_learner(anomaly_map.to(device), global_vector.to(device))
@@ -327,7 +339,9 @@ class AnomalyGPT(nn.Module):
         max_new_tokens: int = 48,
     ) -> ParsedAnswer:
         """The plain AnomalyGPT question (the LLM decides): parsed answer with its text in ``sentence``."""
-        text = self.llm.generate(self.llm_input(anomaly_map, global_vector, description).inputs_embeds, max_new_tokens)
+        text = self.llm.generate(
+            self.llm_input(anomaly_map, global_vector, description).inputs_embeds, max_new_tokens
+        )
         return parse_answer(text)._replace(sentence=text.strip())
 
     def verdict(
@@ -346,8 +360,10 @@ class AnomalyGPT(nn.Module):
         template = answer_sentence(facts.positions)
         region_count = facts.region_count if facts.is_anomalous and facts.region_count > 0 else None
         agrees = answer_agrees(parsed, facts.is_anomalous, facts.positions, region_count)
-        sentence = _restore_case(text, parsed.sentence) if agrees else template
-        return VerdictResult(text=text, agrees=agrees, parsed=parsed, template=template, sentence=sentence)
+        sentence = _shown_sentence(text, parsed.sentence) if agrees else None
+        return VerdictResult(
+            text=text, agrees=agrees, parsed=parsed, template=template, sentence=sentence or template
+        )
 
     def conversation(
         self,
@@ -362,8 +378,14 @@ class AnomalyGPT(nn.Module):
         return Conversation(self.llm, image, prompt, description, **options)
 
 
-def _restore_case(text: str, lowered_sentence: str) -> str:
-    """The original-case version of a sentence found in ``text.lower()``."""
+def _shown_sentence(text: str, lowered_sentence: str) -> str | None:
+    """The decision sentence in its original case, minus an echoed "The inspection report says:";
+    None when it was cut off by the token limit (no final punctuation)."""
     start = text.lower().find(lowered_sentence)
     sentence = text[start : start + len(lowered_sentence)] if start >= 0 else lowered_sentence
+    prefix = _REPORT_PREFIX.lower()
+    if sentence.lower().startswith(prefix):
+        sentence = sentence[len(prefix) :].strip()
+    if not sentence or sentence[-1] not in ".!":
+        return None
     return sentence[:1].upper() + sentence[1:]

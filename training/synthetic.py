@@ -215,6 +215,8 @@ class SyntheticLine:
         size = self.image_size_px
         if rng.random() >= self.defect_rate:
             return SyntheticFrame(image, product_class, False, np.zeros((size, size), np.uint8), None)
-        source, _ = render_normal(product_class, size, rng)  # cut-paste takes its patch from another frame
+        # cut-paste takes its patch from a frame of another class: foreign material on the product
+        others = [c for c in PRODUCT_CLASSES if c != product_class]
+        source, _ = render_normal(others[int(rng.integers(len(others)))], size, rng)
         defective, mask, kind = random_defect(image, rng, sources=[source], where=foreground)
         return SyntheticFrame(defective, product_class, True, mask, kind)

@@ -47,6 +47,9 @@ class ApiError(LinesightError):
         self.status_code = status_code
         self.headers = headers
 
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses Ray process boundaries intact
+        return (type(self), (self.status_code, str(self), self.headers))
+
 
 def status_for(exc: LinesightError) -> int:
     """The HTTP status of a linesight error (by class name, so no package is imported here)."""

@@ -153,11 +153,14 @@ def check_checkpoint_dir(path: Path | str | None, backend: str, family: str, mod
     )
     if path is None:
         raise EncoderNotFoundError(
-            f"the {backend} encoder needs a local folder (LINESIGHT_ENCODER_PATH): " + hint.format("that folder")
+            f"the {backend} encoder needs a local folder (LINESIGHT_ENCODER_PATH): "
+            + hint.format("that folder")
         )
     folder = Path(path).expanduser()
     if not folder.is_dir() or not any(folder.iterdir()):
-        raise EncoderNotFoundError(f"{backend} encoder folder {folder} is missing or empty: " + hint.format(folder))
+        raise EncoderNotFoundError(
+            f"{backend} encoder folder {folder} is missing or empty: " + hint.format(folder)
+        )
     if not (folder / "config.json").is_file():
         raise EncoderNotFoundError(f"{folder} has no config.json: " + hint.format(folder))
     if not any(folder.glob("*.safetensors")):
@@ -176,7 +179,9 @@ def read_normalization(
         mean = tuple(float(v) for v in config.get("image_mean", mean))
         std = tuple(float(v) for v in config.get("image_std", std))
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-        raise EncoderNotFoundError(f"{config_file}: image_mean/image_std must be 3 values (std > 0), got {mean}, {std}")
+        raise EncoderNotFoundError(
+            f"{config_file}: image_mean/image_std must be 3 values (std > 0), got {mean}, {std}"
+        )
     return mean, std
 
 
@@ -207,4 +212,6 @@ def _check_image_size(image_size_px: int, patch_size_px: int, folder: Path) -> N
 
 def _check_pixels(pixels: torch.Tensor, image_size_px: int) -> None:
     if pixels.ndim != 4 or pixels.shape[1] != 3 or pixels.shape[2:] != (image_size_px, image_size_px):
-        raise ShapeError(f"expected pixels (B, 3, {image_size_px}, {image_size_px}), got {tuple(pixels.shape)}")
+        raise ShapeError(
+            f"expected pixels (B, 3, {image_size_px}, {image_size_px}), got {tuple(pixels.shape)}"
+        )

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from model.encoders.base import EncoderOutput, ImageEncoder
 from model.exceptions import EncoderNotFoundError, ShapeError
@@ -61,17 +63,19 @@ class EfficientNetLiteEncoder(ImageEncoder):
         if image_size_px < 32 or image_size_px % 32:
             raise ShapeError(f"image_size_px must be a multiple of 32 and >= 32, got {image_size_px}")
         # static "same" padding is computed for this input size
-        network = EfficientNet.from_name("efficientnet-lite0", image_size=image_size_px)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random weights (pretrained=False) are the same in every instance
+            network = EfficientNet.from_name("efficientnet-lite0", image_size=image_size_px)
         if pretrained:
             network.load_state_dict(_packaged_state_dict(), strict=True)
         network.eval()
         self.stage_blocks = blocks
         self.image_size_px = image_size_px
-        self.stem = network._conv_stem
-        self.stem_bn = network._bn0
-        self.activation = network._swish  # ReLU6 in the Lite variants
-        self.blocks = network._blocks[: blocks[-1] + 1]  # the head is never run
-        self.stage_channels = tuple(int(self.blocks[b]._block_args.output_filters) for b in blocks)
+        # inference-only copy: BatchNorm folded into the convolutions, symmetric padding into the conv
+        self.stem = _FusedConv(network._conv_stem, network._bn0, activation=True)
+        used = network._blocks[: blocks[-1] + 1]  # the head is never run
+        self.blocks = nn.ModuleList(_FusedBlock(block) for block in used)
+        self.stage_channels = tuple(int(used[b]._block_args.output_filters) for b in blocks)
         self.global_dim = self.stage_channels[-1]
         self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
@@ -88,11 +92,11 @@ class EfficientNetLiteEncoder(ImageEncoder):
         size = self.image_size_px
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, size, size):
             raise ShapeError(f"expected pixels of shape (B, 3, {size}, {size}), got {tuple(pixels.shape)}")
-        x = self.activation(self.stem_bn(self.stem(pixels)))  # (B, 32, S/2, S/2)
+        x = self.stem(pixels)  # (B, 32, S/2, S/2)
         stages: list[torch.Tensor] = []
         wanted = set(self.stage_blocks)
         for index, block in enumerate(self.blocks):
-            x = block(x)  # eval: no drop-connect
+            x = block(x)
             if index in wanted:
                 stages.append(x)  # (B, C_i, H_i, W_i)
         global_vector = stages[-1].mean(dim=(2, 3))  # (B, C_last)
@@ -112,3 +116,57 @@ def _packaged_state_dict() -> dict[str, torch.Tensor]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as exc:
         raise EncoderNotFoundError(f"cannot read the packaged efficientnet-lite0 weights at {path!r}: {exc}") from exc
+
+
+class _FusedConv(nn.Module):
+    """conv + eval-mode BatchNorm (+ ReLU6) as one biased convolution; TF "same" padding kept exact."""
+
+    def __init__(self, conv: nn.Conv2d, bn: nn.BatchNorm2d, *, activation: bool) -> None:
+        super().__init__()
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+        bias = bn.bias - bn.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+        left, right, top, bottom = getattr(getattr(conv, "static_padding", None), "padding", (0, 0, 0, 0))
+        symmetric = left == right and top == bottom
+        self.pad = None if symmetric else (left, right, top, bottom)
+        self.conv = nn.Conv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            stride=conv.stride,
+            padding=(top, left) if symmetric else 0,
+            groups=conv.groups,
+            bias=True,
+        )
+        with torch.no_grad():
+            self.conv.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            self.conv.bias.copy_(bias)
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad is not None:
+            x = F.pad(x, self.pad)
+        x = self.conv(x)
+        return F.hardtanh(x, 0.0, 6.0) if self.activation else x  # ReLU6
+
+
+class _FusedBlock(nn.Module):
+    """Inference copy of an EfficientNet-Lite MBConv block (expand, depthwise, project, skip)."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        args = block._block_args
+        if block.has_se:  # pragma: no cover - the Lite variants have no squeeze-excitation
+            raise ShapeError("EfficientNet-Lite blocks have no squeeze-excitation; got a block with one")
+        self.expand = _FusedConv(block._expand_conv, block._bn0, activation=True) if args.expand_ratio != 1 else None
+        self.depthwise = _FusedConv(block._depthwise_conv, block._bn1, activation=True)
+        self.project = _FusedConv(block._project_conv, block._bn2, activation=False)
+        stride = args.stride if isinstance(args.stride, int) else args.stride[0]
+        self.skip = bool(block.id_skip and stride == 1 and args.input_filters == args.output_filters)
+        self.output_filters = int(args.output_filters)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.expand(x) if self.expand is not None else x
+        y = self.project(self.depthwise(y))
+        return y + x if self.skip else y

@@ -150,7 +150,9 @@ def test_missing_checkpoint_says_what_to_put_where(tmp_path, case):
     path = {"none": None, "missing": tmp_path / "nope", "empty": tmp_path, "no-config": tmp_path}[case]
     if case == "no-config":
         (tmp_path / "model.safetensors").write_bytes(b"")
-    with pytest.raises(EncoderNotFoundError, match=r"CLIP checkpoint \(config.json \+ model.safetensors\)") as info:
+    with pytest.raises(
+        EncoderNotFoundError, match=r"CLIP checkpoint \(config.json \+ model.safetensors\)"
+    ) as info:
         build_encoder("clip", path)
     if path is not None:
         assert str(path) in str(info.value)
@@ -160,8 +162,8 @@ def test_missing_checkpoint_says_what_to_put_where(tmp_path, case):
 def test_a_dinov2_checkpoint_is_refused(tmp_path):
     from transformers import Dinov2Config, Dinov2Model
 
-    Dinov2Model(Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)).save_pretrained(
-        tmp_path
-    )
+    Dinov2Model(
+        Dinov2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64)
+    ).save_pretrained(tmp_path)
     with pytest.raises(EncoderNotFoundError, match="model_type 'dinov2'"):
         build_encoder("clip", tmp_path)

@@ -27,7 +27,9 @@ def features(batch: int = 2, seed: int = 0) -> list[torch.Tensor]:
 
 
 def anchors(dim: int = 6, seed: int = 1) -> torch.Tensor:
-    return torch.nn.functional.normalize(torch.randn(2, dim, generator=torch.Generator().manual_seed(seed)), dim=-1)
+    return torch.nn.functional.normalize(
+        torch.randn(2, dim, generator=torch.Generator().manual_seed(seed)), dim=-1
+    )
 
 
 @pytest.fixture
@@ -42,7 +44,8 @@ def test_output_shapes_and_range(decoder):
     assert [tuple(t.shape) for t in out.stage_logits] == [(2, 2, 32, 32)] * 4
     assert [tuple(t.shape) for t in out.stage_maps] == [(2, 32, 32)] * 4
     assert tuple(out.anomaly_map.shape) == (2, 32, 32)
-    assert float(out.anomaly_map.min()) >= 0.0 and float(out.anomaly_map.max()) <= 1.0
+    assert float(out.anomaly_map.min()) >= 0.0
+    assert float(out.anomaly_map.max()) <= 1.0
 
 
 def test_map_is_the_mean_of_the_abnormal_softmax_channels(decoder):
@@ -118,7 +121,9 @@ def test_loading_into_a_decoder_of_another_shape_names_the_tensor(decoder, tmp_p
     path = tmp_path / "decoder.safetensors"
     save_decoder(decoder, path)
     other = TextAlignedDecoder((8, 12, 16, 24), text_dim=6, image_size_px=32)
-    with pytest.raises(ModelError, match=r"'projections.3.weight' has shape \(6, 20\) but the model expects \(6, 24\)"):
+    with pytest.raises(
+        ModelError, match=r"'projections.3.weight' has shape \(6, 20\) but the model expects \(6, 24\)"
+    ):
         load_decoder(path, other)
     with pytest.raises(ModelError, match="missing tensors"):
         load_decoder(path, TextAlignedDecoder(CHANNELS[:3], text_dim=6))

@@ -55,10 +55,14 @@ def test_stages_are_hidden_states_without_cls_and_global_is_the_pooler(encoder):
     out = encoder(pixels)
     reference = encoder.dinov2(pixel_values=pixels, output_hidden_states=True)
     for stage, block in zip(out.patch_features, encoder.stage_blocks, strict=True):
-        assert torch.allclose(stage.flatten(2).transpose(1, 2), reference.hidden_states[block][:, 1:], atol=1e-6)
+        assert torch.allclose(
+            stage.flatten(2).transpose(1, 2), reference.hidden_states[block][:, 1:], atol=1e-6
+        )
     assert torch.allclose(out.global_vector, reference.pooler_output, atol=1e-6)
     # the patch grid is row-major: token 1 + r * 8 + c is pixel block (r, c)
-    assert torch.allclose(out.patch_features[0][:, :, 2, 5], reference.hidden_states[1][:, 1 + 2 * 8 + 5], atol=1e-6)
+    assert torch.allclose(
+        out.patch_features[0][:, :, 2, 5], reference.hidden_states[1][:, 1 + 2 * 8 + 5], atol=1e-6
+    )
 
 
 def test_two_blocks_repeat_stages(tmp_path):

@@ -45,7 +45,9 @@ def tiny_tokenizer(add_bos: bool = False, add_eos: bool = False):
         tokenizer.post_processor = processors.TemplateProcessing(
             single=single, special_tokens=[("<eos>", 0), ("<bos>", 1)]
         )
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<eos>", bos_token="<bos>", pad_token="<pad>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, eos_token="<eos>", bos_token="<bos>", pad_token="<pad>"
+    )
 
 
 def tiny_llm(seed: int = 0, add_bos: bool = False) -> LanguageModel:

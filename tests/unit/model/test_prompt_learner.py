@@ -30,8 +30,11 @@ def test_reference_shapes(learner):
 
 def test_conv_stack_halves_224_to_7_then_5x5_gives_3x3(learner):
     shapes = []
-    hooks = [m.register_forward_hook(lambda _m, _i, o: shapes.append(tuple(o.shape))) for m in learner.map_net
-             if isinstance(m, torch.nn.MaxPool2d | torch.nn.Conv2d)]
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o: shapes.append(tuple(o.shape)))
+        for m in learner.map_net
+        if isinstance(m, torch.nn.MaxPool2d | torch.nn.Conv2d)
+    ]
     try:
         with torch.no_grad():
             learner.decoder_tokens(torch.rand(1, 1, 224, 224))
@@ -41,7 +44,8 @@ def test_conv_stack_halves_224_to_7_then_5x5_gives_3x3(learner):
     pooled = shapes[1:-1:2]  # after each maxpool
     assert pooled == [(1, 4, 112, 112), (1, 16, 56, 56), (1, 64, 28, 28), (1, 256, 14, 14), (1, 1024, 7, 7)]
     assert shapes[-1] == (1, HIDDEN, 3, 3)
-    assert learner.map_net[-1].kernel_size == (5, 5) and learner.map_net[-1].padding == (0, 0)
+    assert learner.map_net[-1].kernel_size == (5, 5)
+    assert learner.map_net[-1].padding == (0, 0)
 
 
 def test_prompt_is_base_then_decoder_tokens_row_major(learner):
@@ -99,5 +103,7 @@ def test_save_load_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(maps, vectors).prompt_tokens, small(maps, vectors).prompt_tokens)
     other = PromptLearner(HIDDEN + 8, GLOBAL, channels=(2, 2, 4, 4, 8))
-    with pytest.raises(ModelError, match=r"'base_prompts' has shape \(9, 32\) but the model expects \(9, 40\)"):
+    with pytest.raises(
+        ModelError, match=r"'base_prompts' has shape \(9, 32\) but the model expects \(9, 40\)"
+    ):
         load_prompt_learner(path, other)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
+from model.exceptions import ModelError, ShapeError
 from model.text_anchors import (
     ABNORMAL_STATES,
     NORMAL_STATES,
@@ -75,7 +76,7 @@ def test_a_bad_embedder_output_is_named():
         def embed(self, sentences: Sequence[str]) -> torch.Tensor:
             return torch.zeros(3, 8)
 
-    with pytest.raises(Exception, match=r"'hash' returned \(3, 8\) for 24 sentences"):
+    with pytest.raises(ShapeError, match=r"'hash' returned \(3, 8\) for 24 sentences"):
         text_anchors(Broken(), "bottle")
 
 
@@ -110,14 +111,18 @@ def test_cache_computes_once_per_class_and_evicts_the_oldest():
     embedder = HashEmbedder()
     cache = TextAnchorCache(embedder, max_entries=2)
     first = cache.get("bottle")
-    assert cache.get("bottle") is first and embedder.calls == 1
+    assert cache.get("bottle") is first
+    assert embedder.calls == 1
     cache.get("screw")
     cache.get("bottle")  # refresh: "screw" is now the oldest
     cache.get("carpet")
-    assert "bottle" in cache and "carpet" in cache and "screw" not in cache
-    assert len(cache) == 2 and embedder.calls == 3
+    assert "bottle" in cache
+    assert "carpet" in cache
+    assert "screw" not in cache
+    assert len(cache) == 2
+    assert embedder.calls == 3
 
 
 def test_cache_size_must_be_positive():
-    with pytest.raises(Exception, match="max_entries must be >= 1, got 0"):
+    with pytest.raises(ModelError, match="max_entries must be >= 1, got 0"):
         TextAnchorCache(HashEmbedder(), max_entries=0)

@@ -1,0 +1,25 @@
+"""Query and path parameter rules shared by the routers (bounded, so nothing reaches SQL unchecked)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from linesight.api.errors import ApiError
+
+__all__ = ["MAX_ID", "TEXT_PATTERN", "CLASS_PATTERN", "as_utc"]
+
+MAX_ID = 2**63 - 1  # SQL BIGINT
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"  # printable, 1-128 characters
+CLASS_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"  # pipeline.banks.validate_class_name
+
+
+def as_utc(value: datetime | None, name: str) -> datetime | None:
+    """``value`` as an aware UTC datetime (a naive one is taken as UTC); 422 naming an unusable one."""
+    if value is None:
+        return None
+    try:
+        if value.tzinfo is None or value.utcoffset() is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ApiError(422, f"query parameter {name!r}: {value.isoformat()!r} is out of range") from None

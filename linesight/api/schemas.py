@@ -1,0 +1,194 @@
+"""JSON shapes of the API (they are the OpenAPI spec) and converters from storage rows.
+
+>>> from datetime import UTC, datetime
+>>> ChatQuestion(question="Where is the defect?").question
+'Where is the defect?'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "Inspection",
+    "InspectionPage",
+    "ChatQuestion",
+    "ChatTurn",
+    "ChatTurns",
+    "ChatAnswer",
+    "Verdict",
+    "Bank",
+    "BankList",
+    "BankChange",
+    "ClassSummary",
+    "Summary",
+    "Health",
+    "inspection_json",
+    "bank_json",
+    "turn_json",
+]
+
+
+class Inspection(BaseModel):
+    """One stored inspection with links to its pictures."""
+
+    id: int
+    frame_id: str
+    line_id: str
+    camera_id: str
+    product_class: str
+    captured_at: datetime
+    received_at: datetime
+    scored_at: datetime
+    score: float
+    threshold: float
+    is_anomalous: bool
+    positions: list[str]
+    region_count: int
+    verdict: str
+    verdict_source: str
+    verdict_note: str | None
+    bank_version: int
+    latency_ms: float
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    alert_sent_at: datetime | None
+    links: dict[str, str]
+
+
+class InspectionPage(BaseModel):
+    """A page of inspections, newest first; pass ``next_cursor`` as ``before_id`` for the next page."""
+
+    items: list[Inspection]
+    next_cursor: int | None = Field(description="before_id of the next page; null on the last page")
+
+
+class ChatQuestion(BaseModel):
+    """An operator's question about one inspection."""
+
+    question: str = Field(
+        min_length=1, max_length=2000, pattern=r"^[^\x00]*\S[^\x00]*$", description="free text, 1-2000 characters"
+    )
+
+
+class ChatTurn(BaseModel):
+    """One turn of the dialogue about an inspection."""
+
+    id: int
+    inspection_id: int
+    turn_index: int
+    role: str
+    text: str
+    created_at: datetime
+
+
+class ChatTurns(BaseModel):
+    """The stored dialogue of an inspection, in order."""
+
+    turns: list[ChatTurn]
+
+
+class ChatAnswer(BaseModel):
+    """The answer and the turns this question added."""
+
+    answer: str
+    turns: list[ChatTurn]
+
+
+class Verdict(BaseModel):
+    """The result of ``POST /api/inspect`` (nothing is stored)."""
+
+    product_class: str
+    bank_version: int
+    is_anomalous: bool
+    score: float
+    threshold: float
+    positions: list[str]
+    region_count: int
+    verdict: str
+    latency_ms: float
+
+
+class Bank(BaseModel):
+    """A registered memory-bank version."""
+
+    product_class: str
+    version: int
+    key: str
+    active: bool
+    shots: int
+    encoder: str
+    sha256: str
+    calibration: dict[str, Any]
+    created_at: datetime
+
+
+class BankList(BaseModel):
+    """All registered bank versions, by class then version."""
+
+    banks: list[Bank]
+
+
+class BankChange(BaseModel):
+    """A bank that was built or activated, and when the stream uses it."""
+
+    bank: Bank
+    message: str
+    effective_within_s: float | None
+
+
+class ClassSummary(BaseModel):
+    """Counts of one product class."""
+
+    product_class: str
+    total: int
+    flagged: int
+    mean_score: float
+    mean_latency_ms: float
+
+
+class Summary(BaseModel):
+    """Per-class counts over the filtered inspections."""
+
+    classes: list[ClassSummary]
+
+
+class Health(BaseModel):
+    """Overall status and the status of each part (broker, database, stream)."""
+
+    status: str
+    parts: dict[str, dict[str, Any]]
+
+
+def inspection_json(row: Any) -> dict[str, Any]:
+    """The :class:`Inspection` dict of an :class:`~storage.rows.InspectionRow`."""
+    base = f"/api/inspections/{row.id}"
+    fields = {name: getattr(row, name) for name in Inspection.model_fields if name != "links"}
+    fields["positions"] = list(row.positions)
+    fields["links"] = {"self": base, "overlay": f"{base}/overlay.png", "mask": f"{base}/mask.png",
+                       "chat": f"{base}/chat"}
+    return fields
+
+
+def bank_json(row: Any) -> dict[str, Any]:
+    """The :class:`Bank` dict of a :class:`~storage.rows.BankRow` (the server's file path is left out)."""
+    return {
+        "product_class": row.product_class,
+        "version": row.version,
+        "key": row.key,
+        "active": row.active,
+        "shots": row.shots,
+        "encoder": row.encoder,
+        "sha256": row.sha256,
+        "calibration": dict(row.calibration),
+        "created_at": row.created_at,
+    }
+
+
+def turn_json(turn: Any) -> dict[str, Any]:
+    """The :class:`ChatTurn` dict of a :class:`~storage.rows.ChatTurnRow`."""
+    return {name: getattr(turn, name) for name in ChatTurn.model_fields}
