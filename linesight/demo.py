@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -41,16 +42,23 @@ class DemoConfig:
     shots: int = 4  # normal images per class bank
     seed: int = 7
     timeout_s: float = 240.0  # give up waiting for the stream after this long
+    llm_verdicts: bool | None = None  # LLM verdicts (issue 3); None: on unless LINESIGHT_LLM_VERDICTS says
 
 
 def demo_settings(config: DemoConfig) -> Settings:
     """Embedded defaults in the demo folder: no external broker, a fresh SQLite file, local Ray."""
+    overrides: dict[str, Any] = {}
+    if config.llm_verdicts is not None:  # LLM verdicts (issue 3): on by default in the demo
+        overrides["llm_verdicts"] = config.llm_verdicts
+    elif "LINESIGHT_LLM_VERDICTS" not in os.environ:
+        overrides["llm_verdicts"] = True
     return load_settings(
         kafka_bootstrap_servers=None,
         ray_address=None,
         database_url=f"sqlite:///{(config.out_dir / 'linesight.db').resolve()}",
         data_dir=config.out_dir.resolve(),
         write_overlays=True,
+        **overrides,
     )
 
 
@@ -271,8 +279,28 @@ def _report(settings, config, manifest, corrupt, dead_letters, final, timing) ->
         "lost": len(set(truth) - set(rows)),
         "bank_swaps": 1 if timing["swap_class"] else 0,
         "database": settings.database_url,
+        **_verdict_figures(settings, final.get("verdicts")),
     }
     return summary
+
+
+def _verdict_figures(settings: Settings, stats: dict[str, Any] | None) -> dict[str, Any]:
+    """LLM verdict counters (issue 3): how many the LLM wrote, how many agreed with the detector."""
+    if not settings.llm_verdicts or stats is None:
+        return {"llm_verdicts": 0, "llm_agreed": 0}
+    produced = stats["verdicts_written"] + stats["verdicts_rejected"]
+    print(f"LLM verdicts: {produced} written, {stats['verdicts_written']} agreed with the detector, "
+          f"{stats['verdict_skipped']} skipped (queue full); p50 {stats['verdict_ms_p50']} ms per verdict, "
+          f"{stats['tokens_per_s']} tokens/s")
+    return {
+        "llm_verdicts": produced,  # answers checked against the detector
+        "llm_agreed": stats["verdicts_written"],  # stored as verdict_source "llm"
+        "llm_agreement": round(stats["verdicts_written"] / produced, 4) if produced else None,
+        "llm_skipped": stats["verdict_skipped"],  # kept the template: the bounded queue was full
+        "llm_failed": stats["verdicts_failed"],
+        "llm_verdict_p50_ms": stats["verdict_ms_p50"],
+        "llm_tokens_per_s": stats["tokens_per_s"],
+    }
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -69,6 +69,38 @@ class Settings(BaseSettings):
     encoder_path: Path | None = Field(None, description="local folder of a transformers encoder (clip/dinov2)")
     bank_cache_size: int = Field(16, ge=1, description="bank versions kept in memory per inference actor (LRU)")
 
+    # --- LLM: verdict sentences and dialogue (pipeline/verdicts.py, pipeline/dialogue.py) -------
+    # Added for issue 3 (LLM verdicts and dialogue); the LLM never sits on the per-frame hot path.
+    llm_verdicts: bool = Field(
+        False, description="reword verdicts with the LLM in a low-priority actor, after rows and alerts are written"
+    )
+    llm_path: Path | None = Field(
+        None, description="local causal LM folder (save_pretrained layout); empty = the packaged SmolLM2-135M"
+    )
+    checkpoint_dir: Path | None = Field(
+        None, description="trained checkpoint folder holding prompt_learner.safetensors; empty = a seeded fresh one"
+    )
+    llm_torch_threads: int = Field(1, ge=1, description="torch threads of the verdict actor (keep inference fed)")
+    verdict_queue_size: int = Field(
+        16, ge=1, le=10_000, description="verdict jobs waiting at most; more are skipped (the template verdict stands)"
+    )
+    verdict_sample_normal: float = Field(
+        0.05, ge=0.0, le=1.0, description="share of normal frames also sent for an LLM verdict (flagged: all)"
+    )
+    verdict_max_new_tokens: int = Field(
+        48, ge=4, le=256, description="longest LLM verdict, in tokens (SmolLM2 echoes ~17 before the sentence)"
+    )
+    verdict_drain_s: float = Field(
+        10.0, ge=0.0, description="on stop, wait this long for queued verdicts; the rest are skipped"
+    )
+    chat_max_question_chars: int = Field(
+        2000, ge=1, le=10_000, description="longest operator question accepted (the HTTP API allows 2000)"
+    )
+    chat_max_new_tokens: int = Field(64, ge=4, le=512, description="longest dialogue answer, in tokens")
+    chat_max_context_tokens: int = Field(
+        1024, ge=128, description="dialogue context; the oldest later turns are dropped beyond it"
+    )
+
     # --- paths and API -------------------------------------------------------------------------
     data_dir: Path = Field(Path("linesight-data"), description="banks, overlays and the SQLite file live here")
     api_token: SecretStr | None = Field(None, description="bearer token required by write endpoints")

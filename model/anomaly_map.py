@@ -3,9 +3,10 @@
 Per stage i: sim_i = max over the bank B_i of cosine(F_patch_i, B_i); then
 M = upsample(1 - mean_i sim_i) to (S, S), and the image score is max(M).
 
-Two light PatchCore-style touches, applied identically to bank and query features:
-patch features are averaged over their 3x3 neighbourhood before matching (local context), and
-M is smoothed by a small Gaussian (sigma 4 px at 224). Pure torch, batched: (B, ...) in, (B, S, S) out.
+M is smoothed by a small Gaussian (sigma 4 px at 224, PatchCore). A PatchCore-style 3x3 average of
+patch features before matching is available (``smooth_kernel``) but off by default: on the
+synthetic line it lowered the mean image AUROC of 4-shot banks from 0.970 to 0.932.
+Pure torch, batched: (B, ...) in, (B, S, S) out.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ __all__ = [
     "gaussian_blur",
 ]
 
-SMOOTH_KERNEL = 3  # 3x3 average of patch features before matching (PatchCore's local aggregation)
+SMOOTH_KERNEL = 1  # k x k average of patch features before matching; 1 = off (3 measured worse)
 BLUR_SIGMA_PX = 4.0  # Gaussian smoothing of M at 224 px (PatchCore); scaled with the image size
-_CHUNK_ELEMENTS = 1 << 24  # at most 16M similarities (64 MB) in memory at once
+_CHUNK_ELEMENTS = 1 << 22  # at most 4M similarities (16 MB) at once: cache-friendlier than larger chunks
 
 
 def patch_embeddings(patch_features: Sequence[torch.Tensor], smooth_kernel: int = SMOOTH_KERNEL) -> list[torch.Tensor]:
-    """Per stage (B, C_i, H_i, W_i) -> (B, H_i * W_i, C_i): locally averaged, L2-normalised patch features.
+    """Per stage (B, C_i, H_i, W_i) -> (B, H_i * W_i, C_i): (optionally locally averaged) L2-normalised features.
 
     >>> [e.shape for e in patch_embeddings([torch.randn(2, 8, 4, 4)])]
     [torch.Size([2, 16, 8])]

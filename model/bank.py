@@ -60,8 +60,7 @@ class MemoryBank(nn.Module):
                     f"bank {product_class!r}: stage {index} features must be (N, C) with N, C >= 1, "
                     f"got {tuple(features.shape)}"
                 )
-            normalised = nn.functional.normalize(features.detach().float(), dim=1)
-            self.register_buffer(_STAGE.format(index), normalised.contiguous())
+            self.register_buffer(_STAGE.format(index), _unit_rows(features.detach().float()).contiguous())
         self.num_stages = len(stage_features)
         self.product_class = product_class
         self.version = int(version)
@@ -178,6 +177,14 @@ class MemoryBank(nn.Module):
             calibration=calibration,
             created_at=meta["created_at"],
         )
+
+
+def _unit_rows(features: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit L2 norm; rows already unit (e.g. read back from a file) are kept bit-exact."""
+    norms = features.norm(dim=1, keepdim=True)
+    if bool(((norms - 1.0).abs() <= 1e-5).all()):
+        return features
+    return features / norms.clamp_min(1e-12)
 
 
 def _sha256(path: Path) -> str:

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 INGEST_CPUS = 0.25  # I/O bound: Kafka client and parsing
 SINK_CPUS = 0.25  # I/O bound: SQL and the alert producer
+VERDICT_CPUS = 0.25  # LLM verdicts (issue 3): low priority, 1 torch thread, niced; fits beside the others
 
 
 class IngestService:
@@ -96,6 +97,8 @@ class Pipeline:
         self.ingest: list[Any] = []
         self.restarts = 0
         self.monitor: Any | None = None
+        self.verdicts: Any | None = None  # LLM verdicts (issue 3): VerdictWorker actor when llm_verdicts
+        self.verdict_stats: dict[str, Any] | None = None  # its final stats after stop()
         self._generation = 0
         self._final_stats: list[dict[str, Any]] = []
 
@@ -110,9 +113,8 @@ class Pipeline:
         import ray
 
         from pipeline.inference import InferenceWorker
+        from pipeline.monitor import MONITOR_NAME, start_monitor
         from pipeline.sink import ResultSink
-
-        from pipeline.monitor import start_monitor
 
         settings = self.settings
         init_ray(settings)
@@ -128,12 +130,19 @@ class Pipeline:
             )
             for _ in range(settings.inference_actors)
         ]
+        if settings.llm_verdicts:  # LLM verdicts (issue 3): one low-priority actor fed by the sinks
+            from pipeline.verdicts import VerdictWorker
+
+            verdict_cls = ray.remote(num_cpus=VERDICT_CPUS, max_restarts=1)(VerdictWorker)
+            self.verdicts = verdict_cls.remote(settings, MONITOR_NAME)  # by name: no handle among the arguments
         sink_cls = ray.remote(num_cpus=SINK_CPUS, max_restarts=2)(ResultSink)
         self.sinks = [
-            sink_cls.remote(settings, self.bootstrap_servers, settings.api_base_url) for _ in range(self.ingest_loops)
+            sink_cls.remote(settings, self.bootstrap_servers, settings.api_base_url, self.verdicts)
+            for _ in range(self.ingest_loops)
         ]
+        verdicts = [self.verdicts] if self.verdicts is not None else []
         try:
-            ray.get([actor.ready.remote() for actor in self.inference + self.sinks], timeout=300)
+            ray.get([actor.ready.remote() for actor in self.inference + self.sinks + verdicts], timeout=300)
         except Exception as exc:
             self._kill_all()
             raise PipelineError(f"pipeline actors failed to start: {_root_cause(exc)}") from None
@@ -219,18 +228,28 @@ class Pipeline:
                 log.warning("a sink did not close cleanly: %s", _root_cause(exc))
         self._final_stats = final
         self.ingest = []
+        if self.verdicts is not None:  # LLM verdicts (issue 3): drain the bounded backlog, then stop
+            drain_s = self.settings.verdict_drain_s
+            try:
+                self.verdict_stats = ray.get(self.verdicts.close.remote(drain_s), timeout=drain_s + 60)
+            except Exception as exc:
+                log.warning("the verdict actor did not close cleanly: %s", _root_cause(exc))
         self._kill_all()
-        return _aggregate(final, self.restarts)
+        total = _aggregate(final, self.restarts)
+        if self.verdict_stats is not None:
+            total["verdicts"] = self.verdict_stats
+        return total
 
     def _kill_all(self) -> None:
         import ray
 
-        for actor in [*self.inference, *self.sinks, *self.ingest, *([self.monitor] if self.monitor else [])]:
+        extra = [a for a in (self.monitor, self.verdicts) if a is not None]
+        for actor in [*self.inference, *self.sinks, *self.ingest, *extra]:
             try:
                 ray.kill(actor)
             except Exception:
                 pass
-        self.inference, self.sinks, self.monitor = [], [], None
+        self.inference, self.sinks, self.monitor, self.verdicts = [], [], None, None
 
 
 def wait_for(predicate, timeout_s: float, interval_s: float = 0.2) -> bool:

@@ -3,6 +3,7 @@
 Order matters for at-least-once: rows first (one transaction, upsert keyed by ``frame_id``), then
 alerts for flagged rows not yet alerted (flushed, then marked), then the ingest commits offsets.
 A replay after a crash inserts nothing and re-sends only alerts that were never marked as sent.
+With LLM verdicts on (issue 3), the new rows are then handed to the verdict actor, fire and forget.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -57,7 +59,9 @@ def to_record(frame: ScoredFrame, stored_at: datetime):
 class ResultSink:
     """SQL writer and alert publisher of one ingest loop (a Ray actor in the stream)."""
 
-    def __init__(self, settings: Settings, bootstrap_servers: str, api_base_url: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, bootstrap_servers: str, api_base_url: str | None = None, verdicts: Any | None = None
+    ) -> None:
         from connectors.alerts import AlertSink
         from connectors.kafka import make_producer
         from storage.db import Database
@@ -69,6 +73,9 @@ class ResultSink:
         self.alerts = AlertSink(self._producer, settings.alerts_topic)
         self.api_base_url = api_base_url
         self.overlays_dir: Path | None = settings.overlays_dir if settings.write_overlays else None
+        # LLM verdicts (issue 3): a pipeline.verdicts.VerdictWorker actor handle, or None when llm_verdicts is off
+        self.verdicts = verdicts
+        self.verdict_sample_normal = settings.verdict_sample_normal
 
     def ready(self) -> bool:
         """Returns once connected (used to wait for actor start-up)."""
@@ -101,7 +108,20 @@ class ResultSink:
                 result.alerts_sent = len(pending)
             if self.overlays_dir is not None:
                 self._write_overlays([f for f in frames if f.is_anomalous and f.task.frame_id in inserted])
+        if self.verdicts is not None:  # LLM verdicts (issue 3): only now, after the rows and the alerts
+            self._submit_verdicts(frames, records, inserted)
         return result
+
+    def _submit_verdicts(self, frames: list[ScoredFrame], records: list, inserted: set[str]) -> None:
+        """Fire and forget: ``submit.remote`` without ``ray.get``, so the sink never waits for the LLM."""
+        from pipeline.verdicts import verdict_jobs
+
+        try:
+            jobs = verdict_jobs(frames, records, inserted, self.verdict_sample_normal)
+            if jobs:
+                self.verdicts.submit.remote(jobs)
+        except Exception as exc:  # verdicts are optional; the rows and alerts are already done
+            log.warning("could not submit %d LLM verdict jobs: %s", len(frames), exc)
 
     def _write_overlays(self, frames: list[ScoredFrame]) -> None:
         folder = self.overlays_dir

@@ -156,7 +156,7 @@ def inject_defect(
 
     >>> img = np.full((224, 224, 3), 120, np.uint8)
     >>> out, mask = inject_defect(img, "hole", np.random.default_rng(0))
-    >>> bool(mask.any()), out[mask > 0].mean() < 120
+    >>> bool(mask.any()), bool(out[mask > 0].mean() < 120)
     (True, True)
     """
     if kind == "scratch":

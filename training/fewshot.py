@@ -33,7 +33,7 @@ from training.exceptions import BankBuildError
 
 __all__ = ["build_bank", "augmented_views", "ANOMALIES_PER_BANK", "SINGLE_SHOT_VIEWS"]
 
-ANOMALIES_PER_BANK = 24  # synthetic-defect images scored per calibration (spread over the shots)
+ANOMALIES_PER_BANK = 16  # synthetic-defect images scored per calibration (spread over the shots)
 SINGLE_SHOT_VIEWS = 8  # augmented normal views scored when there is only one shot
 _ENCODE_BATCH = 16  # images per encoder call (bounds memory)
 
@@ -78,12 +78,6 @@ def _subsample(rows: list[torch.Tensor], ratio: float | None, seed: int) -> list
 
 
 @torch.inference_mode()
-def _scores(encoder: ImageEncoder, images: Sequence[np.ndarray], bank: list[torch.Tensor]) -> list[float]:
-    features = _encode(encoder, images)
-    maps = few_shot_anomaly_map(features, bank, encoder.image_size_px)
-    return image_scores(maps).tolist()
-
-
 def build_bank(
     encoder: ImageEncoder,
     images: Sequence[np.ndarray],
@@ -123,26 +117,38 @@ def build_bank(
     shot_rows = [[r[i * n : (i + 1) * n] for r, n in zip(per_view, rows_per_shot, strict=True)] for i in range(len(shots))]
     full_bank = _subsample(per_view, coreset_ratio, seed)
 
-    # calibration scores: each shot (or its augmented views) and its defective copies, never in their own bank
-    normal_scores: list[float] = []
-    anomaly_scores: list[float] = []
+    # calibration: each shot (or, alone, its augmented views) and defective copies of it, scored
+    # against a bank that does not contain that shot; all queries go through the encoder at once
     defects_per_shot = max(2, -(-ANOMALIES_PER_BANK // len(shots)))
+    queries: list[np.ndarray] = []
+    normal_rows: list[list[int]] = []  # per shot: rows of `queries` that are normal views (k == 1)
+    anomaly_rows: list[list[int]] = []
     for index, shot in enumerate(shots):
         others = [s for i, s in enumerate(shots) if i != index]
-        if others:
+        normals = [] if others else augmented_views(shot, SINGLE_SHOT_VIEWS, rng)
+        defective = [random_defect(shot, rng, sources=others or [shot])[0] for _ in range(defects_per_shot)]
+        normal_rows.append(list(range(len(queries), len(queries) + len(normals))))
+        anomaly_rows.append(list(range(len(queries) + len(normals), len(queries) + len(normals) + len(defective))))
+        queries += normals + defective
+    query_features = _encode(encoder, queries)
+    normal_scores: list[float] = []
+    anomaly_scores: list[float] = []
+    for index in range(len(shots)):
+        if len(shots) > 1:  # leave-one-out: the shot itself (features already computed) vs the others
             bank = _subsample(
-                [torch.cat([shot_rows[j][stage] for j in range(len(shots)) if j != index]) for stage in range(len(per_view))],
+                [torch.cat([shot_rows[j][i] for j in range(len(shots)) if j != index]) for i in range(len(per_view))],
                 coreset_ratio,
                 seed,
             )
-            normals = [shot]
+            own = [f[index * len(turns) : index * len(turns) + 1] for f in features]  # turn 0 of this shot
         else:
-            bank = full_bank
-            normals = augmented_views(shot, SINGLE_SHOT_VIEWS, rng)
-        defective = [random_defect(shot, rng, sources=others or [shot])[0] for _ in range(defects_per_shot)]
-        scores = _scores(encoder, normals + defective, bank)
-        normal_scores += scores[: len(normals)]
-        anomaly_scores += scores[len(normals) :]
+            bank, own = full_bank, [f[:0] for f in features]
+        rows = torch.tensor(normal_rows[index] + anomaly_rows[index])
+        batch = [torch.cat([o, q.index_select(0, rows)]) for o, q in zip(own, query_features, strict=True)]
+        scores = image_scores(few_shot_anomaly_map(batch, bank, size)).tolist()
+        split = own[0].shape[0] + len(normal_rows[index])
+        normal_scores += scores[:split]
+        anomaly_scores += scores[split:]
     calibration = choose_threshold(normal_scores, anomaly_scores)
     return MemoryBank(
         full_bank,

@@ -42,6 +42,12 @@ INSPECTOR_NAME = "Inspector"
 BANKS_PER_REPLICA = 8  # bank versions kept loaded per Inspector replica (LRU)
 INGRESS_CPUS = 0.05  # I/O only: SQL reads, PNG rendering
 INSPECTOR_CPUS = 0.25  # fractional: the stream's inference actor holds a whole CPU
+SHUTDOWN_S = 5.0  # longest wait for in-flight requests when the API stops
+
+
+def _replica_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one migration check per replica, not 20 lines
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -50,7 +56,10 @@ def _unwrap(exc: BaseException) -> BaseException:
     return cause if isinstance(cause, LinesightError) else exc
 
 
-@serve.deployment(name=INSPECTOR_NAME, ray_actor_options={"num_cpus": INSPECTOR_CPUS}, max_ongoing_requests=8)
+@serve.deployment(
+    name=INSPECTOR_NAME, ray_actor_options={"num_cpus": INSPECTOR_CPUS}, max_ongoing_requests=8,
+    graceful_shutdown_timeout_s=SHUTDOWN_S,
+)
 class InspectorDeployment:
     """Holds one :class:`~linesight.api.inspector.BankInspector`; banks are multiplexed by ``class@vN``."""
 
@@ -59,7 +68,7 @@ class InspectorDeployment:
 
         from linesight.api.inspector import BankInspector
 
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _replica_logging()
         torch.set_num_threads(settings.torch_threads)
         self.core = BankInspector(settings)
         self.core.detector  # noqa: B018 - load the encoder now, not on the first request
@@ -111,7 +120,7 @@ class ServeInspector:
             raise _unwrap(exc) from None
 
 
-@serve.deployment(name="ApiIngress", ray_actor_options={"num_cpus": INGRESS_CPUS})
+@serve.deployment(name="ApiIngress", ray_actor_options={"num_cpus": INGRESS_CPUS}, graceful_shutdown_timeout_s=SHUTDOWN_S)
 @serve.ingress()
 class ApiIngress:
     """The HTTP entry point: the FastAPI app of :func:`linesight.api.app.create_app`, built in the replica."""
@@ -120,7 +129,7 @@ class ApiIngress:
         self, settings: Settings, token: str, inspector: DeploymentHandle, bootstrap_servers: str | None,
         expect_stream: bool,
     ) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _replica_logging()
         self._settings = settings
         self._token = token
         self._inspector = inspector

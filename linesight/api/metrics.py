@@ -24,6 +24,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.utils import floatToGoString
 
 __all__ = ["StreamCollector", "build_registry", "request_counter"]
 
@@ -99,7 +100,9 @@ def _stream_families(snap: dict[str, Any]) -> Iterator[Metric]:
             "linesight_frame_latency_ms", "Capture-to-stored latency of frames in milliseconds"
         )
         latency.add_metric(
-            [], [(bound, float(count)) for bound, count in ordered], sum_value=float(snap.get("latency_ms_sum", 0.0))
+            [],
+            [(floatToGoString(float(bound)), float(count)) for bound, count in ordered],
+            sum_value=float(snap.get("latency_ms_sum", 0.0)),
         )
         yield latency
     updated = snap.get("updated_at")

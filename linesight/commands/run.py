@@ -37,13 +37,13 @@ def handle(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
     started = time.monotonic()
     with broker_for(settings) as bootstrap:
         prepare(settings, bootstrap)
         log.info("brokers %s, database %s", bootstrap, settings.database_url)
         with Pipeline(settings, bootstrap, ingest_loops=args.ingest_loops) as pipeline:
+            for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own
+                signal.signal(signum, lambda *_: stop.set())
             while not stop.wait(args.report_every_s):
                 pipeline.watch()
                 stats = pipeline.stats()

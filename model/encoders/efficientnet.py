@@ -148,7 +148,7 @@ class _FusedConv(nn.Module):
         if self.pad is not None:
             x = F.pad(x, self.pad)
         x = self.conv(x)
-        return F.hardtanh(x, 0.0, 6.0) if self.activation else x  # ReLU6
+        return F.hardtanh(x, 0.0, 6.0, inplace=True) if self.activation else x  # ReLU6 on a fresh tensor
 
 
 class _FusedBlock(nn.Module):

@@ -272,7 +272,12 @@ async function renderDetail(id) {
   const question = h("input", { name: "question", placeholder: "Ask about this frame, e.g. “where is the defect?”", maxlength: 2000, autocomplete: "off" });
   const send = h("button", { class: "primary", type: "submit", text: "Ask" });
   const chatForm = h("form", {}, question, send);
-  const showTurn = (t) => turns.append(h("div", { class: `turn ${t.role}`, text: t.text, title: clock(t.created_at) }));
+  const hint = h("div", { class: "muted", text: "No questions yet. Answers come from the stored result of this frame." });
+  turns.append(hint);
+  const showTurn = (t) => {
+    hint.remove();
+    turns.append(h("div", { class: `turn ${t.role}`, text: t.text, title: clock(t.created_at) }));
+  };
   chatForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = question.value.trim();

@@ -64,20 +64,29 @@ def seed(repository: Any, count: int, **overrides: Any) -> list[Any]:
 
 
 def scored_records(encoder: Any, count: int, *, seed_value: int = 0, now: datetime | None = None) -> list[InspectionRecord]:
-    """``count`` synthetic-line frames really scored by the detector (realistic overlays for screenshots)."""
+    """``count`` synthetic-line frames really scored by the detector (realistic overlays for screenshots).
+
+    One-shot banks without rotations and one batch per class keep this to a few seconds.
+    """
     from model.detector import Detector
     from training.fewshot import build_bank
-    from training.synthetic import SyntheticLine, normal_images, rotations_ok
+    from training.synthetic import SyntheticLine, normal_images
 
     classes = ("brick", "washer")
-    banks = {c: build_bank(encoder, normal_images(c, 2, seed=1), c, 1, rotations=rotations_ok(c)) for c in classes}
+    banks = {c: build_bank(encoder, normal_images(c, 1, seed=1), c, 1, rotations=False) for c in classes}
     detector = Detector(encoder)
     line = SyntheticLine(product_classes=classes, defect_rate=0.35, seed=seed_value)
+    frames = [line.next_frame() for _ in range(count)]
+    results: dict[int, Any] = {}
+    for cls in classes:
+        rows = [i for i, f in enumerate(frames) if f.product_class == cls]
+        if rows:
+            scored = detector.score_batch([frames[i].image for i in rows], banks[cls])
+            results.update(zip(rows, scored, strict=True))
     start = (now or datetime.now(UTC)) - timedelta(seconds=count)
     records = []
-    for index in range(count):
-        frame = line.next_frame()
-        result = detector.score_batch([frame.image], banks[frame.product_class])[0]
+    for index, frame in enumerate(frames):
+        result = results[index]
         at = start + timedelta(seconds=index)
         records.append(InspectionRecord(
             frame_id=f"s-{seed_value}-{index}", line_id=f"line-{1 + index % 2}", camera_id=f"cam-{1 + index % 2}",

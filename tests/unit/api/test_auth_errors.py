@@ -20,17 +20,20 @@ WRITES = [
 def test_write_endpoints_refuse_a_missing_or_wrong_token(client, repository, method, path, kwargs):
     seed(repository, 1)
     missing = getattr(client, method)(path, **kwargs)
-    assert missing.status_code == 401 and "Bearer" in missing.json()["error"]
+    assert missing.status_code == 401
+    assert "Bearer" in missing.json()["error"]
     assert missing.headers["www-authenticate"].startswith("Bearer")
     wrong = getattr(client, method)(path, headers={"Authorization": "Bearer nope"}, **kwargs)
-    assert wrong.status_code == 401 and wrong.json() == {"error": "wrong API token in the Authorization header"}
+    assert wrong.status_code == 401
+    assert wrong.json() == {"error": "wrong API token in the Authorization header"}
 
 
 def test_an_unconfigured_token_is_generated_never_open(settings, repository):
     from linesight.api.app import create_app
 
     token, generated = resolve_api_token(settings.api_token)
-    assert generated and len(token) >= 32
+    assert generated
+    assert len(token) >= 32
     assert resolve_api_token(None)[0] != token
     app = create_app(settings, repository=repository, stream_snapshot=lambda: None)  # no token given
     with TestClient(app) as client:
@@ -70,13 +73,15 @@ def test_every_error_is_json_naming_the_bad_value(client, repository, auth, meth
     response = getattr(client, method)(path, headers=headers, **kwargs)
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"} and needle in body["error"]
+    assert set(body) == {"error"}
+    assert needle in body["error"]
 
 
 def test_request_body_over_the_limit_is_413(client, auth, settings):
     big = b"\x89PNG\r\n\x1a\n" + b"\0" * (settings.max_frame_bytes + 100_000)
     response = client.post("/api/inspect", files={"image": ("big.png", big, "image/png")}, data={"class": "brick"})
-    assert response.status_code == 413 and "over the limit" in response.json()["error"]
+    assert response.status_code == 413
+    assert "over the limit" in response.json()["error"]
 
 
 def test_a_real_bug_is_logged_and_answered_500_as_json(app, caplog):
@@ -94,14 +99,17 @@ def test_a_real_bug_is_logged_and_answered_500_as_json(app, caplog):
 def test_upload_problems_reach_the_client_as_json(client, repository):
     tiny = png_bytes(np.zeros((8, 8, 3), np.uint8))
     response = client.post("/api/inspect", files={"image": ("tiny.png", tiny, "image/png")}, data={"class": "brick"})
-    assert response.status_code == 400 and "8x8 px" in response.json()["error"]
+    assert response.status_code == 400
+    assert "8x8 px" in response.json()["error"]
     text = client.post("/api/inspect", files={"image": ("a.txt", b"hello", "text/plain")}, data={"class": "brick"})
-    assert text.status_code == 415 and "'text/plain'" in text.json()["error"]
+    assert text.status_code == 415
+    assert "'text/plain'" in text.json()["error"]
 
 
 def test_docs_and_spec_are_served(client):
     spec = client.get("/openapi.json").json()
     assert spec["info"]["title"] == "linesight"
-    assert "/api/inspections" in spec["paths"] and "/api/banks/{product_class}/{version}/activate" in spec["paths"]
+    assert "/api/inspections" in spec["paths"]
+    assert "/api/banks/{product_class}/{version}/activate" in spec["paths"]
     assert client.get("/docs").status_code == 200
     assert TOKEN not in client.get("/openapi.json").text

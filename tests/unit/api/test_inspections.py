@@ -59,8 +59,10 @@ def test_cursor_pagination_walks_every_row_once(client, repository, anomalous):
 def test_one_inspection_has_every_field_and_links(client, repository):
     row = seed(repository, 4)[3]
     body = client.get(f"/api/inspections/{row.id}").json()
-    assert body["frame_id"] == "f-3" and body["is_anomalous"] is True
-    assert body["positions"] == ["top right"] and body["region_count"] == 1
+    assert body["frame_id"] == "f-3"
+    assert body["is_anomalous"] is True
+    assert body["positions"] == ["top right"]
+    assert body["region_count"] == 1
     assert body["captured_at"].startswith("2026-03-02T06:00:03")
     assert body["links"]["overlay"] == f"/api/inspections/{row.id}/overlay.png"
 
@@ -68,13 +70,15 @@ def test_one_inspection_has_every_field_and_links(client, repository):
 def test_overlay_and_mask_are_pngs_of_the_stored_result(client, repository):
     row = seed(repository, 1)[0]
     overlay = client.get(f"/api/inspections/{row.id}/overlay.png")
-    assert overlay.status_code == 200 and overlay.headers["content-type"] == "image/png"
+    assert overlay.status_code == 200
+    assert overlay.headers["content-type"] == "image/png"
     image = cv2.imdecode(np.frombuffer(overlay.content, np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (32, 32, 3)
     mask = client.get(f"/api/inspections/{row.id}/mask.png")
     decoded = cv2.imdecode(np.frombuffer(mask.content, np.uint8), cv2.IMREAD_GRAYSCALE)
     assert decoded.shape == (32, 32)
-    assert (decoded[4:12, 20:28] == 255).all() and decoded.sum() == 255 * 64  # the flagged square only
+    assert (decoded[4:12, 20:28] == 255).all()
+    assert decoded.sum() == 255 * 64
     red_outline = (image[..., 2] > 200) & (image[..., 1] < 60) & (image[..., 0] < 60)  # BGR: red = mask contour
     assert red_outline.any()
 
@@ -83,7 +87,8 @@ def test_overlay_without_a_usable_frame_is_drawn_on_grey(client, repository):
     repository.upsert_inspections([make_record(0, frame_image=None), make_record(3, frame_image=b"\xff\xd8junk")])
     for row in repository.iter_history():
         response = client.get(f"/api/inspections/{row.id}/overlay.png")
-        assert response.status_code == 200 and response.content[:4] == b"\x89PNG"
+        assert response.status_code == 200
+        assert response.content[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize("path", ["/api/inspections/999", "/api/inspections/999/overlay.png",
@@ -97,5 +102,6 @@ def test_unknown_inspection_is_a_json_404_naming_the_id(client, path):
 def test_summary_counts_per_class(client, repository):
     seed(repository, 12)
     classes = {c["product_class"]: c for c in client.get("/api/summary").json()["classes"]}
-    assert classes["brick"]["total"] == 6 and classes["washer"]["total"] == 6
+    assert classes["brick"]["total"] == 6
+    assert classes["washer"]["total"] == 6
     assert classes["brick"]["flagged"] + classes["washer"]["flagged"] == 4

@@ -1,0 +1,69 @@
+"""``linesight chat INSPECTION_ID [QUESTION]``: questions about a stored inspection (pipeline/dialogue.py).
+
+With a QUESTION: print the answer and exit. Without one: print the stored turns, then read
+questions at ``you> `` until Ctrl-D or ``exit``. Every turn is stored, so a later session (or the
+HTTP API) continues the same conversation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from linesight.commands._common import positive_int
+
+_ROLE_PROMPTS = {"operator": "you> ", "assistant": "assistant> "}
+_EXIT_WORDS = {"exit", "quit"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "chat",
+        help="ask questions about a stored inspection (multi-turn; turns are stored)",
+        description=(
+            "Asks the LLM about one stored inspection: it sees the frame (E_img), the anomaly map (E_prompt), "
+            "the detector's result and the conversation so far. With QUESTION, prints the answer and exits; "
+            "without, starts an interactive session (Ctrl-D or 'exit' to leave)."
+        ),
+    )
+    parser.add_argument("inspection_id", type=positive_int, metavar="INSPECTION_ID", help="id from `linesight history`")
+    parser.add_argument("question", nargs="?", default=None, metavar="QUESTION", help="one question; omit for a session")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from linesight.settings import load_settings
+    from pipeline.dialogue import DialogueService
+
+    service = DialogueService(load_settings())
+    if args.question is not None:
+        print(service.ask(args.inspection_id, args.question).answer)
+        return 0
+    return _interactive(service, args.inspection_id)
+
+
+def _interactive(service, inspection_id: int) -> int:
+    from pipeline.exceptions import InvalidQuestionError
+
+    turns = service.history(inspection_id)  # fails here, before loading the model, for an unknown id
+    row = service.repository.get_inspection(inspection_id)
+    print(f"inspection {row.id}: {row.product_class} on {row.line_id}, {row.verdict}")
+    for turn in turns:
+        print(f"{_ROLE_PROMPTS.get(turn.role, turn.role + '> ')}{turn.text}")
+    print("(Ctrl-D or 'exit' to leave)")
+    while True:
+        try:
+            question = input("you> ")
+        except EOFError:
+            print()
+            return 0
+        if question.strip().lower() in _EXIT_WORDS:
+            return 0
+        if not question.strip():
+            continue
+        try:
+            reply = service.ask(inspection_id, question)
+        except InvalidQuestionError as exc:
+            print(f"linesight: error: {exc}", file=sys.stderr)
+            continue
+        print(f"{_ROLE_PROMPTS['assistant']}{reply.answer}", flush=True)

@@ -1,0 +1,106 @@
+"""``linesight train``: train the decoder, the prompt learner and E_img on synthetic anomalies (CPU)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from linesight.commands._common import positive_float, positive_int
+
+_DEFAULT_IMAGES_PER_CLASS = 6  # synthetic normal images per demo class (each gives one NSA pair per epoch)
+# TrainConfig's defaults, shown in --help without importing torch at parser build (a test keeps them equal)
+HELP_DEFAULTS = {"epochs": 3, "batch_size": 4, "lr": 1e-3, "seed": 0, "num_workers": 0}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    defaults = HELP_DEFAULTS
+    parser = subparsers.add_parser(
+        "train",
+        help="train the text-aligned decoder and the prompt learner on synthetic (NSA) anomalies",
+        description=(
+            "Each batch pairs normal images (answer 'No') with NSA anomalies pasted from other normal images of "
+            "the class (mask + 'Yes ... at the {pos}' answer). The decoder learns from focal + dice losses on its "
+            "maps, the prompt learner and E_img from the answer cross-entropy through the frozen LLM; the encoder "
+            "and the LLM stay frozen. A checkpoint folder is written after every epoch (point "
+            "LINESIGHT_CHECKPOINT_DIR at it; `linesight eval --decoder DIR/decoder.safetensors` reads its decoder)."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--data", type=Path, default=None, help="dataset root: normal images from <class>/train/good")
+    source.add_argument("--synthetic", action="store_true", help="train on the built-in demo classes")
+    parser.add_argument("--layout", choices=("auto", "mvtec", "visa", "folder"), default="auto",
+                        help="dataset layout of --data (default: detect)")
+    parser.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                        help="product classes (default: all in --data, all demo classes with --synthetic)")
+    parser.add_argument("--images-per-class", type=positive_int, default=None, metavar="N",
+                        help=f"normal images per class (synthetic default {_DEFAULT_IMAGES_PER_CLASS}; --data: all)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="checkpoint folder (default: <LINESIGHT_DATA_DIR>/checkpoint)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help=f"default {defaults['epochs']}")
+    parser.add_argument("--batch-size", type=positive_int, default=None,
+                        help=f"normal/anomaly pairs per step (default {defaults['batch_size']})")
+    parser.add_argument("--lr", type=positive_float, default=None, help=f"Adam learning rate (default {defaults['lr']})")
+    parser.add_argument("--max-steps", type=positive_int, default=None, help="stop after this many steps in total")
+    parser.add_argument("--seed", type=int, default=None, help=f"default {defaults['seed']}")
+    parser.add_argument("--no-llm", action="store_true", help="train the decoder only (fast; no prompt learner)")
+    parser.add_argument("--with-description", action="store_true",
+                        help="put the class description in the question (longer LLM input: slower)")
+    parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out (step + optimizer)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"DataLoader processes making the anomalies (default {defaults['num_workers']})")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from linesight.errors import ConfigError
+    from linesight.settings import load_settings
+    from model.encoders import build_encoder
+    from model.text_anchors import MiniLMTextEmbedder
+    from training.checkpoint import CONFIG_FILE
+    from training.trainer import TrainConfig, Trainer, folder_training_images, synthetic_training_images
+
+    if not args.synthetic and args.data is None:
+        raise ConfigError("give one of --data DIR or --synthetic")
+    if args.data is not None and not args.data.is_dir():
+        raise ConfigError(f"--data: no such folder {str(args.data)!r}")
+    if args.images_per_class is not None and args.images_per_class < 2:
+        raise ConfigError(f"--images-per-class must be >= 2 (NSA pastes from another image), got {args.images_per_class}")
+    if args.workers is not None and args.workers < 0:
+        raise ConfigError(f"--workers must be >= 0, got {args.workers}")
+    settings = load_settings()
+    out = args.out if args.out is not None else settings.data_dir / "checkpoint"
+    if args.resume and not (out / CONFIG_FILE).is_file():
+        raise ConfigError(f"--resume: no checkpoint in {str(out)!r} (no {CONFIG_FILE})")
+    given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+             "num_workers": args.workers}
+    config = TrainConfig(
+        image_size_px=settings.image_size_px, answer_loss=not args.no_llm, with_description=args.with_description,
+        max_steps=args.max_steps, **{k: v for k, v in given.items() if v is not None},
+    )
+    size = settings.image_size_px
+    if args.synthetic:
+        from training.synthetic import PRODUCT_CLASSES
+
+        classes = args.classes or list(PRODUCT_CLASSES)
+        images = synthetic_training_images(classes, args.images_per_class or _DEFAULT_IMAGES_PER_CLASS, size, config.seed)
+    else:
+        images = folder_training_images(args.data, args.classes, size, args.layout, args.images_per_class)
+    encoder = build_encoder(settings.encoder, settings.encoder_path, size)
+    llm = None
+    if not args.no_llm:
+        from model.llm import load_llm
+
+        llm = load_llm(getattr(settings, "llm_path", None))  # the LLM the stream's verdicts use
+    trainer = Trainer(config, encoder, MiniLMTextEmbedder(), images, llm, progress=not args.no_progress)
+    print(f"training on {', '.join(f'{k} ({len(v)})' for k, v in images.items())} normal images: "
+          f"{trainer.total_steps} steps of {config.batch_size} pairs, {'decoder only' if llm is None else 'decoder + prompt learner'}")
+    result = trainer.fit(out, resume=args.resume)
+    losses = "  ".join(f"{k} {v:.4f}" for k, v in result.final_losses.items())
+    print(f"checkpoint: {result.checkpoint_dir} (step {result.steps}, epoch {result.epochs:.2f})")
+    print(f"final losses (mean over the last epoch): {losses}")
+    print(f"loss curve: {result.loss_curve}")
+    print(f"took {result.elapsed_s:.1f} s, {result.images_per_s:.1f} images/s")
+    print(f"evaluate: linesight eval --synthetic --modes few_shot zero_shot fused --decoder "
+          f"{result.checkpoint_dir / 'decoder.safetensors'}")
+    return 0

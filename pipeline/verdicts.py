@@ -1,0 +1,412 @@
+"""LLM verdicts off the hot path: a low-priority actor rewords stored verdicts after alerts went out.
+
+    sink: SQL write ──► alerts flushed ──► verdicts.submit.remote(jobs)   (fire and forget)
+                                               │ bounded queue; a job that does not fit is skipped
+                                               ▼
+    VerdictWorker thread (nice 19, 1 torch thread): stored map + frame -> E_prompt, E_img
+        -> LLM with the detector's facts in the description -> parse -> agrees?
+             yes: set_verdict(frame_id, llm sentence, "llm")
+             no:  set_verdict(frame_id, template, "template", note="llm contradicted: ...")
+
+A job carries the detector's facts, the anomaly map as the sink already encoded it for SQL (8-bit
+PNG) and the frame as received (JPEG/PNG bytes). The global image vector for E_img is recomputed
+here with the worker's own encoder: one encoder pass (~30 ms) is a few percent of one verdict
+(~1 s of generation) and keeps the hot path's messages and contracts unchanged; the dialogue
+(pipeline/dialogue.py) rebuilds E_img and E_prompt from the same stored bytes the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from linesight.settings import Settings
+from pipeline.exceptions import PipelineError
+
+__all__ = [
+    "PROMPT_LEARNER_FILE",
+    "PROMPT_LEARNER_SEED",
+    "InspectionModel",
+    "VerdictJob",
+    "VerdictWorker",
+    "sample_normal",
+    "verdict_jobs",
+]
+
+log = logging.getLogger(__name__)
+
+PROMPT_LEARNER_FILE = "prompt_learner.safetensors"  # inside settings.checkpoint_dir
+PROMPT_LEARNER_SEED = 0  # fixed seed of an untrained prompt learner (no checkpoint_dir)
+_NICE = 19  # lowest priority: the verdict thread only gets the cores inference leaves idle
+_REPORT_EVERY_S = 1.0
+_NOTE_CHARS = 300
+
+
+@dataclass(frozen=True)
+class VerdictJob:
+    """One stored frame waiting for an LLM verdict (picklable; ~tens of KB)."""
+
+    frame_id: str
+    product_class: str
+    is_anomalous: bool
+    positions: tuple[str, ...]
+    region_count: int
+    template: str  # the verdict stored by the sink (REFERENCE.md sentence)
+    anomaly_map_png: bytes  # M as stored in SQL (8-bit grey PNG)
+    image_bytes: bytes | None  # the frame as received; None = no E_img
+    submitted_at: float = 0.0  # time.time() when the sink built it
+
+
+def sample_normal(frame_id: str, rate: float) -> bool:
+    """Deterministic sample of normal frames: the same ``frame_id`` is always in or out.
+
+    >>> sample_normal("f-1", 1.0), sample_normal("f-1", 0.0)
+    (True, False)
+    """
+    if rate <= 0.0:
+        return False
+    return rate >= 1.0 or zlib.crc32(frame_id.encode()) % 10_000 < rate * 10_000
+
+
+def verdict_jobs(frames: Sequence[Any], records: Sequence[Any], inserted: set[str], sample_rate: float) -> list[VerdictJob]:
+    """Jobs for newly inserted frames: every flagged one and a sample of the normal ones.
+
+    ``frames`` are :class:`pipeline.messages.ScoredFrame`, ``records`` their
+    :class:`storage.records.InspectionRecord` (the encoded map is reused, not re-encoded).
+    """
+    now = time.time()
+    jobs = []
+    for frame, record in zip(frames, records, strict=True):
+        frame_id = frame.task.frame_id
+        if frame_id not in inserted or not (frame.is_anomalous or sample_normal(frame_id, sample_rate)):
+            continue
+        jobs.append(
+            VerdictJob(
+                frame_id=frame_id,
+                product_class=frame.task.product_class,
+                is_anomalous=bool(frame.is_anomalous),
+                positions=tuple(frame.positions),
+                region_count=int(frame.region_count),
+                template=frame.verdict,
+                anomaly_map_png=bytes(record.anomaly_map_png),
+                image_bytes=record.frame_image,
+                submitted_at=now,
+            )
+        )
+    return jobs
+
+
+class InspectionModel:
+    """The LLM side of one stored inspection: frame -> global vector -> E_img; map -> E_prompt.
+
+    >>> model = InspectionModel.from_settings(load_settings())  # doctest: +SKIP
+    >>> model.gpt.verdict(facts, *model.inputs(image_bytes, map_png)).agrees  # doctest: +SKIP
+    True
+    """
+
+    def __init__(self, gpt: Any, encoder: Any) -> None:
+        self.gpt = gpt  # model.anomalygpt.AnomalyGPT (LLM + prompt learner)
+        self.encoder = encoder  # model.encoders ImageEncoder (frozen)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, llm: Any | None = None, encoder: Any | None = None) -> InspectionModel:
+        """Load the LLM (``llm_path`` or the packaged SmolLM2), the encoder and the prompt learner.
+
+        The prompt learner comes from ``checkpoint_dir/prompt_learner.safetensors``; without a
+        checkpoint_dir it is freshly initialised with seed ``PROMPT_LEARNER_SEED`` (logged).
+        """
+        from model.anomalygpt import AnomalyGPT
+        from model.encoders import build_encoder
+        from model.llm import load_llm
+
+        if llm is None:
+            llm = load_llm(settings.llm_path)
+        if encoder is None:
+            encoder = build_encoder(settings.encoder, settings.encoder_path, settings.image_size_px)
+        learner = _prompt_learner(settings, llm.hidden_size, encoder.global_dim)
+        return cls(AnomalyGPT(llm, learner), encoder)
+
+    @property
+    def llm(self) -> Any:
+        """The frozen :class:`model.llm.LanguageModel`."""
+        return self.gpt.llm
+
+    def global_vector(self, image_bytes: bytes | None) -> Any | None:
+        """(C_global,) tensor of the encoded frame, or None when there is no decodable RGB frame."""
+        import torch
+
+        from connectors.schema import decode_image
+
+        image = decode_image(image_bytes) if image_bytes else None
+        if image is None or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            return None
+        with torch.inference_mode():
+            return self.encoder(self.encoder.preprocess([image])).global_vector[0].float().clone()
+
+    def inputs(self, image_bytes: bytes | None, anomaly_map_png: bytes | None) -> tuple[Any | None, Any | None]:
+        """(anomaly map (S, S), global vector (C,)) tensors for :meth:`AnomalyGPT.verdict` / ``conversation``."""
+        import torch
+
+        from storage.records import map_from_png
+
+        anomaly_map = torch.from_numpy(map_from_png(anomaly_map_png).copy()) if anomaly_map_png else None
+        return anomaly_map, self.global_vector(image_bytes)
+
+
+def _prompt_learner(settings: Settings, hidden_size: int, global_dim: int) -> Any:
+    import torch
+
+    from model.exceptions import ModelError
+    from model.prompt_learner import PromptLearner, load_prompt_learner
+
+    if settings.checkpoint_dir is None:
+        with torch.random.fork_rng(devices=[]):  # seeded without touching the caller's RNG
+            torch.manual_seed(PROMPT_LEARNER_SEED)
+            learner = PromptLearner(hidden_size, global_dim)
+        log.warning(
+            "no checkpoint_dir set: the prompt learner is freshly initialised (seed %d, untrained); "
+            "E_img and E_prompt carry little meaning until a trained checkpoint is given", PROMPT_LEARNER_SEED,
+        )
+        return learner.eval()
+    path = settings.checkpoint_dir / PROMPT_LEARNER_FILE
+    if not path.is_file():
+        raise PipelineError(f"checkpoint_dir {str(settings.checkpoint_dir)!r} has no {PROMPT_LEARNER_FILE}")
+    try:
+        learner = load_prompt_learner(path)
+    except ModelError as exc:
+        raise PipelineError(f"cannot load the prompt learner {str(path)!r}: {exc}") from None
+    if learner.hidden_size != hidden_size or learner.global_dim != global_dim:
+        raise PipelineError(
+            f"prompt learner {str(path)!r} maps {learner.global_dim}-d image vectors to {learner.hidden_size}-d "
+            f"tokens, but the encoder gives {global_dim}-d and the LLM takes {hidden_size}-d"
+        )
+    log.info("prompt learner loaded from %s", path)
+    return learner.eval()
+
+
+class VerdictWorker:
+    """Bounded, low-priority LLM verdicts for stored frames (a Ray actor in the stream).
+
+    ``submit`` never blocks: jobs beyond ``verdict_queue_size`` are counted as skipped and keep the
+    template verdict. In the stream (``model`` None) it loads its own model and sets this process's
+    torch threads to ``llm_torch_threads``; tests pass a ``model`` and ``repository``. ``monitor`` is
+    a :class:`pipeline.monitor.StreamMonitor` (object or actor handle) or the name of the monitor
+    actor, looked up when first needed (a handle among the constructor arguments would stop Ray
+    from restarting the actor safely).
+
+    >>> worker = VerdictWorker(settings, model=model, repository=repo)  # doctest: +SKIP
+    >>> worker.submit(jobs), worker.wait_idle(30), worker.stats()["verdicts_written"]  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        monitor: Any | None = None,
+        *,
+        model: InspectionModel | None = None,
+        repository: Any | None = None,
+        start: bool = True,
+    ) -> None:
+        if model is None:
+            import torch
+
+            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+            torch.set_num_threads(settings.llm_torch_threads)  # its own process: never fight inference
+            model = InspectionModel.from_settings(settings)
+        if repository is None:
+            from storage.db import Database
+            from storage.repository import Repository
+
+            repository = Repository(Database(settings.database_url))
+        self.model = model
+        self.repository = repository
+        self.max_new_tokens = settings.verdict_max_new_tokens
+        self._monitor = monitor
+        self._queue: queue.Queue[VerdictJob] = queue.Queue(maxsize=settings.verdict_queue_size)
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(
+            ("verdicts_submitted", "verdict_skipped", "verdicts_written", "verdicts_rejected", "verdicts_failed"), 0
+        )
+        self._busy = False
+        self._accepting = True
+        self._latencies_ms: deque[float] = deque(maxlen=2000)  # job start -> verdict stored
+        self._waits_ms: deque[float] = deque(maxlen=2000)  # submitted -> verdict stored
+        self._tokens = 0
+        self._generate_s = 0.0
+        self._recent: deque[dict[str, Any]] = deque(maxlen=256)  # frame_id, source, written_at
+        self._reported_at = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if start:
+            self.start()
+
+    # --- the sink's side ------------------------------------------------------------------------
+    def ready(self) -> bool:
+        """Returns once the model is loaded (the pipeline waits on it at start-up)."""
+        return True
+
+    def submit(self, jobs: Sequence[VerdictJob]) -> int:
+        """Queue what fits and return at once; returns how many were accepted, the rest are skipped."""
+        accepted = 0
+        for job in jobs if self._accepting else ():
+            try:
+                self._queue.put_nowait(job)
+                accepted += 1
+            except queue.Full:
+                pass
+        with self._lock:
+            self._counts["verdicts_submitted"] += accepted
+            self._counts["verdict_skipped"] += len(jobs) - accepted
+        return accepted
+
+    # --- the background thread ------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the background thread (done by the constructor unless ``start=False``)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="llm-verdicts", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            os.nice(_NICE)  # on Linux this lowers this thread (and threads it starts), not the actor's
+        except OSError:
+            pass
+        while not self._stop.is_set():
+            try:
+                job = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                self._report()
+                continue
+            self._handle(job)
+            self._report()
+
+    def run_pending(self) -> int:
+        """Process the queued jobs in the calling thread (a worker built with ``start=False``); returns how many."""
+        done = 0
+        while (job := self._take()) is not None:
+            self._handle(job)
+            done += 1
+        self._report(force=True)
+        return done
+
+    def _take(self) -> VerdictJob | None:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _handle(self, job: VerdictJob) -> None:
+        with self._lock:
+            self._busy = True
+        try:
+            self._process(job)
+        except Exception as exc:  # one bad job must not stop the verdicts; the template stays
+            log.warning("LLM verdict for %s failed: %s: %s", job.frame_id, type(exc).__name__, exc)
+            with self._lock:
+                self._counts["verdicts_failed"] += 1
+        finally:
+            with self._lock:
+                self._busy = False
+            self._queue.task_done()
+
+    def _process(self, job: VerdictJob) -> None:
+        from model.anomalygpt import DetectorFacts
+
+        started = time.perf_counter()
+        facts = DetectorFacts(job.is_anomalous, job.positions, job.region_count, job.product_class)
+        anomaly_map, global_vector = self.model.inputs(job.image_bytes, job.anomaly_map_png)
+        generate_started = time.perf_counter()
+        result = self.model.gpt.verdict(facts, anomaly_map, global_vector, max_new_tokens=self.max_new_tokens)
+        generate_s = time.perf_counter() - generate_started
+        tokens = len(self.model.llm.token_ids(result.text)) if result.text else 0  # re-tokenised answer
+        if result.agrees:
+            self.repository.set_verdict(job.frame_id, result.sentence, "llm")
+            source, counter = "llm", "verdicts_written"
+        else:
+            note = f"llm contradicted: {result.text!r}"[:_NOTE_CHARS]
+            self.repository.set_verdict(job.frame_id, job.template, "template", note=note)
+            source, counter = "template", "verdicts_rejected"
+        written_at = datetime.now(UTC)
+        with self._lock:
+            self._counts[counter] += 1
+            self._latencies_ms.append((time.perf_counter() - started) * 1000.0)
+            if job.submitted_at:
+                self._waits_ms.append((time.time() - job.submitted_at) * 1000.0)
+            self._tokens += tokens
+            self._generate_s += generate_s
+            self._recent.append({"frame_id": job.frame_id, "source": source, "written_at": written_at})
+
+    # --- counters -------------------------------------------------------------------------------
+    def counters(self) -> dict[str, int]:
+        """The monitor's verdict counters (``verdict_backlog`` = queued + in progress) plus extras."""
+        with self._lock:
+            out = dict(self._counts)
+            out["verdict_backlog"] = self._queue.qsize() + int(self._busy)
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, verdict latency (p50/p95 ms), tokens/s of generation and the recent verdicts."""
+        out: dict[str, Any] = self.counters()
+        with self._lock:
+            latencies, waits = list(self._latencies_ms), list(self._waits_ms)
+            tokens, generate_s, recent = self._tokens, self._generate_s, list(self._recent)
+        for name, values in (("verdict_ms", latencies), ("verdict_wait_ms", waits)):
+            out[f"{name}_p50"] = round(float(np.percentile(values, 50)), 1) if values else None
+            out[f"{name}_p95"] = round(float(np.percentile(values, 95)), 1) if values else None
+        out["tokens_generated"] = tokens
+        out["tokens_per_s"] = round(tokens / generate_s, 2) if generate_s > 0 else None
+        out["recent"] = recent
+        return out
+
+    def _report(self, force: bool = False, running: bool = True) -> None:
+        """Push counters to the stream monitor about once a second (fire and forget)."""
+        if self._monitor is None or (not force and time.monotonic() - self._reported_at < _REPORT_EVERY_S):
+            return
+        self._reported_at = time.monotonic()
+        try:
+            if isinstance(self._monitor, str):  # the named monitor actor of this Ray cluster
+                import ray
+
+                from pipeline.monitor import NAMESPACE
+
+                self._monitor = ray.get_actor(self._monitor, namespace=NAMESPACE)
+            report = self._monitor.report
+            getattr(report, "remote", report)("verdicts", self.counters(), None, running)  # actor or plain object
+        except Exception as exc:  # the monitor is optional: never fail a verdict for it
+            log.debug("verdict counters not reported: %s", exc)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no job is queued or in progress; False when ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.counters()["verdict_backlog"] == 0:
+                return True
+            time.sleep(0.05)
+        return self.counters()["verdict_backlog"] == 0
+
+    def close(self, drain_timeout_s: float = 0.0) -> dict[str, Any]:
+        """Stop accepting, wait up to ``drain_timeout_s`` for the backlog, skip the rest; final stats."""
+        self._accepting = False
+        if self._thread is not None:
+            self.wait_idle(drain_timeout_s)
+            self._stop.set()
+            self._thread.join(timeout=max(5.0, drain_timeout_s))
+        abandoned = 0
+        while self._take() is not None:
+            self._queue.task_done()
+            abandoned += 1
+        with self._lock:
+            self._counts["verdict_skipped"] += abandoned
+        self._report(force=True, running=False)
+        return self.stats()

@@ -1,0 +1,159 @@
+"""MemoryBank: safetensors round trip, dynamic buffers, and every BankFileError case."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from model.bank import METADATA_KEY, MemoryBank
+from model.calibration import choose_threshold
+from model.exceptions import BankFileError
+
+
+def _bank(rows: int = 12, version: int = 3) -> MemoryBank:
+    generator = torch.Generator().manual_seed(rows)
+    return MemoryBank(
+        [torch.randn(rows, 4, generator=generator), torch.randn(rows // 2, 6, generator=generator)],
+        product_class="washer",
+        version=version,
+        shots=2,
+        encoder_name="tiny-encoder",
+        image_size_px=64,
+        calibration=choose_threshold([0.1, 0.2], [0.5, 0.7]),
+    )
+
+
+def _rewrite(path: Path, tensors: dict[str, torch.Tensor] | None = None, meta: dict | str | None = None) -> None:
+    """Write a bank file with edited tensors and/or metadata (a tampered file)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        header = handle.metadata()
+    loaded = load_file(str(path))
+    if tensors is not None:
+        loaded = tensors
+    if meta is not None:
+        header = {METADATA_KEY: meta if isinstance(meta, str) else json.dumps(meta)}
+    save_file(loaded, str(path), metadata=header)
+
+
+def _meta(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return json.loads(handle.metadata()[METADATA_KEY])
+
+
+def test_rows_are_normalised_and_round_trip(tmp_path: Path) -> None:
+    bank = _bank()
+    for features in bank.stage_features:
+        torch.testing.assert_close(features.norm(dim=1), torch.ones(features.shape[0]))
+    path = tmp_path / "washer.safetensors"
+    digest = bank.save(path)
+    assert len(digest) == 64
+    assert digest == bank.save(tmp_path / "again.safetensors")
+    loaded = MemoryBank.load(path, expected_encoder="tiny-encoder")
+    assert (loaded.product_class, loaded.version, loaded.shots, loaded.image_size_px) == ("washer", 3, 2, 64)
+    assert loaded.stage_channels == (4, 6)
+    assert loaded.calibration == bank.calibration
+    assert loaded.created_at == bank.created_at
+    assert loaded.key == "washer@3"
+    for a, b in zip(bank.stage_features, loaded.stage_features, strict=True):
+        assert torch.equal(a, b)
+    assert not path.read_bytes().startswith(b"\x80")  # not a pickle
+
+
+def test_buffers_take_their_size_from_the_state_dict() -> None:
+    small, large = _bank(rows=6), _bank(rows=20)
+    small.load_state_dict(large.state_dict())
+    assert small.stage_features[0].shape == (20, 4)
+    assert torch.equal(small.stage_features[1], large.stage_features[1])
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(BankFileError, match=r"nope\.safetensors.*no such file"):
+        MemoryBank.load(tmp_path / "nope.safetensors")
+
+
+def test_pickle_renamed_to_safetensors_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.safetensors"
+    path.write_bytes(pickle.dumps({"stage_0": [1.0, 2.0]}))
+    with pytest.raises(BankFileError, match=r"evil\.safetensors.*not a readable safetensors"):
+        MemoryBank.load(path)
+
+
+def test_torch_save_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "torch.safetensors"
+    torch.save({"stage_0": torch.zeros(2, 2)}, path)
+    with pytest.raises(BankFileError, match="not a readable safetensors"):
+        MemoryBank.load(path)
+
+
+def test_safetensors_without_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "plain.safetensors"
+    save_file({"stage_0": torch.zeros(2, 4)}, str(path))
+    with pytest.raises(BankFileError, match="no 'linesight' metadata"):
+        MemoryBank.load(path)
+
+
+def test_wrong_encoder(tmp_path: Path) -> None:
+    path = tmp_path / "b.safetensors"
+    _bank().save(path)
+    with pytest.raises(BankFileError, match="'tiny-encoder'.*'efficientnet-lite0'"):
+        MemoryBank.load(path, expected_encoder="efficientnet-lite0")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(stage_channels=[4, 7]), r"'stage_1' has shape \(6, 6\), metadata says \(N, 7\)"),
+        (lambda m: m.update(stage_channels=[4, 6, 8]), "missing tensor 'stage_2'"),
+        (lambda m: m.update(stage_channels=[4]), r"unexpected tensors \['stage_1'\]"),
+        (lambda m: m.pop("calibration"), "missing 'calibration'"),
+        (lambda m: m.update(version="3"), "'version' has the wrong type"),
+        (lambda m: m.update(format_version=99), "format version 99"),
+        (lambda m: m.update(shots=0), "shots=0"),
+        (lambda m: m["calibration"].pop("threshold"), "threshold"),
+        (lambda m: m["calibration"].update(threshold=None), "bad value"),
+    ],
+)
+def test_tampered_metadata(tmp_path: Path, edit, message: str) -> None:
+    path = tmp_path / "t.safetensors"
+    _bank().save(path)
+    meta = _meta(path)
+    edit(meta)
+    _rewrite(path, meta=meta)
+    with pytest.raises(BankFileError, match=message):
+        MemoryBank.load(path)
+
+
+def test_metadata_not_json(tmp_path: Path) -> None:
+    path = tmp_path / "j.safetensors"
+    _bank().save(path)
+    _rewrite(path, meta="{not json")
+    with pytest.raises(BankFileError, match="not valid JSON"):
+        MemoryBank.load(path)
+
+
+def test_nan_features(tmp_path: Path) -> None:
+    path = tmp_path / "n.safetensors"
+    bank = _bank()
+    bank.save(path)
+    tensors = load_file(str(path))
+    tensors["stage_0"][3, 1] = float("nan")
+    _rewrite(path, tensors=tensors)
+    with pytest.raises(BankFileError, match="'stage_0' contains NaN"):
+        MemoryBank.load(path)
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    path = tmp_path / "cut.safetensors"
+    _bank().save(path)
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(BankFileError, match="cut.safetensors"):
+        MemoryBank.load(path)

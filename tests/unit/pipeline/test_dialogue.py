@@ -1,0 +1,162 @@
+"""pipeline/dialogue.py and ``linesight chat``: stored turns, continued across services, grounded answers, errors.
+
+The LLM is a real tiny Llama folder (``settings.llm_path``) trained to answer "No, there is no
+anomaly in the image." (tests/unit/pipeline/test_verdicts.py); the encoder is the packaged one.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+
+from linesight.settings import load_settings
+from tests.unit.pipeline.test_verdicts import NO_ANSWER, answering_llm, save_llm, store_inspection
+
+FLAGGED_SENTENCE = "Yes, there is an anomaly in the image, at the top left of the image."
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one thread is fastest (two threads spin against each other on a busy 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def llm_folder(tmp_path_factory):
+    return save_llm(answering_llm(), tmp_path_factory.mktemp("answering-llm"))
+
+
+@pytest.fixture
+def settings(tmp_path, llm_folder):
+    return load_settings(database_url=f"sqlite:///{tmp_path / 'l.db'}", data_dir=tmp_path, llm_path=llm_folder)
+
+
+@pytest.fixture
+def repository(settings):
+    from storage.db import Database
+    from storage.repository import Repository
+
+    database = Database(settings.database_url)
+    database.migrate()
+    yield Repository(database)
+    database.dispose()
+
+
+@pytest.fixture(scope="module")
+def model(llm_folder):
+    from pipeline.verdicts import InspectionModel
+
+    return InspectionModel.from_settings(load_settings(llm_path=llm_folder))  # loaded once for this module
+
+
+@pytest.fixture
+def service(settings, repository, model):
+    from pipeline.dialogue import DialogueService
+
+    return DialogueService(settings, repository, model=model)
+
+
+def test_turns_are_stored_and_a_second_service_continues_the_conversation(settings, repository, service):
+    from pipeline.dialogue import DialogueService
+
+    row = store_inspection(repository, 1, flagged=False)
+    first = service.ask(row.id, "Is there any anomaly in the image?")
+    assert (first.answer, first.corrected) == (NO_ANSWER, False)
+    second = service.ask(row.id, "  Where should I look?  ")
+    assert [(t.turn_index, t.role, t.text) for t in second.turns] == [
+        (0, "operator", "Is there any anomaly in the image?"), (1, "assistant", NO_ANSWER),
+        (2, "operator", "Where should I look?"), (3, "assistant", second.answer)]
+
+    later = DialogueService(settings)  # another session: its own repository on the same SQLite file
+    conversation = later.conversation(row.id)
+    (question_1, answer_1), (question_2, answer_2) = conversation.turns  # the first turn holds the image turn
+    assert question_1.endswith("Is there any anomaly in the image?")
+    assert answer_1 == NO_ANSWER
+    assert (question_2, answer_2) == ("Where should I look?", second.answer)
+    texts = "".join(span.text for span in conversation.build_input().spans)
+    assert texts.endswith(
+        f"Is there any anomaly in the image?\n### Assistant: {NO_ANSWER}\n### Human: Where should I look?"
+        f"\n### Assistant: {second.answer}"
+    )
+    third = later.ask(row.id, "Is it safe to ship?")
+    assert [t.turn_index for t in third.turns] == [0, 1, 2, 3, 4, 5]
+    assert third.turns[:4] == second.turns
+    assert [t.text for t in later.history(row.id)][-2:] == ["Is it safe to ship?", third.answer]
+
+
+def test_the_llm_sees_the_stored_frame_map_and_facts(repository, service):
+    from connectors.schema import decode_image
+    from storage.records import map_from_png
+
+    row = store_inspection(repository, 2, flagged=True)
+    conversation = service.ask(row.id, "Is there any anomaly in the image?") and service.conversation(row.id)
+    built = conversation.build_input()
+    masks = repository.get_masks(row.id)
+    model = service._model
+    with torch.inference_mode():
+        vector = model.encoder(model.encoder.preprocess([decode_image(masks.frame_image)])).global_vector[0]
+    tokens = model.gpt.tokens(torch.from_numpy(map_from_png(masks.anomaly_map_png)), vector)
+    spans = {span.kind: span for span in built.spans}
+    image, prompt = spans["image"], spans["prompt"]
+    assert torch.allclose(built.inputs_embeds[0, image.start : image.end], tokens.image_tokens[0], atol=1e-5)
+    assert torch.allclose(built.inputs_embeds[0, prompt.start : prompt.end], tokens.prompt_tokens[0], atol=1e-5)
+    description = next(span.text for span in built.spans if "inspection report says" in span.text)
+    assert "This is a photo of brick" in description
+    assert FLAGGED_SENTENCE in description
+
+
+def test_an_answer_contradicting_the_detector_is_replaced_by_its_sentence(repository, service):
+    row = store_inspection(repository, 3, flagged=True)
+    reply = service.ask(row.id, "Is there any anomaly in the image?")  # the tiny LLM always says "No"
+    assert (reply.answer, reply.corrected) == (FLAGGED_SENTENCE, True)
+    assert [t.text for t in reply.turns] == ["Is there any anomaly in the image?", FLAGGED_SENTENCE]
+
+
+def test_a_question_stored_without_an_answer_is_not_replayed(repository, service):
+    row = store_inspection(repository, 4, flagged=False)
+    repository.add_chat_turn(row.id, "operator", "lost question")
+    reply = service.ask(row.id, "Is there any anomaly in the image?")
+    assert [t.turn_index for t in reply.turns] == [0, 1, 2]
+    [(question, answer)] = service.conversation(row.id).turns
+    assert "lost question" not in question
+    assert answer == reply.answer
+
+
+def test_bad_ids_and_questions_are_named(repository, service):
+    from linesight.api.errors import status_for
+    from pipeline.exceptions import InspectionNotFoundError, InvalidQuestionError
+
+    row = store_inspection(repository, 5, flagged=False)
+    with pytest.raises(InspectionNotFoundError, match="no inspection with id 999") as unknown:
+        service.ask(999, "why?")
+    with pytest.raises(InvalidQuestionError, match="must not be empty, got '   '") as empty:
+        service.ask(row.id, "   ")
+    with pytest.raises(InvalidQuestionError, match="is 2001 characters .* the limit is 2000"):
+        service.ask(row.id, "x" * 2001)
+    with pytest.raises(InvalidQuestionError, match="must be text, got int 5"):
+        service.ask(row.id, 5)  # type: ignore[arg-type]
+    assert (status_for(unknown.value), status_for(empty.value)) == (404, 400)
+    assert repository.chat_turns(row.id) == []  # nothing stored for rejected questions
+
+
+def test_chat_command_answers_one_question_and_runs_a_session(settings, repository, monkeypatch, capsys):
+    from linesight.cli import main
+
+    monkeypatch.setenv("LINESIGHT_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("LINESIGHT_LLM_PATH", str(settings.llm_path))
+    row = store_inspection(repository, 6, flagged=False)
+    assert main(["chat", str(row.id), "Is there any anomaly in the image?"]) == 0
+    assert capsys.readouterr().out.strip() == NO_ANSWER
+    monkeypatch.setattr("sys.stdin", io.StringIO("Anything else?\n\nexit\n"))
+    assert main(["chat", str(row.id)]) == 0
+    out = capsys.readouterr().out
+    assert out.index(f"assistant> {NO_ANSWER}") < out.index("(Ctrl-D or 'exit' to leave)")  # stored turns first
+    assert out.count("assistant> ") == 2
+    assert [t.text for t in repository.chat_turns(row.id)][2] == "Anything else?"
+    assert main(["chat", "424242"]) == 2
+    assert capsys.readouterr().err.strip() == "linesight: error: no inspection with id 424242"

@@ -1,0 +1,63 @@
+"""build_bank: automatic calibration from k shots, rotations, coreset, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from model.encoders.efficientnet import EfficientNetLiteEncoder
+from training.exceptions import BankBuildError
+from training.fewshot import augmented_views, build_bank
+from training.synthetic import normal_images
+
+
+@pytest.fixture(scope="module")
+def encoder() -> EfficientNetLiteEncoder:
+    torch.set_num_threads(2)
+    return EfficientNetLiteEncoder()
+
+
+def test_calibrated_bank_from_shots(encoder: EfficientNetLiteEncoder) -> None:
+    shots = normal_images("washer", 3)
+    bank = build_bank(encoder, shots, "washer", 4, rotations=True)
+    assert (bank.product_class, bank.version, bank.shots, bank.encoder_name) == ("washer", 4, 3, "efficientnet-lite0")
+    assert bank.stage_channels == encoder.stage_channels
+    assert bank.stage_features[0].shape[0] == 3 * 4 * 28 * 28  # shots x rotations x patches
+    calibration = bank.calibration
+    assert calibration.normal_count == 3  # leave-one-out
+    assert calibration.anomaly_count >= 16
+    assert calibration.normal_max < calibration.threshold < calibration.anomaly_mean
+    assert calibration.balanced_accuracy > 0.8
+
+
+def test_single_shot_uses_augmented_views(encoder: EfficientNetLiteEncoder) -> None:
+    bank = build_bank(encoder, normal_images("bracket", 1), "bracket", 1, rotations=False)
+    assert bank.stage_features[0].shape[0] == 28 * 28
+    assert bank.calibration.normal_count == 8
+    assert bank.calibration.normal_mean < bank.calibration.threshold < bank.calibration.anomaly_mean
+
+
+def test_coreset_and_determinism(encoder: EfficientNetLiteEncoder) -> None:
+    shots = normal_images("gravel", 2)
+    a = build_bank(encoder, shots, "gravel", 1, rotations=False, coreset_ratio=0.25, seed=3)
+    b = build_bank(encoder, shots, "gravel", 1, rotations=False, coreset_ratio=0.25, seed=3)
+    assert a.stage_features[0].shape[0] == round(2 * 28 * 28 * 0.25)
+    assert a.calibration == b.calibration
+    assert all(torch.equal(x, y) for x, y in zip(a.stage_features, b.stage_features, strict=True))
+
+
+def test_augmented_views_move_the_image() -> None:
+    image = normal_images("brick", 1)[0]
+    views = augmented_views(image, 3, np.random.default_rng(0))
+    assert all(v.shape == image.shape and v.dtype == np.uint8 for v in views)
+    assert all(not np.array_equal(v, image) for v in views)
+
+
+def test_bad_inputs_name_the_problem(encoder: EfficientNetLiteEncoder) -> None:
+    with pytest.raises(BankBuildError, match="at least one"):
+        build_bank(encoder, [], "washer", 1)
+    with pytest.raises(BankBuildError, match="image 1 must be uint8"):
+        build_bank(encoder, [normal_images("washer", 1)[0], np.zeros((8, 8), np.uint8)], "washer", 1)
+    with pytest.raises(BankBuildError, match="2.0"):
+        build_bank(encoder, normal_images("washer", 1), "washer", 1, coreset_ratio=2.0)

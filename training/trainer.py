@@ -1,0 +1,442 @@
+"""Train the text-aligned decoder, the prompt learner and E_img on synthetic anomalies, on a CPU.
+
+REFERENCE.md "Training data and losses": each batch pairs normal images (zero mask, "No" answer)
+with their NSA anomalies (mask, "Yes ... at the {pos}" answer); loss = CE(answer tokens) + sum over
+stages (Focal(gamma=2) + Dice), weights 1; Adam lr 1e-3; encoder and LLM frozen. One step, P pairs:
+
+    encoder (no_grad; normal images' features cached once)  -> stage features, global vectors
+    decoder(features, F_text of each image's class)         -> stage maps    -> focal + dice vs masks
+    prompt learner(M, global vector) -> E_img, E_prompt      -> build_llm_input + answer embeddings
+    frozen LLM -> logits at the answer positions             -> CE (labels -100 everywhere else)
+
+Determinism: parameters are initialised from ``seed``; batch b of epoch e is a pure function of
+(seed, e, b) (pair order and every NSA draw are seeded per pair), so a run resumed from a checkpoint
+at step s continues exactly like an uninterrupted one.
+
+>>> trainer = Trainer(TrainConfig(epochs=1), encoder, MiniLMTextEmbedder(), images, llm)  # doctest: +SKIP
+>>> trainer.fit("out/checkpoint").final_losses  # doctest: +SKIP
+{'total': 1.93, 'focal': 0.05, 'dice': 1.21, 'answer': 0.67}
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from linesight.errors import ConfigError
+from model.anomalygpt import QUESTION, build_llm_input
+from model.decoder import TextAlignedDecoder, load_state_checked
+from model.prompt_learner import PromptLearner, PromptTokens
+from model.text_anchors import TextEmbedder, text_anchors
+from training.checkpoint import (
+    CONFIG_FILE,
+    LOSS_CURVE_FILE,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    write_loss_curve,
+)
+from training.losses import IGNORE_INDEX, LossBreakdown, LossWeights, anomalygpt_loss
+from training.nsa import METHODS, AnomalySimulator
+from training.qa import class_description, qa_pair
+
+__all__ = ["Batch", "TrainConfig", "TrainResult", "Trainer", "folder_training_images", "synthetic_training_images"]
+
+log = logging.getLogger(__name__)
+_TRAIN_SEED_OFFSET = 1_000_003  # synthetic training images never coincide with `linesight eval --synthetic`'s
+_RESUME_KEYS = ("batch_size", "image_size_px", "seed", "answer_loss", "answer_grad_to_decoder",
+                "with_description", "nsa_method")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (REFERENCE.md values where it gives them).
+
+    >>> TrainConfig(epochs=1, batch_size=2).lr
+    0.001
+    """
+
+    epochs: int = 3  # passes over all (normal, NSA anomaly) pairs; REFERENCE: 50 on a GPU
+    batch_size: int = 4  # pairs per step, i.e. 2x images; REFERENCE: 16
+    lr: float = 1e-3  # Adam (REFERENCE)
+    image_size_px: int = 224  # model input side; must equal the encoder's
+    focal_weight: float = 1.0  # REFERENCE: all loss weights 1
+    dice_weight: float = 1.0
+    answer_weight: float = 1.0
+    focal_gamma: float = 2.0  # REFERENCE: Focal(gamma = 2)
+    answer_loss: bool = True  # CE through the frozen LLM; False = decoder only (--no-llm): fast, no LLM
+    answer_grad_to_decoder: bool = False  # REFERENCE is silent; False: M enters the prompt learner detached
+    with_description: bool = False  # REFERENCE's optional class description in the question (~+30 tokens)
+    nsa_method: str = "nsa"  # anomaly simulation (training.nsa.METHODS): Poisson-blended patches
+    seed: int = 0  # parameter init, pair order and every NSA draw
+    max_steps: int | None = None  # stop after this many optimizer steps in total (None: all epochs)
+    num_workers: int = 0  # DataLoader processes making NSA anomalies (0: in this process; 2 cores here)
+    cache_features: bool = True  # encode each normal image once (~310 KB per image at 224 px)
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "image_size_px"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        for name in ("lr", "focal_gamma"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("focal_weight", "dice_weight", "answer_weight"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1 or None, got {self.max_steps!r}")
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers!r}")
+        if self.nsa_method not in METHODS:
+            raise ConfigError(f"unknown nsa_method {self.nsa_method!r}; choose one of {list(METHODS)}")
+
+    @property
+    def loss_weights(self) -> LossWeights:
+        """The weights of the three loss terms."""
+        return LossWeights(self.focal_weight, self.dice_weight, self.answer_weight if self.answer_loss else 0.0)
+
+
+class Batch(NamedTuple):
+    """One step's images: the P normal images first, then their P anomalies."""
+
+    classes: tuple[str, ...]  # (2P,) product class of each image
+    normal_keys: tuple[tuple[str, int], ...]  # (P,) (class, index) of the normal images
+    anomalies: tuple[np.ndarray, ...]  # (P,) uint8 RGB (S, S, 3)
+    masks: torch.Tensor  # (2P, S, S) float {0, 1}: zeros for the normal images
+    answers: tuple[str, ...]  # (2P,) REFERENCE.md answer sentences (training/qa.py)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :meth:`Trainer.fit` did."""
+
+    checkpoint_dir: Path
+    loss_curve: Path
+    steps: int  # optimizer steps done in total (including resumed ones)
+    epochs: float
+    final_losses: dict[str, float]  # mean of each term over the last epoch's steps
+    elapsed_s: float  # this call's wall time
+    images_per_s: float  # training throughput of this call (checkpointing excluded)
+
+
+def synthetic_training_images(
+    classes: Sequence[str], images_per_class: int = 8, image_size_px: int = 224, seed: int = 0
+) -> dict[str, list[np.ndarray]]:
+    """Normal images of the built-in synthetic classes, disjoint from the evaluation's (other seeds).
+
+    >>> {k: len(v) for k, v in synthetic_training_images(["washer"], 2, 64).items()}
+    {'washer': 2}
+    """
+    from training.synthetic import normal_images
+
+    if images_per_class < 2:
+        raise ConfigError(f"images_per_class must be >= 2 (NSA pastes from another image), got {images_per_class}")
+    return {name: normal_images(name, images_per_class, image_size_px, seed=_TRAIN_SEED_OFFSET + seed)
+            for name in dict.fromkeys(classes)}
+
+
+def folder_training_images(
+    root: Path | str, classes: Sequence[str] | None = None, image_size_px: int = 224,
+    layout: str = "auto", max_per_class: int | None = None,
+) -> dict[str, list[np.ndarray]]:
+    """The normal training images (``<class>/train/good``) of an MVTec / VisA / folder dataset, resized."""
+    from training.datasets import load_dataset
+
+    dataset = load_dataset(root, layout=layout, classes=classes)
+    return {name: [s.load_image(image_size_px) for s in data.train[:max_per_class]]
+            for name, data in dataset.classes.items()}
+
+
+class _EpochPairs(torch.utils.data.Dataset):
+    """Pair i of epoch e: (class, normal index, NSA anomaly, mask); seeded by (seed, e, i) alone."""
+
+    def __init__(self, simulators: Mapping[str, AnomalySimulator], seed: int, epoch: int, start: int = 0) -> None:
+        keys = [(name, index) for name, sim in simulators.items() for index in range(len(sim.images))]
+        order = np.random.default_rng([seed, epoch, 0]).permutation(len(keys))
+        self.keys = [keys[i] for i in order]
+        self.simulators, self.seed, self.epoch, self.start = simulators, seed, epoch, start
+
+    def __len__(self) -> int:
+        return len(self.keys) - self.start
+
+    def __getitem__(self, item: int) -> tuple[str, int, np.ndarray, np.ndarray]:
+        position = self.start + item
+        name, index = self.keys[position]
+        simulator = self.simulators[name]
+        simulator.rng = np.random.default_rng([self.seed, self.epoch, position, 1])  # this pair's own stream
+        image, mask = simulator.sample(index)
+        return name, index, image, mask
+
+
+class Trainer:
+    """Trains decoder, prompt learner and E_img with the encoder and the LLM frozen.
+
+    ``images``: normal uint8 RGB images per class (>= 2 each). ``llm`` is required unless
+    ``config.answer_loss`` is False. ``decoder`` / ``prompt_learner`` default to fresh modules
+    initialised from ``config.seed`` (pass small ones in tests).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        encoder: nn.Module,
+        text_embedder: TextEmbedder,
+        images: Mapping[str, Sequence[np.ndarray]],
+        llm: Any = None,
+        *,
+        decoder: TextAlignedDecoder | None = None,
+        prompt_learner: PromptLearner | None = None,
+        progress: bool = True,
+    ) -> None:
+        if encoder.image_size_px != config.image_size_px:
+            raise ConfigError(f"image_size_px {config.image_size_px} != encoder {encoder.name!r}'s {encoder.image_size_px}")
+        if config.answer_loss and llm is None:
+            raise ConfigError("answer_loss=True needs an LLM (load_llm()); or train the decoder only (--no-llm)")
+        if not images:
+            raise ConfigError("no training images: give at least one class with >= 2 normal images")
+        self.config, self.encoder, self.text_embedder, self.progress = config, encoder, text_embedder, progress
+        self.llm = llm if config.answer_loss else None
+        self.encoder.eval().requires_grad_(False)
+        if self.llm is not None:
+            self.llm.eval().requires_grad_(False)
+        size = config.image_size_px
+        self.images = {name: [_fit_image(img, size, name, i) for i, img in enumerate(imgs)] for name, imgs in images.items()}
+        self.simulators = {name: AnomalySimulator(imgs, product_class=name, method=config.nsa_method, seed=config.seed)
+                           for name, imgs in self.images.items()}
+        self.anchors = {name: text_anchors(text_embedder, name) for name in self.images}  # F_text (2, C_text)
+        torch.manual_seed(config.seed)
+        self.decoder = decoder or TextAlignedDecoder(encoder.stage_channels, text_embedder.dim, size)
+        self.prompt_learner = None
+        if self.llm is not None:
+            self.prompt_learner = prompt_learner or PromptLearner(self.llm.hidden_size, encoder.global_dim)
+        trainable = list(self.decoder.parameters()) + list(self.prompt_learner.parameters() if self.prompt_learner else [])
+        self.optimizer = torch.optim.Adam(trainable, lr=config.lr)
+        self.step = 0
+        self.history: list[list[float]] = []  # per step: step, total, focal, dice, answer
+        self._cache: dict[tuple[str, int], tuple[tuple[torch.Tensor, ...], torch.Tensor]] = {}
+        self._answer_ids: dict[str, list[int]] = {}
+
+    # --- schedule ----------------------------------------------------------------------------------
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps per epoch: ceil(pairs / batch_size)."""
+        return math.ceil(sum(len(v) for v in self.images.values()) / self.config.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        """Steps this run goes to: all epochs, capped by ``max_steps``."""
+        total = self.config.epochs * self.steps_per_epoch
+        return min(total, self.config.max_steps) if self.config.max_steps else total
+
+    def batch(self, epoch: int, index: int) -> Batch:
+        """Batch ``index`` of ``epoch`` (deterministic); used by :meth:`fit` and by tests."""
+        pairs = _EpochPairs(self.simulators, self.config.seed, epoch)
+        size = self.config.batch_size
+        return self._collate([pairs[i] for i in range(index * size, min((index + 1) * size, len(pairs)))])
+
+    def _collate(self, pairs: Sequence[tuple[str, int, np.ndarray, np.ndarray]]) -> Batch:
+        names = tuple(p[0] for p in pairs)
+        masks = np.stack([np.zeros_like(p[3]) for p in pairs] + [p[3] for p in pairs])
+        with_description = self.config.with_description
+        answers = tuple(qa_pair(m, product_class=n, with_description=with_description).answer
+                        for m, n in zip(masks, names + names, strict=True))
+        return Batch(names + names, tuple((p[0], p[1]) for p in pairs), tuple(p[2] for p in pairs),
+                     torch.from_numpy(masks).float(), answers)
+
+    # --- one step ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _encode(self, images: Sequence[np.ndarray]) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        out = self.encoder(self.encoder.preprocess(list(images)))
+        return tuple(f.float() for f in out.patch_features), out.global_vector.float()
+
+    def _features(self, batch: Batch) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """Stage features [(2P, C_i, H_i, W_i)] and global vectors (2P, C) of the batch's images."""
+        if self.config.cache_features:
+            normal = [self._cache[key] for key in batch.normal_keys]
+            stages = tuple(torch.stack([n[0][i] for n in normal]) for i in range(len(normal[0][0])))
+            vectors = torch.stack([n[1] for n in normal])
+            anomaly_stages, anomaly_vectors = self._encode(batch.anomalies)
+            return (tuple(torch.cat(pair) for pair in zip(stages, anomaly_stages, strict=True)),
+                    torch.cat([vectors, anomaly_vectors]))
+        normals = [self.images[name][index] for name, index in batch.normal_keys]
+        return self._encode(normals + list(batch.anomalies))
+
+    def train_step(self, batch: Batch) -> LossBreakdown:
+        """Forward, loss, backward and one Adam step on ``batch``; returns the loss terms."""
+        if self.config.cache_features and not self._cache:
+            self._build_cache()
+        features, vectors = self._features(batch)
+        text = torch.stack([self.anchors[name] for name in batch.classes])  # F_text per image (2P, 2, C_text)
+        out = self.decoder(features, text)
+        logits = labels = None
+        if self.prompt_learner is not None:
+            maps = out.anomaly_map if self.config.answer_grad_to_decoder else out.anomaly_map.detach()
+            logits, labels = self._answer_logits(self.prompt_learner(maps, vectors), batch)
+        losses = anomalygpt_loss(out.stage_maps, batch.masks, logits, labels, self.config.loss_weights,
+                                 self.config.focal_gamma)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        self.optimizer.step()
+        return losses
+
+    def _answer_logits(self, tokens: PromptTokens, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits at the answer tokens only, as (1, N + 1, V) with labels (1, N + 1) for ``answer_loss``.
+
+        The full labels (B, T) are -100 except at the answer tokens; only the N positions that predict
+        an answer token go through the LM head (the (B, T, V) logits would cost more than they tell).
+        """
+        llm, rows, answer_ids = self.llm, [], []
+        for i, (name, answer) in enumerate(zip(batch.classes, batch.answers, strict=True)):
+            description = class_description(name) if self.config.with_description else ""
+            prompt = build_llm_input(llm, tokens.image_tokens[i], tokens.prompt_tokens[i], description, QUESTION)
+            if answer not in self._answer_ids:  # the answer, then EOS so that generation stops there
+                eos = llm.tokenizer.eos_token_id
+                self._answer_ids[answer] = llm.token_ids(f" {answer}") + ([eos] if eos is not None else [])
+            ids = self._answer_ids[answer]
+            rows.append(torch.cat([prompt.inputs_embeds[0], llm.embed_ids(ids)]))  # (T_i, D)
+            answer_ids.append((prompt.inputs_embeds.shape[1], ids))
+        length = max(r.shape[0] for r in rows)
+        embeds = torch.stack([nn.functional.pad(r, (0, 0, 0, length - r.shape[0])) for r in rows])  # (B, T, D)
+        attention = torch.zeros(embeds.shape[:2], dtype=torch.long)
+        labels = torch.full(embeds.shape[:2], IGNORE_INDEX, dtype=torch.long)  # (B, T)
+        for b, (start, ids) in enumerate(answer_ids):
+            attention[b, : start + len(ids)] = 1
+            labels[b, start : start + len(ids)] = torch.tensor(ids)
+        hidden = llm.model.get_decoder()(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
+        targets = labels[:, 1:]  # position t predicts token t + 1
+        picked = hidden[:, :-1][targets != IGNORE_INDEX]  # (N, D)
+        logits = llm.model.get_output_embeddings()(picked).float()  # (N, V)
+        compact = torch.cat([logits, logits.new_zeros(1, logits.shape[1])]).unsqueeze(0)  # (1, N + 1, V)
+        compact_labels = torch.cat([torch.tensor([IGNORE_INDEX]), targets[targets != IGNORE_INDEX]]).unsqueeze(0)
+        return compact, compact_labels
+
+    @torch.no_grad()
+    def _build_cache(self, chunk: int = 8) -> None:
+        from tqdm import tqdm
+
+        keys = [(name, i) for name, imgs in self.images.items() for i in range(len(imgs))]
+        for start in tqdm(range(0, len(keys), chunk), desc="caching features", disable=not self.progress, leave=False):
+            part = keys[start : start + chunk]
+            stages, vectors = self._encode([self.images[n][i] for n, i in part])
+            for j, key in enumerate(part):
+                self._cache[key] = (tuple(s[j].clone() for s in stages), vectors[j].clone())
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def fit(self, out_dir: Path | str, resume: bool = False) -> TrainResult:
+        """Train to :attr:`total_steps`, checkpointing into ``out_dir`` after every epoch and at the end.
+
+        ``resume=True`` continues the checkpoint in ``out_dir`` (its step and optimizer state).
+        """
+        from tqdm import tqdm
+
+        out = Path(out_dir)
+        if resume:
+            self.restore(out)
+        elif (out / CONFIG_FILE).is_file():
+            raise CheckpointError(f"{str(out)!r} already holds a checkpoint: resume it or choose another folder")
+        started, busy_s, images = time.perf_counter(), 0.0, 0
+        if self.config.cache_features and not self._cache:
+            self._build_cache()
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step", disable=not self.progress)
+        while self.step < self.total_steps:
+            epoch, index = divmod(self.step, self.steps_per_epoch)
+            pairs = _EpochPairs(self.simulators, self.config.seed, epoch, start=index * self.config.batch_size)
+            loader = torch.utils.data.DataLoader(pairs, batch_size=self.config.batch_size, shuffle=False,
+                                                 num_workers=self.config.num_workers, collate_fn=self._collate)
+            tick = time.perf_counter()
+            for batch in loader:
+                losses = self.train_step(batch)
+                self.step += 1
+                self.history.append([self.step, *(float(t.detach()) for t in losses)])
+                busy_s, images = busy_s + time.perf_counter() - tick, images + len(batch.classes)
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(losses.total.detach()):.3f}", focal=f"{float(losses.focal):.3f}",
+                                dice=f"{float(losses.dice):.3f}", answer=f"{float(losses.answer):.3f}",
+                                img_s=f"{images / max(busy_s, 1e-9):.1f}")
+                if self.step >= self.total_steps:
+                    break
+                tick = time.perf_counter()
+            self.save(out)
+            log.info("epoch %.2f done (step %d): %s", self.step / self.steps_per_epoch, self.step, self.final_losses())
+        bar.close()
+        if not (out / CONFIG_FILE).is_file():  # nothing left to do on a resume: still leave a checkpoint
+            self.save(out)
+        return TrainResult(out, out / LOSS_CURVE_FILE, self.step, self.step / self.steps_per_epoch,
+                           self.final_losses(), time.perf_counter() - started, images / max(busy_s, 1e-9))
+
+    def final_losses(self) -> dict[str, float]:
+        """Mean of each loss term over the last epoch's steps (empty before the first step)."""
+        recent = self.history[-self.steps_per_epoch :]
+        if not recent:
+            return {}
+        means = np.asarray(recent, np.float64)[:, 1:].mean(0)
+        return {name: round(float(v), 5) for name, v in zip(("total", "focal", "dice", "answer"), means, strict=True)}
+
+    # --- checkpoints -------------------------------------------------------------------------------
+    def checkpoint_config(self) -> dict[str, Any]:
+        """config.json content (see training/checkpoint.py)."""
+        return {
+            "encoder": self.encoder.name,
+            "image_size_px": self.config.image_size_px,
+            "stage_channels": list(self.encoder.stage_channels),
+            "global_dim": int(self.encoder.global_dim),
+            "text_embedder": {"name": self.text_embedder.name, "dim": int(self.text_embedder.dim)},
+            "llm": None if self.llm is None else {"name": self.llm.name, "hidden_size": int(self.llm.hidden_size)},
+            "classes": list(self.images),
+            "images_per_class": {name: len(imgs) for name, imgs in self.images.items()},
+            "epoch": round(self.step / self.steps_per_epoch, 4),
+            "step": self.step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "losses": self.final_losses(),
+            "seed": self.config.seed,
+            "train_config": asdict(self.config),
+        }
+
+    def save(self, out_dir: Path | str) -> Path:
+        """Write the checkpoint folder and its loss curve PNG; return the folder."""
+        history = torch.tensor(self.history, dtype=torch.float64).reshape(-1, 5)
+        folder = save_checkpoint(out_dir, decoder=self.decoder, prompt_learner=self.prompt_learner,
+                                 optimizer=self.optimizer, step=self.step, config=self.checkpoint_config(),
+                                 history=history)
+        classes = ", ".join(self.images)
+        write_loss_curve(history, folder / LOSS_CURVE_FILE, title=f"training losses ({classes})")
+        return folder
+
+    def restore(self, checkpoint_dir: Path | str) -> None:
+        """Load weights, optimizer state, step and loss history from a compatible checkpoint folder."""
+        checkpoint = load_checkpoint(checkpoint_dir, self.encoder)
+        mine, theirs = self.checkpoint_config(), checkpoint.config
+        for key in ("encoder", "image_size_px", "text_embedder", "llm", "classes", "images_per_class", "seed"):
+            if mine[key] != theirs.get(key):
+                raise CheckpointError(f"cannot resume {str(checkpoint_dir)!r}: {key} was {theirs.get(key)!r}, now {mine[key]!r}")
+        for key in _RESUME_KEYS:
+            old = theirs.get("train_config", {}).get(key)
+            if old != getattr(self.config, key):
+                raise CheckpointError(f"cannot resume {str(checkpoint_dir)!r}: {key} was {old!r}, now {getattr(self.config, key)!r}")
+        load_state_checked(self.decoder, checkpoint.decoder.state_dict(), checkpoint_dir)
+        if self.prompt_learner is not None and checkpoint.prompt_learner is not None:
+            load_state_checked(self.prompt_learner, checkpoint.prompt_learner.state_dict(), checkpoint_dir)
+        self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr  # a resumed run may change the learning rate
+        self.step = checkpoint.step
+        self.history = checkpoint.history.tolist()
+
+
+def _fit_image(image: np.ndarray, size_px: int, name: str, index: int) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ConfigError(f"class {name!r} image {index}: expected uint8 RGB (H, W, 3)")
+    if image.shape[:2] != (size_px, size_px):
+        import cv2
+
+        image = cv2.resize(image, (size_px, size_px), interpolation=cv2.INTER_AREA)
+    return image
