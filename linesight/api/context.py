@@ -17,14 +17,12 @@ from typing import Any
 
 from fastapi import Request
 
-from linesight.api.errors import ApiError
 from linesight.settings import Settings
 
-__all__ = ["ApiContext", "get_context", "ray_monitor_snapshot", "DIALOGUE_MISSING"]
+__all__ = ["ApiContext", "get_context", "ray_monitor_snapshot"]
 
 log = logging.getLogger(__name__)
 
-DIALOGUE_MISSING = "the dialogue model is not installed on this server (pipeline.dialogue is missing)"
 MONITOR_TIMEOUT_S = 2.0
 
 
@@ -98,14 +96,11 @@ class ApiContext:
             return self._inspector
 
     def dialogue(self) -> Any:
-        """The ``DialogueService`` of ``pipeline.dialogue``; 503 when it is not installed."""
+        """The ``DialogueService`` of ``pipeline.dialogue`` (it answers 503 itself when its model cannot load)."""
         with self._lock:
             if self._dialogue is None:
-                try:
-                    from pipeline.dialogue import DialogueService
-                except ImportError as exc:
-                    log.warning("%s: %s", DIALOGUE_MISSING, exc)
-                    raise ApiError(503, f"{DIALOGUE_MISSING}: {exc}") from None
+                from pipeline.dialogue import DialogueService
+
                 self._dialogue = DialogueService(self.settings, repository=self._repository_unlocked())
             return self._dialogue
 

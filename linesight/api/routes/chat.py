@@ -17,7 +17,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/api/inspections", tags=["chat"], responses=ERROR_RESPONSES)
 
 InspectionId = Annotated[int, Path(ge=1, le=MAX_ID, description="inspection id")]
-_UNAVAILABLE = {503: {"description": "The dialogue model is not installed or not available"}}
+_UNAVAILABLE = {503: {"description": "The dialogue model could not be loaded"}}
 
 
 def _require_inspection(context: ApiContext, inspection_id: int) -> None:
@@ -44,7 +44,7 @@ def ask(
 ) -> dict[str, Any]:
     """Ask; the answer is grounded in the stored result. Returns the answer and the turns it added."""
     _require_inspection(context, inspection_id)
-    service = context.dialogue()  # 503 when pipeline.dialogue is not installed
+    service = context.dialogue()
     before = len(context.repository.chat_turns(inspection_id))
     reply = service.ask(inspection_id, body.question.strip())
     added = [turn_json(t) for t in reply.turns if t.turn_index >= before]

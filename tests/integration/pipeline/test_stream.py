@@ -112,7 +112,8 @@ def test_every_frame_stored_exactly_once(engine, broker, ray_session, encoder, t
     scores_good = [r.score for r in rows if r.frame_id not in defective]
     assert np.mean(scores_bad) > np.mean(scores_good)  # the stream scores, it does not just copy
     masks = repository.get_masks(rows[0].id)
-    assert masks is not None and masks.mask_png[:4] == b"\x89PNG"
+    assert masks is not None
+    assert masks.mask_png[:4] == b"\x89PNG"
 
 
 def test_crash_of_the_ingest_loses_nothing_and_duplicates_nothing(broker, ray_session, encoder, tmp_path):
@@ -216,7 +217,9 @@ def test_hot_swap_under_load(broker, ray_session, encoder, tmp_path):
         pipeline.stop()
     rows = sorted(_stored(repository), key=lambda r: r.source_offset)  # one partition: offset = stream order
     versions = [r.bank_version for r in rows]
-    assert len(rows) == 100 and len({r.frame_id for r in rows}) == 100
-    assert versions[0] == 1 and versions[-1] == 2
+    assert len(rows) == 100
+    assert len({r.frame_id for r in rows}) == 100
+    assert versions[0] == 1
+    assert versions[-1] == 2
     first_v2 = versions.index(2)
     assert all(v == 2 for v in versions[first_v2:])  # once swapped, never back: no frame scored twice

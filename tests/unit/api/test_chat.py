@@ -1,15 +1,12 @@
-"""The dialogue endpoints: stored turns, new turns from the dialogue service, 503 when it is missing."""
+"""The dialogue endpoints: stored turns, new turns from the dialogue service; 503 naming the model when it cannot load."""
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 import pytest
 
 from tests.unit.api.helpers import TOKEN, seed
-
-DIALOGUE_INSTALLED = importlib.util.find_spec("pipeline.dialogue") is not None
 
 
 @dataclass
@@ -59,21 +56,6 @@ def test_asking_about_an_unknown_inspection_is_404(client, auth):
     assert response.json() == {"error": "no inspection with id 77"}
 
 
-@pytest.mark.skipif(DIALOGUE_INSTALLED, reason="pipeline.dialogue is installed")
-def test_without_the_dialogue_module_the_answer_is_503_json(settings, repository, auth):
-    from fastapi.testclient import TestClient
-
-    from linesight.api.app import create_app
-
-    row = seed(repository, 1)[0]
-    with TestClient(create_app(settings, token=TOKEN, repository=repository)) as client:
-        response = client.post(f"/api/inspections/{row.id}/chat", json={"question": "why?"}, headers=auth)
-        assert response.status_code == 503
-        assert "dialogue model is not installed" in response.json()["error"]
-        assert client.get(f"/api/inspections/{row.id}/chat").json() == {"turns": []}
-
-
-@pytest.mark.skipif(not DIALOGUE_INSTALLED, reason="pipeline.dialogue is not installed")
 def test_a_dialogue_model_that_cannot_load_is_503_naming_it(settings, repository, auth, tmp_path):
     from fastapi.testclient import TestClient
 
