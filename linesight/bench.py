@@ -67,8 +67,12 @@ def _ray_processes(psutil) -> list[Any]:
     return found
 
 
-def bare_model(settings: Settings, batch_sizes=(1, 8, 16, 32), frames_per_size: int = 96) -> dict[int, float]:
-    """Frames/s of encoder + bank + map at each batch size (torch threads = settings.torch_threads)."""
+def bare_model(settings: Settings, batch_sizes=(1, 8, 16, 32), frames_per_size: int = 64) -> dict[int, float]:
+    """Frames/s of encoder + bank + map at each batch size, best of 3 rounds.
+
+    One process with as many torch threads as the pipeline's inference actors have together
+    (``inference_actors * torch_threads``): the same compute, without Kafka, Ray or SQL.
+    """
     import torch
 
     from model.detector import Detector
@@ -76,7 +80,7 @@ def bare_model(settings: Settings, batch_sizes=(1, 8, 16, 32), frames_per_size: 
     from training.fewshot import build_bank
     from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
 
-    torch.set_num_threads(settings.torch_threads)
+    torch.set_num_threads(settings.inference_actors * settings.torch_threads)
     encoder = build_encoder(settings.encoder, settings.encoder_path, settings.image_size_px)
     detector = Detector(encoder)
     cls = PRODUCT_CLASSES[0]
@@ -88,10 +92,13 @@ def bare_model(settings: Settings, batch_sizes=(1, 8, 16, 32), frames_per_size: 
         batch = images[:size]
         detector.score_batch(batch, bank)  # warm-up
         batches = max(1, frames_per_size // size)
-        start = time.perf_counter()
-        for _ in range(batches):
-            detector.score_batch(batch, bank)
-        results[size] = round(batches * size / (time.perf_counter() - start), 2)
+        best_s = float("inf")
+        for _ in range(3):  # best of 3 rounds: the machine's other work only ever slows a round down
+            start = time.perf_counter()
+            for _ in range(batches):
+                detector.score_batch(batch, bank)
+            best_s = min(best_s, time.perf_counter() - start)
+        results[size] = round(batches * size / best_s, 2)
         print(f"bare model, batch {size:>2}: {results[size]:7.2f} frames/s", flush=True)
     return results
 
@@ -127,6 +134,7 @@ def pipeline_run(settings: Settings, frames: int, rate_fps: float | None) -> dic
         if rate_fps is None:
             publish()  # the backlog is there before the stream starts
         with Pipeline(settings, bootstrap) as pipeline:
+            pipeline.wait_until_consuming()
             publisher = None
             if rate_fps is not None:
                 publisher = threading.Thread(target=publish, daemon=True)
@@ -187,6 +195,7 @@ def run_bench(frames: int = 960, batch_size: int = 16) -> dict[str, Any]:
         "pipeline_batch_size": batch_size,
         "pipeline_fps": throughput["fps"],
         "pipeline_to_bare_ratio": round(throughput["fps"] / reference, 3) if throughput["fps"] else None,
+        "pipeline_to_best_bare_ratio": round(throughput["fps"] / max(bare.values()), 3) if throughput["fps"] else None,
         "paced_rate_fps": paced_rate,
         "p50_latency_ms": paced["p50_latency_ms"],
         "p99_latency_ms": paced["p99_latency_ms"],

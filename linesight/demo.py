@@ -37,7 +37,7 @@ class DemoConfig:
     out_dir: Path = Path("linesight-data/demo")  # wiped at the start of every run
     lines: int = 2  # production lines, one camera each
     frames_per_line: int = 320  # 2 x 320 = 640 frames
-    fps_per_line: float = 40.0  # camera rate per line
+    fps_per_line: float = 12.0  # camera rate per line: 2 lines x 12 = 24 frames/s, within what 2 cores sustain
     defect_rate: float = 0.2  # share of frames with an injected defect (ground truth known)
     shots: int = 4  # normal images per class bank
     seed: int = 7
@@ -127,6 +127,7 @@ def _stream(settings, config, bootstrap, pipeline, manager):
             producer.close()
 
     expected = config.lines * config.frames_per_line
+    pipeline.wait_until_consuming()
     started = time.monotonic()
     threads = [threading.Thread(target=publish, args=(i,), daemon=True) for i in range(config.lines)]
     for thread in threads:

@@ -22,8 +22,8 @@ from model.exceptions import ModelError
 __all__ = ["Calibration", "choose_threshold", "METHOD"]
 
 METHOD = "balanced-accuracy-midpoint"
-_NORMAL_TAIL_STDS = 3.0  # in the separable case, keep the threshold >= mean + 3 std of normal scores
-_GAP_FRACTION_MAX = 0.75  # ... but never beyond 3/4 of the gap between the two sets
+_NORMAL_TAIL_STDS = 3.0  # separable case: the threshold sits at mean + 3 std of the normal scores ...
+_GAP_FRACTION_MIN = 0.1  # ... at least 1/10 of the gap above the largest normal score, at most mid-gap
 
 
 @dataclass(frozen=True)
@@ -108,11 +108,12 @@ def choose_threshold(normal_scores: Sequence[float], anomaly_scores: Sequence[fl
             f"normal score ({normal.min():.4f} min); the shots are too different from one another"
         )
 
-    if normal.max() < anomaly.min():  # perfectly separable: stay in the gap
+    if normal.max() < anomaly.min():  # perfectly separable: stay in the gap, near the normal side
+        # synthetic defects are bolder than many real ones: sit just above the normal tail
+        # (mean + 3 std, at least a little above the largest normal score), never past mid-gap
         low, high = float(normal.max()), float(anomaly.min())
-        midpoint = 0.5 * (low + high)
         tail = float(normal.mean() + _NORMAL_TAIL_STDS * normal.std())
-        threshold = min(max(midpoint, tail), low + _GAP_FRACTION_MAX * (high - low))
+        threshold = min(max(tail, low + _GAP_FRACTION_MIN * (high - low)), 0.5 * (low + high))
     else:
         # candidates: every observed score ("score > t" flips just above it); the accuracy is
         # constant from values[j] up to values[j + 1], so a run of best candidates is a plateau

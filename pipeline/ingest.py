@@ -38,6 +38,7 @@ class IngestStats:
     """Counters of one ingest loop (read by ``stats()`` from another thread)."""
 
     polled: int = 0
+    assigned_partitions: int = 0  # 0 until the consumer group join completes
     batches: int = 0
     stored: int = 0
     redelivered: int = 0
@@ -165,6 +166,7 @@ class Ingestor:
         """Up to ``max_batch_size`` records, waiting at most ``batch_wait_timeout_s`` after the first."""
         size = self.settings.max_batch_size
         records = self._source.poll(timeout_ms=100, max_records=size)
+        self.stats.assigned_partitions = len(self._source.assignment())
         if not records:
             return []
         deadline = time.monotonic() + self.settings.batch_wait_timeout_s

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -71,6 +72,8 @@ def init_ray(settings: Settings, *, log_to_driver: bool = True) -> None:
 
     if ray.is_initialized():
         return
+    if not settings.ray_address:
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local, single-machine cluster
     try:
         if settings.ray_address:
             ray.init(address=settings.ray_address, log_to_driver=log_to_driver)
@@ -114,12 +117,11 @@ class Pipeline:
 
         from pipeline.inference import InferenceWorker
         from pipeline.monitor import MONITOR_NAME, start_monitor
-        from pipeline.sink import ResultSink
 
         settings = self.settings
         init_ray(settings)
         self.monitor = start_monitor()
-        inference_cls = ray.remote(num_cpus=1, max_restarts=2)(InferenceWorker)
+        inference_cls = ray.remote(num_cpus=settings.inference_cpus, max_restarts=2)(InferenceWorker)
         self.inference = [
             inference_cls.options(name=None).remote(
                 settings.encoder,
@@ -135,11 +137,7 @@ class Pipeline:
 
             verdict_cls = ray.remote(num_cpus=VERDICT_CPUS, max_restarts=1)(VerdictWorker)
             self.verdicts = verdict_cls.remote(settings, MONITOR_NAME)  # by name: no handle among the arguments
-        sink_cls = ray.remote(num_cpus=SINK_CPUS, max_restarts=2)(ResultSink)
-        self.sinks = [
-            sink_cls.remote(settings, self.bootstrap_servers, settings.api_base_url, self.verdicts)
-            for _ in range(self.ingest_loops)
-        ]
+        self.sinks = [self._new_sink() for _ in range(self.ingest_loops)]
         verdicts = [self.verdicts] if self.verdicts is not None else []
         try:
             ray.get([actor.ready.remote() for actor in self.inference + self.sinks + verdicts], timeout=300)
@@ -153,6 +151,24 @@ class Pipeline:
             settings.batch_wait_timeout_s, settings.max_inflight_batches,
         )
         return self
+
+    def _new_sink(self) -> Any:
+        """A sink actor (restarted by :meth:`watch` with its ingest loop, not by Ray)."""
+        import ray
+
+        from pipeline.sink import ResultSink
+
+        return ray.remote(num_cpus=SINK_CPUS)(ResultSink).remote(
+            self.settings, self.bootstrap_servers, self.settings.api_base_url, self.verdicts
+        )
+
+    def _sink_alive(self, index: int) -> bool:
+        import ray
+
+        try:
+            return bool(ray.get(self.sinks[index].ready.remote(), timeout=30))
+        except Exception:
+            return False
 
     def _start_ingest(self, index: int) -> Any:
         import ray
@@ -177,6 +193,22 @@ class Pipeline:
                 per_loop.append({"running": False, "error": _root_cause(exc)})
         return _aggregate(per_loop + self._final_stats, self.restarts)
 
+    def wait_until_consuming(self, timeout_s: float = 60.0) -> None:
+        """Block until every ingest loop has joined the consumer group and holds partitions.
+
+        Frames published before that wait in Kafka (nothing is lost); waiting keeps the group
+        join (about half of ``session_timeout_ms``) out of latency measurements.
+        """
+        import ray
+
+        def joined() -> bool:
+            states = ray.get([service.stats.remote() for service in self.ingest], timeout=30)
+            return all(state["assigned_partitions"] > 0 for state in states)
+
+        if not wait_for(joined, timeout_s):
+            raise PipelineError(f"the ingest loops did not join consumer group {self.settings.consumer_group!r} "
+                                f"within {timeout_s} s")
+
     def watch(self) -> int:
         """Restart ingest loops that died or failed; returns how many were restarted.
 
@@ -198,6 +230,9 @@ class Pipeline:
                     ray.kill(service)
                 except Exception:
                     pass
+                if not self._sink_alive(index):  # a dead sink takes its loop down: replace both
+                    log.warning("sink-%d is down too; replacing it", index)
+                    self.sinks[index] = self._new_sink()
                 self.ingest[index] = self._start_ingest(index)
                 if self.monitor is not None:
                     self.monitor.count_restart.remote()
@@ -263,7 +298,7 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 0.2) -> bool:
 
 
 def _aggregate(per_loop: list[dict[str, Any]], restarts: int) -> dict[str, Any]:
-    keys = ("polled", "batches", "stored", "redelivered", "dead_lettered", "alerts_sent",
+    keys = ("polled", "assigned_partitions", "batches", "stored", "redelivered", "dead_lettered", "alerts_sent",
             "committed_batches", "commit_failures", "inference_errors")
     total: dict[str, Any] = {key: sum(int(s.get(key, 0)) for s in per_loop) for key in keys}
     versions: dict[str, int] = {}

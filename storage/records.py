@@ -90,7 +90,8 @@ class InspectionRecord:
 
 
 def _encode_png(gray_u8: np.ndarray) -> bytes:
-    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(gray_u8))
+    # level 1: ~3x faster than OpenCV's default 3 for a few % more bytes; this runs for every frame
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(gray_u8), [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise InvalidRecordError(f"OpenCV could not encode a {gray_u8.shape} PNG")
     return buffer.tobytes()

@@ -31,15 +31,21 @@ from model.encoders.base import ImageEncoder
 from training.defects import random_defect
 from training.exceptions import BankBuildError
 
-__all__ = ["build_bank", "augmented_views", "ANOMALIES_PER_BANK", "SINGLE_SHOT_VIEWS"]
+__all__ = ["build_bank", "augmented_views", "transport_round_trip", "ANOMALIES_PER_BANK", "SINGLE_SHOT_VIEWS"]
 
 ANOMALIES_PER_BANK = 16  # synthetic-defect images scored per calibration (spread over the shots)
 SINGLE_SHOT_VIEWS = 8  # augmented normal views scored when there is only one shot
+VIEWS_PER_SHOT = 2  # augmented normal views per shot scored leave-one-out when there are several
+TRANSPORT_JPEG_QUALITY = 90  # cameras send JPEG (connectors.schema.encode_image's default quality)
+_VIEW_ZOOM = 1.12  # augmented views: zoom that keeps shifted/rotated content inside the frame
 _ENCODE_BATCH = 16  # images per encoder call (bounds memory)
 
 
 def augmented_views(image: np.ndarray, count: int, rng: np.random.Generator) -> list[np.ndarray]:
     """``count`` slightly moved copies of a normal image: shift +-4..12 px, rotation +-3 deg, brightness +-6 %.
+
+    The copy is zoomed in by 12 % so that the shift and rotation never expose the border (a
+    reflected border would be a pattern no camera sees, and would inflate the normal scores).
 
     >>> len(augmented_views(np.zeros((64, 64, 3), np.uint8), 3, np.random.default_rng(0)))
     3
@@ -49,11 +55,25 @@ def augmented_views(image: np.ndarray, count: int, rng: np.random.Generator) -> 
     views = []
     for _ in range(count):
         shift = rng.uniform(4, 12, 2) * scale * rng.choice([-1, 1], 2)
-        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), float(rng.uniform(-3, 3)), 1.0)
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), float(rng.uniform(-3, 3)), _VIEW_ZOOM)
         matrix[:, 2] += shift
         moved = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         views.append(np.clip(moved.astype(np.float32) * rng.uniform(0.94, 1.06), 0, 255).astype(np.uint8))
     return views
+
+
+def transport_round_trip(image: np.ndarray, jpeg_quality: int | None) -> np.ndarray:
+    """The image as the stream will see it after JPEG encoding at ``jpeg_quality`` (None: unchanged).
+
+    >>> transport_round_trip(np.zeros((8, 8, 3), np.uint8), 90).shape
+    (8, 8, 3)
+    """
+    if jpeg_quality is None:
+        return image
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    if not ok:
+        raise BankBuildError(f"could not JPEG-encode a calibration view of shape {image.shape}")
+    return cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 @torch.inference_mode()
@@ -87,12 +107,16 @@ def build_bank(
     rotations: bool = True,
     coreset_ratio: float | None = None,
     seed: int = 0,
+    jpeg_quality: int | None = TRANSPORT_JPEG_QUALITY,
 ) -> MemoryBank:
     """A calibrated :class:`MemoryBank` from k >= 1 normal uint8 RGB images of one class.
 
     ``rotations`` adds the 90/180/270-degree rotations of every shot to the bank (textures and
     round parts tolerate them; oriented parts do not). ``coreset_ratio`` in (0, 1] keeps that
     fraction of bank rows per stage (greedy k-center). Deterministic for a given ``seed``.
+    Calibration views go through the JPEG round trip the frames take to the stream
+    (``jpeg_quality``; None for lossless cameras): compression raises normal scores, and a
+    threshold calibrated on raw pixels would flag clean JPEG frames.
     """
     shots = list(images)
     if not shots:
@@ -117,38 +141,37 @@ def build_bank(
     shot_rows = [[r[i * n : (i + 1) * n] for r, n in zip(per_view, rows_per_shot, strict=True)] for i in range(len(shots))]
     full_bank = _subsample(per_view, coreset_ratio, seed)
 
-    # calibration: each shot (or, alone, its augmented views) and defective copies of it, scored
-    # against a bank that does not contain that shot; all queries go through the encoder at once
+    # calibration: per shot, normal views (the shot and slightly moved copies) and defective copies,
+    # all as the stream sees them (JPEG), scored against a bank without that shot (leave-one-out;
+    # with one shot, against the full bank); all queries go through the encoder at once
     defects_per_shot = max(2, -(-ANOMALIES_PER_BANK // len(shots)))
     queries: list[np.ndarray] = []
-    normal_rows: list[list[int]] = []  # per shot: rows of `queries` that are normal views (k == 1)
-    anomaly_rows: list[list[int]] = []
+    normal_count: list[int] = []
     for index, shot in enumerate(shots):
         others = [s for i, s in enumerate(shots) if i != index]
-        normals = [] if others else augmented_views(shot, SINGLE_SHOT_VIEWS, rng)
+        normals = [shot, *augmented_views(shot, VIEWS_PER_SHOT if others else SINGLE_SHOT_VIEWS, rng)]
         defective = [random_defect(shot, rng, sources=others or [shot])[0] for _ in range(defects_per_shot)]
-        normal_rows.append(list(range(len(queries), len(queries) + len(normals))))
-        anomaly_rows.append(list(range(len(queries) + len(normals), len(queries) + len(normals) + len(defective))))
-        queries += normals + defective
+        queries += [transport_round_trip(view, jpeg_quality) for view in normals + defective]
+        normal_count.append(len(normals))
     query_features = _encode(encoder, queries)
     normal_scores: list[float] = []
     anomaly_scores: list[float] = []
+    start = 0
     for index in range(len(shots)):
-        if len(shots) > 1:  # leave-one-out: the shot itself (features already computed) vs the others
+        if len(shots) > 1:
             bank = _subsample(
                 [torch.cat([shot_rows[j][i] for j in range(len(shots)) if j != index]) for i in range(len(per_view))],
                 coreset_ratio,
                 seed,
             )
-            own = [f[index * len(turns) : index * len(turns) + 1] for f in features]  # turn 0 of this shot
         else:
-            bank, own = full_bank, [f[:0] for f in features]
-        rows = torch.tensor(normal_rows[index] + anomaly_rows[index])
-        batch = [torch.cat([o, q.index_select(0, rows)]) for o, q in zip(own, query_features, strict=True)]
+            bank = full_bank
+        count = normal_count[index] + defects_per_shot
+        batch = [q[start : start + count] for q in query_features]
         scores = image_scores(few_shot_anomaly_map(batch, bank, size)).tolist()
-        split = own[0].shape[0] + len(normal_rows[index])
-        normal_scores += scores[:split]
-        anomaly_scores += scores[split:]
+        normal_scores += scores[: normal_count[index]]
+        anomaly_scores += scores[normal_count[index] :]
+        start += count
     calibration = choose_threshold(normal_scores, anomaly_scores)
     return MemoryBank(
         full_bank,

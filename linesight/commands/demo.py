@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("linesight-data/demo"), help="output folder (wiped first)")
     parser.add_argument("--lines", type=positive_int, default=2, help="production lines (default 2)")
     parser.add_argument("--frames-per-line", type=positive_int, default=320, help="frames per line (default 320)")
-    parser.add_argument("--fps", type=positive_float, default=40.0, help="camera rate per line (default 40)")
+    parser.add_argument("--fps", type=positive_float, default=12.0, help="camera rate per line (default 12)")
     parser.add_argument("--shots", type=positive_int, default=4, help="normal images per class bank (default 4)")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the synthetic lines")
     parser.set_defaults(handler=handle)

@@ -18,11 +18,14 @@ def test_separable_sets_put_the_threshold_in_the_gap() -> None:
 
 
 def test_separable_threshold_respects_the_normal_tail() -> None:
-    # wide normal spread: mean + 3 std is above the midpoint of the gap, capped at 3/4 of the gap
-    normal = [0.0, 0.2, 0.4]
-    calibration = choose_threshold(normal, [0.6])
-    assert calibration.threshold == pytest.approx(0.4 + 0.75 * 0.2)
-    assert choose_threshold([0.1, 0.1, 0.1], [0.3]).threshold == pytest.approx(0.2)  # midpoint
+    # wide normal spread: mean + 3 std is beyond the midpoint of the gap, so it is capped there
+    assert choose_threshold([0.0, 0.2, 0.4], [0.6]).threshold == pytest.approx(0.5)
+    # tight normal scores: at least 1/10 of the gap above the largest normal score
+    assert choose_threshold([0.1, 0.1, 0.1], [0.3]).threshold == pytest.approx(0.12)
+    # in between: mean + 3 std of the normal scores
+    normal = np.array([0.10, 0.11, 0.12])
+    expected = normal.mean() + 3 * normal.std()
+    assert choose_threshold(normal, [0.2]).threshold == pytest.approx(expected)
 
 
 def test_overlapping_sets_maximise_balanced_accuracy() -> None:

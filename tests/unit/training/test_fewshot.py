@@ -8,7 +8,7 @@ import torch
 
 from model.encoders.efficientnet import EfficientNetLiteEncoder
 from training.exceptions import BankBuildError
-from training.fewshot import augmented_views, build_bank
+from training.fewshot import SINGLE_SHOT_VIEWS, VIEWS_PER_SHOT, augmented_views, build_bank, transport_round_trip
 from training.synthetic import normal_images
 
 
@@ -25,7 +25,7 @@ def test_calibrated_bank_from_shots(encoder: EfficientNetLiteEncoder) -> None:
     assert bank.stage_channels == encoder.stage_channels
     assert bank.stage_features[0].shape[0] == 3 * 4 * 28 * 28  # shots x rotations x patches
     calibration = bank.calibration
-    assert calibration.normal_count == 3  # leave-one-out
+    assert calibration.normal_count == 3 * (1 + VIEWS_PER_SHOT)  # leave-one-out: each shot and its views
     assert calibration.anomaly_count >= 16
     assert calibration.normal_max < calibration.threshold < calibration.anomaly_mean
     assert calibration.balanced_accuracy > 0.8
@@ -34,7 +34,7 @@ def test_calibrated_bank_from_shots(encoder: EfficientNetLiteEncoder) -> None:
 def test_single_shot_uses_augmented_views(encoder: EfficientNetLiteEncoder) -> None:
     bank = build_bank(encoder, normal_images("bracket", 1), "bracket", 1, rotations=False)
     assert bank.stage_features[0].shape[0] == 28 * 28
-    assert bank.calibration.normal_count == 8
+    assert bank.calibration.normal_count == 1 + SINGLE_SHOT_VIEWS
     assert bank.calibration.normal_mean < bank.calibration.threshold < bank.calibration.anomaly_mean
 
 
@@ -61,3 +61,11 @@ def test_bad_inputs_name_the_problem(encoder: EfficientNetLiteEncoder) -> None:
         build_bank(encoder, [normal_images("washer", 1)[0], np.zeros((8, 8), np.uint8)], "washer", 1)
     with pytest.raises(BankBuildError, match="2.0"):
         build_bank(encoder, normal_images("washer", 1), "washer", 1, coreset_ratio=2.0)
+
+
+def test_calibration_views_take_the_jpeg_round_trip() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert transport_round_trip(image, None) is image
+    compressed = transport_round_trip(image, 90)
+    assert compressed.shape == image.shape
+    assert not np.array_equal(compressed, image)  # what the stream sees differs from the raw shot
