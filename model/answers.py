@@ -15,6 +15,8 @@ import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from model.verdict import verdict_sentence
+
 __all__ = ["POSITIONS", "ParsedAnswer", "answer_agrees", "answer_sentence", "parse_answer"]
 
 POSITIONS: tuple[str, ...] = (
@@ -56,23 +58,13 @@ class ParsedAnswer(NamedTuple):
 
 
 def answer_sentence(positions: Sequence[str]) -> str:
-    """REFERENCE.md's answer for the given positions (empty = no anomaly).
+    """REFERENCE.md's answer for the given positions (empty = no anomaly); the one template is
+    :func:`model.verdict.verdict_sentence`, so the LLM is measured against the detector's own words.
 
-    >>> answer_sentence([])
-    'No, there is no anomaly in the image.'
     >>> answer_sentence(["top left", "bottom"])
     'Yes, there are 2 anomalies in the image, they are at the top left and bottom of the image.'
     """
-    positions = list(positions)
-    for position in positions:
-        if position not in POSITIONS:
-            raise ValueError(f"unknown position {position!r}; expected one of {POSITIONS}")
-    if not positions:
-        return "No, there is no anomaly in the image."
-    if len(positions) == 1:
-        return f"Yes, there is an anomaly in the image, at the {positions[0]} of the image."
-    listed = ", ".join(positions[:-1]) + f" and {positions[-1]}"
-    return f"Yes, there are {len(positions)} anomalies in the image, they are at the {listed} of the image."
+    return verdict_sentence(positions)
 
 
 def _positions(text: str) -> tuple[str, ...]:

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-test", type=positive_int, default=None, help="cap test images per class")
     parser.add_argument("--no-rotations", action="store_true", help="don't add rotated references to the banks")
     parser.add_argument("--decoder", type=Path, default=None,
-                        help="trained decoder checkpoint (.safetensors) for zero_shot / fused")
+                        help="trained checkpoint folder (from `linesight train`) or its decoder.safetensors, "
+                             "for zero_shot / fused")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(handler=handle)
 
@@ -56,6 +57,8 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError("give exactly one of --data DIR or --synthetic")
     if args.data is not None and not args.data.is_dir():
         raise ConfigError(f"--data: no such folder {str(args.data)!r}")
+    if args.decoder is not None and args.decoder.is_dir():
+        args.decoder = args.decoder / "decoder.safetensors"
     if args.decoder is not None and not args.decoder.is_file():
         raise ConfigError(f"--decoder: no such file {str(args.decoder)!r}")
     if args.synthetic:
