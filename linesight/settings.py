@@ -12,8 +12,9 @@ locally. Production sets ``LINESIGHT_KAFKA_BOOTSTRAP_SERVERS``, ``LINESIGHT_DATA
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from linesight.errors import ConfigError
@@ -72,6 +73,11 @@ class Settings(BaseSettings):
     encoder: str = Field("efficientnet-lite0", description="encoder backend name")
     encoder_path: Path | None = Field(None, description="local folder of a transformers encoder (clip/dinov2)")
     bank_cache_size: int = Field(16, ge=1, description="bank versions kept in memory per inference actor (LRU)")
+    map_fusion: Literal["few_only", "mean", "max"] = Field(
+        "few_only",
+        description="few_only = the bank's map (measured best, README); mean/max = fused with the trained "
+        "decoder's zero-shot map from checkpoint_dir, each in units of its own threshold",
+    )
 
     # --- LLM: verdict sentences and dialogue (pipeline/verdicts.py, pipeline/dialogue.py) -------
     # Added for issue 3 (LLM verdicts and dialogue); the LLM never sits on the per-frame hot path.
@@ -82,7 +88,9 @@ class Settings(BaseSettings):
         None, description="local causal LM folder (save_pretrained layout); empty = the packaged SmolLM2-135M"
     )
     checkpoint_dir: Path | None = Field(
-        None, description="trained checkpoint folder holding prompt_learner.safetensors; empty = a seeded fresh one"
+        None,
+        description="trained checkpoint folder (`linesight train`): prompt_learner.safetensors for LLM verdicts, "
+        "decoder.safetensors for map_fusion and zero-shot inspect; empty = a seeded fresh prompt learner",
     )
     llm_torch_threads: int = Field(1, ge=1, description="torch threads of the verdict actor (keep inference fed)")
     verdict_queue_size: int = Field(
@@ -115,6 +123,15 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _fusion_needs_checkpoint(self) -> Settings:
+        if self.map_fusion != "few_only" and self.checkpoint_dir is None:
+            raise ValueError(
+                f"map_fusion={self.map_fusion!r} needs checkpoint_dir (a `linesight train` folder with "
+                "decoder.safetensors); set LINESIGHT_CHECKPOINT_DIR or use map_fusion='few_only'"
+            )
+        return self
 
     @property
     def banks_dir(self) -> Path:

@@ -1,8 +1,16 @@
-"""Few-shot detector: encoder -> memory bank -> anomaly map -> calibrated decision, regions and verdict.
+"""Detector: encoder -> memory bank and/or text-aligned decoder -> anomaly map -> decision, regions, verdict.
 
 The encoder runs once per batch, even when the batch mixes product classes; each class's bank is
-then matched against its own rows. Decision: image score max(M) > the bank's calibrated
-threshold; the mask is M > threshold, so an anomalous frame always has at least one region.
+then matched against its own rows. Decision: image score max(M) > threshold; the mask is
+M > threshold, so an anomalous frame always has at least one region. Three ways to get M:
+
+- few-shot (default, ``fusion="few_only"``): M_few against the bank; threshold = the bank's
+  calibrated one.
+- fused (``fusion="mean"`` or ``"max"``, needs a :class:`ZeroShotHead`): both maps divided by their
+  own thresholds, then combined; threshold 1. Measured on the demo classes, few-only scores best
+  (README), hence the default.
+- zero-shot (:meth:`Detector.score_zero_shot`, no bank: a new class): M_zero from the trained
+  decoder; threshold 0.5, where "abnormal" beats "normal" in its softmax.
 """
 
 from __future__ import annotations
@@ -15,12 +23,17 @@ import torch
 
 from model.anomaly_map import few_shot_anomaly_map, image_scores
 from model.bank import MemoryBank
+from model.decoder import fuse
 from model.encoders.base import ImageEncoder
-from model.exceptions import BankFileError, ShapeError
+from model.exceptions import BankFileError, ModelError, ShapeError
 from model.positions import find_regions
 from model.verdict import verdict_sentence
+from model.zero_shot import ZeroShotHead
 
-__all__ = ["FrameScore", "Detector"]
+__all__ = ["DETECTOR_FUSIONS", "ZERO_SHOT_THRESHOLD", "Detector", "FrameScore", "ZeroShotHead"]
+
+DETECTOR_FUSIONS: tuple[str, ...] = ("few_only", "mean", "max")
+ZERO_SHOT_THRESHOLD = 0.5  # the decoder's softmax: "abnormal" beats "normal"
 
 
 @dataclass(frozen=True)
@@ -49,9 +62,24 @@ class Detector:
     'No, there is no anomaly in the image.'
     """
 
-    def __init__(self, encoder: ImageEncoder, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        encoder: ImageEncoder,
+        device: str = "cpu",
+        zero_shot: ZeroShotHead | None = None,
+        fusion: str = "few_only",
+    ) -> None:
+        if fusion not in DETECTOR_FUSIONS:
+            raise ModelError(f"unknown fusion {fusion!r}; choose one of {list(DETECTOR_FUSIONS)}")
+        if fusion != "few_only" and zero_shot is None:
+            raise ModelError(f"fusion {fusion!r} needs a trained decoder (zero-shot head); none given")
         self.encoder = encoder.to(device).eval()
         self.device = torch.device(device)
+        self.fusion = fusion
+        self.zero_shot = zero_shot
+        if zero_shot is not None:
+            zero_shot.check_fits(encoder)
+            zero_shot.decoder.to(device).eval()
 
     def check_bank(self, bank: MemoryBank) -> None:
         """BankFileError if ``bank`` was not built with this detector's encoder and image size."""
@@ -85,13 +113,42 @@ class Detector:
         features = self.encoder(pixels).patch_features  # per stage (B, C_i, H_i, W_i)
         size = self.encoder.image_size_px
         maps = torch.empty(len(images), size, size)
+        thresholds = [float(bank.calibration.threshold) for bank in banks]
         for rows in groups.values():
             bank = banks[rows[0]].to(self.device)
             index = torch.tensor(rows, device=self.device)
             stage_rows = [f.index_select(0, index) for f in features] if len(groups) > 1 else features
-            maps[rows] = few_shot_anomaly_map(stage_rows, bank.stage_features, size).cpu()
+            few = few_shot_anomaly_map(stage_rows, bank.stage_features, size)
+            if self.fusion != "few_only":
+                zero = self.zero_shot.maps(stage_rows, bank.product_class)  # type: ignore[union-attr]
+                few = fuse(zero / ZERO_SHOT_THRESHOLD, few / bank.calibration.threshold, self.fusion)
+                for row in rows:
+                    thresholds[row] = 1.0  # both maps are in units of their own threshold
+            maps[rows] = few.cpu()
         scores = image_scores(maps)
-        return [self._frame_score(maps[i], float(scores[i]), banks[i].calibration.threshold) for i in range(len(images))]
+        return [self._frame_score(maps[i], float(scores[i]), thresholds[i]) for i in range(len(images))]
+
+    @torch.inference_mode()
+    def score_zero_shot(self, images: Sequence[np.ndarray], product_classes: Sequence[str]) -> list[FrameScore]:
+        """Score frames of classes that have no bank with the trained decoder alone (threshold 0.5)."""
+        if self.zero_shot is None:
+            raise ModelError("zero-shot scoring needs a trained decoder (zero-shot head); none given")
+        if len(images) != len(product_classes):
+            raise ShapeError(f"got {len(images)} images but {len(product_classes)} classes; need one class per image")
+        if not images:
+            return []
+        features = self.encoder(self.encoder.preprocess(list(images)).to(self.device)).patch_features
+        size = self.encoder.image_size_px
+        maps = torch.empty(len(images), size, size)
+        groups: dict[str, list[int]] = {}
+        for row, name in enumerate(product_classes):
+            groups.setdefault(name, []).append(row)
+        for name, rows in groups.items():
+            index = torch.tensor(rows, device=self.device)
+            stage_rows = [f.index_select(0, index) for f in features] if len(groups) > 1 else features
+            maps[rows] = self.zero_shot.maps(stage_rows, name).cpu()
+        scores = image_scores(maps)
+        return [self._frame_score(maps[i], float(scores[i]), ZERO_SHOT_THRESHOLD) for i in range(len(images))]
 
     @staticmethod
     def _frame_score(anomaly_map: torch.Tensor, score: float, threshold: float) -> FrameScore:

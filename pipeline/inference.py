@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.bank_cache import BankCache
+from pipeline.exceptions import PipelineError
 from pipeline.messages import BankRef, FrameTask, ScoredFrame
 
 __all__ = ["InferenceWorker"]
@@ -29,6 +30,8 @@ class InferenceWorker:
         image_size_px: int = 224,
         torch_threads: int = 2,
         bank_cache_size: int = 16,
+        map_fusion: str = "few_only",
+        checkpoint_dir: str | None = None,
     ) -> None:
         import torch
 
@@ -38,7 +41,15 @@ class InferenceWorker:
 
         torch.set_num_threads(torch_threads)  # actors share the cores: don't oversubscribe
         encoder = build_encoder(encoder_name, Path(encoder_path) if encoder_path else None, image_size_px)
-        self.detector = Detector(encoder)
+        zero_shot = None
+        if map_fusion != "few_only":
+            from model.zero_shot import load_zero_shot_head
+
+            if checkpoint_dir is None:
+                raise PipelineError(f"map_fusion {map_fusion!r} needs checkpoint_dir with a trained decoder")
+            zero_shot = load_zero_shot_head(checkpoint_dir, encoder)
+            log.info("inference fuses few-shot and zero-shot maps (%s) with %s", map_fusion, checkpoint_dir)
+        self.detector = Detector(encoder, zero_shot=zero_shot, fusion=map_fusion)
         self.encoder_name = encoder.name
         self.banks: BankCache[MemoryBank] = BankCache(
             bank_cache_size, lambda ref: MemoryBank.load(Path(ref.path), expected_encoder=self.encoder_name)

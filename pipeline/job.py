@@ -129,6 +129,8 @@ class Pipeline:
                 settings.image_size_px,
                 settings.torch_threads,
                 settings.bank_cache_size,
+                settings.map_fusion,
+                str(settings.checkpoint_dir) if settings.checkpoint_dir else None,
             )
             for _ in range(settings.inference_actors)
         ]

@@ -8,8 +8,8 @@ do not share images while there are enough) and scored:
   :class:`model.detector.Detector` on the test images (its calibrated, threshold-free decision).
 - ``zero_shot``: a trained decoder's unsupervised map (``zero_shot_maps``); decision: max(M) > 0.5,
   i.e. "abnormal" beats "normal" in the decoder's softmax. Independent of k, so computed once per class.
-- ``fused``: mean of the few-shot and zero-shot maps; decision: mean of the two scores, each
-  divided by its own threshold, > 1.
+- ``fused``: mean of the few-shot and zero-shot maps, each divided by its own threshold (the
+  stream's ``map_fusion=mean``, model/detector.py); decision: max > 1.
 
 ``zero_shot`` and ``fused`` need a trained decoder: without ``zero_shot_maps`` they are skipped and
 the result says why (random-weight numbers are not results). Metrics per class and draw
@@ -219,7 +219,7 @@ def evaluate(
     from tqdm import tqdm
 
     from model.decoder import fuse
-    from model.detector import Detector
+    from model.detector import ZERO_SHOT_THRESHOLD, Detector
 
     size = encoder.image_size_px
     result = EvaluationResult(config, str(dataset.root), dataset.layout, encoder.name, tuple(dataset.classes))
@@ -246,11 +246,11 @@ def evaluate(
                 zero = np.asarray(zero_shot_maps(images, name), np.float32)  # (N, S, S)
                 if "zero_shot" in modes:
                     z_scores = zero.reshape(len(images), -1).max(axis=1)
-                    metrics = _metrics(labels, z_scores, z_scores > 0.5, masks, zero, config)
+                    metrics = _metrics(labels, z_scores, z_scores > ZERO_SHOT_THRESHOLD, masks, zero, config)
                     for k in config.shots:  # independent of k: the same numbers for every k
                         _record(result, data, "zero_shot", k, 0, metrics, (), labels, z_scores)
                     _keep_examples(result, name, "zero_shot", config.shots[0], test, images, zero, masks,
-                                   labels, z_scores > 0.5, z_scores)
+                                   labels, z_scores > ZERO_SHOT_THRESHOLD, z_scores)
                     bar.update(1)
             for k in config.shots:
                 for seed in range(config.seeds):
@@ -258,14 +258,13 @@ def evaluate(
                     if not few:
                         continue
                     refs = draw_references(data, k, seed)
-                    maps, scores, decisions, ratio = _few_shot(detector, encoder, data, refs, images, name, seed, config)
+                    maps, scores, decisions, thresholds = _few_shot(detector, encoder, data, refs, images, name, seed, config)
                     paths = tuple(str(data.train[i].path) for i in refs)
                     for mode in few:
-                        if mode == "fused":
-                            maps_m = fuse(zero, maps, "mean")
+                        if mode == "fused":  # what the stream does with map_fusion=mean (model/detector.py)
+                            maps_m = fuse(zero / ZERO_SHOT_THRESHOLD, maps / thresholds[:, None, None], "mean")
                             scores_m = maps_m.reshape(len(images), -1).max(axis=1)
-                            z = zero.reshape(len(images), -1).max(axis=1)
-                            decisions_m = (ratio + z / 0.5) / 2.0 > 1.0
+                            decisions_m = scores_m > 1.0
                         else:
                             maps_m, scores_m, decisions_m = maps, scores, decisions
                         metrics = _metrics(labels, scores_m, decisions_m, masks, maps_m, config)
@@ -295,8 +294,8 @@ def _few_shot(detector, encoder, data: ClassData, refs: list[int], images, name:
     maps = np.stack([f.anomaly_map for f in frames]).astype(np.float32)
     scores = np.array([f.score for f in frames], np.float64)
     decisions = np.array([f.is_anomalous for f in frames], bool)
-    ratio = np.array([f.score / f.threshold if f.threshold > 0 else np.inf for f in frames])
-    return maps, scores, decisions, ratio
+    thresholds = np.array([f.threshold for f in frames], np.float32)
+    return maps, scores, decisions, thresholds
 
 
 def _metrics(labels, scores, decisions, masks, maps, config: EvalConfig) -> MetricSet:
@@ -332,35 +331,28 @@ def _keep_examples(result: EvaluationResult, name: str, mode: str, k: int, test,
 
 
 def decoder_maps_from_checkpoint(checkpoint, encoder, batch_size: int = 16) -> ZeroShotMaps:
-    """A :data:`ZeroShotMaps` function from a trained decoder file (:func:`model.decoder.load_decoder`).
+    """A :data:`ZeroShotMaps` function from a trained checkpoint folder or its decoder file.
 
-    F_text per class comes from :class:`model.text_anchors.MiniLMTextEmbedder` (REFERENCE.md prompts).
-    Raises :class:`ConfigError` naming the file when it does not fit ``encoder``.
+    F_text per class comes from :class:`model.text_anchors.MiniLMTextEmbedder` (REFERENCE.md prompts),
+    through :func:`model.zero_shot.load_zero_shot_head`, the head the stream uses. Raises
+    :class:`ConfigError` naming the file when it does not fit ``encoder``.
     """
     import torch
 
-    from model.decoder import load_decoder
-    from model.text_anchors import MiniLMTextEmbedder, TextAnchorCache
+    from model.exceptions import ModelError
+    from model.zero_shot import load_zero_shot_head
 
-    decoder = load_decoder(checkpoint).eval()
-    if tuple(decoder.stage_channels) != tuple(encoder.stage_channels) or decoder.image_size_px != encoder.image_size_px:
-        raise ConfigError(
-            f"--decoder {str(checkpoint)!r} was trained for stage channels {decoder.stage_channels} at "
-            f"{decoder.image_size_px} px, but encoder {encoder.name!r} gives {tuple(encoder.stage_channels)} at "
-            f"{encoder.image_size_px} px"
-        )
-    anchors = TextAnchorCache(MiniLMTextEmbedder())
-    if anchors.embedder.dim != decoder.text_dim:
-        raise ConfigError(f"--decoder {str(checkpoint)!r} expects {decoder.text_dim}-d text, the embedder gives "
-                          f"{anchors.embedder.dim}")
+    try:
+        head = load_zero_shot_head(checkpoint, encoder)
+    except ModelError as exc:
+        raise ConfigError(f"--decoder {str(checkpoint)!r}: {exc}") from None
 
     @torch.inference_mode()
     def maps(images: Sequence[np.ndarray], product_class: str) -> np.ndarray:
-        text = anchors.get(product_class)  # F_text (2, C_text)
         out = []
         for start in range(0, len(images), batch_size):
             features = encoder(encoder.preprocess(list(images[start : start + batch_size]))).patch_features
-            out.append(decoder(features, text).anomaly_map.float().cpu().numpy())  # (B, S, S)
+            out.append(head.maps(features, product_class).cpu().numpy())  # (B, S, S)
         return np.concatenate(out).astype(np.float32)
 
     return maps

@@ -15,12 +15,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score one image with the active bank of its class; prints JSON and writes an overlay PNG",
         description=(
             "Scores IMAGE against the active memory bank of --class (or --bank FILE) and prints JSON with "
-            "is_anomalous, score, threshold, positions, region_count and the verdict sentence."
+            "is_anomalous, score, threshold, positions, region_count and the verdict sentence. With "
+            "--zero-shot, a class with no bank is scored by the trained decoder of LINESIGHT_CHECKPOINT_DIR "
+            "alone; LINESIGHT_MAP_FUSION=mean|max fuses both maps."
         ),
     )
     parser.add_argument("image", type=existing_file, metavar="IMAGE", help="a PNG/JPEG/BMP file")
     parser.add_argument("--class", dest="product_class", required=True, help="product class of the image")
     parser.add_argument("--bank", type=existing_file, default=None, help="a bank .safetensors file (default: active)")
+    parser.add_argument("--zero-shot", action="store_true",
+                        help="no bank: score with the trained decoder of LINESIGHT_CHECKPOINT_DIR (a new class)")
     parser.add_argument("--overlay", type=Path, default=None, help="where to write the overlay (default IMAGE.overlay.png)")
     parser.set_defaults(handler=handle)
 
@@ -30,7 +34,6 @@ def handle(args: argparse.Namespace) -> int:
 
     from linesight.errors import ConfigError
     from linesight.settings import load_settings
-    from model.bank import MemoryBank
     from model.detector import Detector
     from pipeline.banks import BankManager, validate_class_name
     from pipeline.overlay import render_overlay
@@ -42,20 +45,24 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot read image {str(args.image)!r} (not an image, or corrupt)")
     image = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
     manager = BankManager(settings)
-    if args.bank is not None:
-        bank = MemoryBank.load(args.bank, expected_encoder=settings.encoder)
+    zero_shot = None
+    if args.zero_shot or settings.map_fusion != "few_only":
+        from model.zero_shot import load_zero_shot_head
+
+        if settings.checkpoint_dir is None:
+            raise ConfigError("--zero-shot needs LINESIGHT_CHECKPOINT_DIR: a `linesight train` folder")
+        zero_shot = load_zero_shot_head(settings.checkpoint_dir, manager.encoder)
+    if args.zero_shot:
+        if args.bank is not None:
+            raise ConfigError("--zero-shot scores without a bank; drop --bank")
+        detector = Detector(manager.encoder, zero_shot=zero_shot)
+        result = detector.score_zero_shot([image], [args.product_class])[0]
+        bank_version = None
     else:
-        active = manager.repository.active_banks()
-        if args.product_class not in active:
-            known = ", ".join(sorted(active)) or "none"
-            raise ConfigError(
-                f"no active bank for class {args.product_class!r} (active: {known}); "
-                "build one with `linesight bank build --class C --images DIR`"
-            )
-        bank = MemoryBank.load(Path(active[args.product_class].path), expected_encoder=settings.encoder)
-    if bank.product_class != args.product_class:
-        raise ConfigError(f"bank {str(args.bank)!r} is for class {bank.product_class!r}, not {args.product_class!r}")
-    result = Detector(manager.encoder).score_batch([image], bank)[0]
+        bank = _bank(args, settings, manager)
+        detector = Detector(manager.encoder, zero_shot=zero_shot, fusion=settings.map_fusion)
+        result = detector.score_batch([image], bank)[0]
+        bank_version = bank.version
     size = result.anomaly_map.shape[0]
     shown = cv2.resize(image, (size, size)) if image.shape[:2] != (size, size) else image
     overlay = render_overlay(
@@ -67,8 +74,9 @@ def handle(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot write overlay to {str(overlay_path)!r}")
     print(json.dumps({
         "image": str(args.image),
-        "class": bank.product_class,
-        "bank_version": bank.version,
+        "class": args.product_class,
+        "bank_version": bank_version,
+        "mode": "zero_shot" if args.zero_shot else settings.map_fusion,
         "is_anomalous": result.is_anomalous,
         "score": round(result.score, 5),
         "threshold": round(result.threshold, 5),
@@ -78,3 +86,24 @@ def handle(args: argparse.Namespace) -> int:
         "overlay": str(overlay_path),
     }))
     return 0
+
+
+def _bank(args: argparse.Namespace, settings, manager):
+    """The bank to score against: --bank FILE, else the class's active version."""
+    from linesight.errors import ConfigError
+    from model.bank import MemoryBank
+
+    if args.bank is not None:
+        bank = MemoryBank.load(args.bank, expected_encoder=settings.encoder)
+    else:
+        active = manager.repository.active_banks()
+        if args.product_class not in active:
+            known = ", ".join(sorted(active)) or "none"
+            raise ConfigError(
+                f"no active bank for class {args.product_class!r} (active: {known}); build one with "
+                "`linesight bank build --class C --images DIR`, or score it with --zero-shot"
+            )
+        bank = MemoryBank.load(Path(active[args.product_class].path), expected_encoder=settings.encoder)
+    if bank.product_class != args.product_class:
+        raise ConfigError(f"bank {str(args.bank)!r} is for class {bank.product_class!r}, not {args.product_class!r}")
+    return bank

@@ -90,3 +90,64 @@ def test_bank_and_input_mismatches(encoder: EfficientNetLiteEncoder, banks: dict
     with pytest.raises(ShapeError, match="2 images but 1 banks"):
         detector.score_batch_mixed(normal_images("washer", 2), [banks["washer"]])
     assert detector.score_batch([], banks["washer"]) == []
+
+
+# --- zero-shot and fused maps (a random decoder: the arithmetic, not the accuracy) ---------------
+
+
+@pytest.fixture(scope="module")
+def head(encoder: EfficientNetLiteEncoder):
+    from model.decoder import TextAlignedDecoder
+    from model.zero_shot import ZeroShotHead
+
+    torch.manual_seed(0)
+    decoder = TextAlignedDecoder(encoder.stage_channels, 16, image_size_px=encoder.image_size_px)
+    anchors = {name: torch.randn(2, 16, generator=torch.Generator().manual_seed(i))
+               for i, name in enumerate(("washer", "bracket"))}
+    return ZeroShotHead(decoder, anchors.__getitem__)
+
+
+def test_zero_shot_scores_with_the_decoder_alone(encoder, head) -> None:
+    from model.detector import ZERO_SHOT_THRESHOLD
+
+    detector = Detector(encoder, zero_shot=head)
+    images = normal_images("washer", 2, seed=3) + normal_images("bracket", 1, seed=3)
+    results = detector.score_zero_shot(images, ["washer", "washer", "bracket"])
+    with torch.inference_mode():
+        features = encoder(encoder.preprocess(images)).patch_features
+        expected = head.maps([f[2:] for f in features], "bracket")[0].numpy()
+    assert np.allclose(results[2].anomaly_map, expected, atol=1e-5)
+    for result in results:
+        assert result.threshold == ZERO_SHOT_THRESHOLD
+        assert 0.0 <= float(result.anomaly_map.min()) and float(result.anomaly_map.max()) <= 1.0
+        assert result.is_anomalous == (result.score > ZERO_SHOT_THRESHOLD)
+
+
+@pytest.mark.parametrize("fusion", ["mean", "max"])
+def test_fused_maps_are_in_units_of_each_threshold(encoder, banks, head, fusion) -> None:
+    images = normal_images("washer", 2, seed=4)
+    few = Detector(encoder).score_batch(images, banks["washer"])
+    zero = Detector(encoder, zero_shot=head).score_zero_shot(images, ["washer"] * 2)
+    fused = Detector(encoder, zero_shot=head, fusion=fusion).score_batch(images, banks["washer"])
+    for f, z, m in zip(few, zero, fused, strict=True):
+        a, b = f.anomaly_map / f.threshold, z.anomaly_map / z.threshold
+        expected = (a + b) / 2 if fusion == "mean" else np.maximum(a, b)
+        assert np.allclose(m.anomaly_map, expected, atol=1e-4)
+        assert m.threshold == 1.0
+        assert m.is_anomalous == (m.score > 1.0) == bool(m.mask.any())
+
+
+def test_fusion_and_zero_shot_need_a_decoder_that_fits(encoder, head) -> None:
+    from model.decoder import TextAlignedDecoder
+    from model.exceptions import ModelError
+    from model.zero_shot import ZeroShotHead
+
+    with pytest.raises(ModelError, match="'median'"):
+        Detector(encoder, fusion="median")
+    with pytest.raises(ModelError, match="'mean' needs a trained decoder"):
+        Detector(encoder, fusion="mean")
+    with pytest.raises(ModelError, match="zero-shot scoring needs"):
+        Detector(encoder).score_zero_shot(normal_images("washer", 1), ["washer"])
+    wrong = ZeroShotHead(TextAlignedDecoder((8, 8, 8, 8), 16, image_size_px=224), head.text_features)
+    with pytest.raises(ModelError, match=r"\(8, 8, 8, 8\)"):
+        Detector(encoder, zero_shot=wrong)

@@ -1,0 +1,83 @@
+"""`linesight inspect`: with a bank, with --zero-shot (a trained decoder, no bank), and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+
+from linesight.cli import main
+from training.synthetic import normal_images
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("LINESIGHT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LINESIGHT_DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'linesight.db'}")
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    for i, image in enumerate(normal_images("washer", 3, seed=11)):
+        cv2.imwrite(str(shots / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    return tmp_path
+
+
+def _checkpoint(folder: Path) -> Path:
+    from model.decoder import TextAlignedDecoder, save_decoder
+    from model.encoders.efficientnet import EfficientNetLiteEncoder
+
+    encoder = EfficientNetLiteEncoder()
+    folder.mkdir()
+    save_decoder(TextAlignedDecoder(encoder.stage_channels, 384, image_size_px=encoder.image_size_px),
+                 folder / "decoder.safetensors")
+    return folder
+
+
+def test_inspect_with_the_active_bank_then_zero_shot_for_a_new_class(workspace: Path, capsys, monkeypatch) -> None:
+    image = workspace / "shots" / "0.png"
+    assert main(["inspect", str(image), "--class", "washer"]) == 2
+    assert "no active bank for class 'washer'" in capsys.readouterr().err
+    assert main(["bank", "build", "--class", "washer", "--images", str(workspace / "shots")]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(image), "--class", "washer"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["mode"] == "few_only"
+    assert out["bank_version"] == 1
+    assert out["is_anomalous"] == (out["score"] > out["threshold"])
+    assert Path(out["overlay"]).is_file()
+
+    assert main(["inspect", str(image), "--class", "gasket", "--zero-shot"]) == 2
+    assert "LINESIGHT_CHECKPOINT_DIR" in capsys.readouterr().err
+    monkeypatch.setenv("LINESIGHT_CHECKPOINT_DIR", str(_checkpoint(workspace / "ckpt")))
+    assert main(["inspect", str(image), "--class", "gasket", "--zero-shot"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["mode"] == "zero_shot"
+    assert out["bank_version"] is None
+    assert out["threshold"] == 0.5
+    assert 0.0 <= out["score"] <= 1.0
+
+    monkeypatch.setenv("LINESIGHT_MAP_FUSION", "max")
+    assert main(["inspect", str(image), "--class", "washer"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["mode"] == "max"
+    assert out["threshold"] == 1.0
+
+
+def test_fusion_without_a_checkpoint_is_a_named_setting_error(workspace: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("LINESIGHT_MAP_FUSION", "mean")
+    assert main(["history"]) == 2
+    err = capsys.readouterr().err
+    assert "map_fusion='mean' needs checkpoint_dir" in err
+    assert "Traceback" not in err
+    monkeypatch.setenv("LINESIGHT_MAP_FUSION", "median")
+    assert main(["history"]) == 2
+    assert "map_fusion='median'" in capsys.readouterr().err
+
+
+def test_a_checkpoint_without_a_decoder_is_named(workspace: Path, capsys, monkeypatch) -> None:
+    (workspace / "empty").mkdir()
+    monkeypatch.setenv("LINESIGHT_CHECKPOINT_DIR", str(workspace / "empty"))
+    assert main(["inspect", str(workspace / "shots" / "0.png"), "--class", "gasket", "--zero-shot"]) == 2
+    err = capsys.readouterr().err
+    assert "decoder.safetensors does not exist" in err
