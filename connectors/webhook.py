@@ -7,7 +7,11 @@ fails is counted, logged with the reason, and :meth:`WebhookSink.flush` raises
 (the stream then re-sends it on replay). Receivers deduplicate on ``alert_id`` (= ``frame_id``),
 also sent as the ``X-Linesight-Alert-Id`` header.
 
-Proposed setting: ``alert_webhook_url`` (``LINESIGHT_ALERT_WEBHOOK_URL``; empty = no webhook).
+In the stream (``LINESIGHT_ALERT_WEBHOOK_URL``; empty = no webhook) the sink stage wraps it in a
+:class:`WebhookForwarder`: a background thread with a bounded queue, so a slow or dead endpoint
+never holds up the stream. The alert topic stays the system of record (written, flushed and marked
+before the webhook sees the alert); webhook deliveries, failures and queue overflows are counted
+and logged with the alert id, and exported as metrics.
 
 >>> sink = WebhookSink("https://hooks.example.com/linesight", timeout_s=5.0)  # doctest: +SKIP
 >>> sink.send(alert); sink.flush()  # doctest: +SKIP
@@ -16,6 +20,7 @@ Proposed setting: ``alert_webhook_url`` (``LINESIGHT_ALERT_WEBHOOK_URL``; empty 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import urllib.error
@@ -28,7 +33,7 @@ from connectors.alerts import Alert
 from connectors.exceptions import ConnectorError, DeliveryError
 from connectors.sinks import Sink
 
-__all__ = ["WebhookSink", "WebhookStats"]
+__all__ = ["WebhookForwarder", "WebhookSink", "WebhookStats"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ class WebhookStats:
     delivered: int = 0
     failed: int = 0
     retries: int = 0
+    dropped: int = 0  # WebhookForwarder only: its queue was full
 
 
 class WebhookSink(Sink):
@@ -128,6 +134,11 @@ class WebhookSink(Sink):
             reason = getattr(exc, "reason", exc)
             return True, f"{type(reason).__name__}: {reason}"
 
+    def count_dropped(self) -> None:
+        """An alert meant for this sink was dropped before it reached it (a full queue)."""
+        with self._lock:
+            self.stats.dropped += 1
+
     def flush(self, timeout_s: float | None = None) -> None:
         """Raise :class:`DeliveryError` naming the alerts that failed since the last flush (then forget them)."""
         with self._lock:
@@ -138,3 +149,73 @@ class WebhookSink(Sink):
                 f"{len(failures)} alert(s) were not delivered to webhook {self.url!r}; "
                 f"first: alert {first_id!r}: {first_reason}"
             )
+
+
+class WebhookForwarder:
+    """Deliver alerts through a :class:`WebhookSink` from a background thread (bounded queue).
+
+    :meth:`put` never blocks: a full queue drops the alert, counts it and logs its id (the alert is
+    on the alert topic regardless). ``on_change(stats)`` is called after every attempt, e.g. to
+    report counters to the stream's monitor.
+    """
+
+    def __init__(
+        self, sink: WebhookSink, max_pending: int = 1000, on_change: Callable[[WebhookStats], None] | None = None
+    ) -> None:
+        if max_pending < 1:
+            raise ConnectorError(f"webhook max_pending must be >= 1, got {max_pending}")
+        self.sink = sink
+        self._queue: queue.Queue[Alert | None] = queue.Queue(max_pending)
+        self._on_change = on_change
+        self._thread = threading.Thread(target=self._run, name="linesight-webhook", daemon=True)
+        self._thread.start()
+
+    @property
+    def stats(self) -> WebhookStats:
+        return self.sink.stats
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def put(self, alert: Alert) -> bool:
+        """Queue ``alert`` for delivery; False (counted, logged) when the queue is full."""
+        try:
+            self._queue.put_nowait(alert)
+            return True
+        except queue.Full:
+            self.sink.count_dropped()
+            log.error("webhook %s: queue full (%d pending); alert %s NOT forwarded (it is on the alert topic)",
+                      self.sink.url, self._queue.maxsize, alert.alert_id)
+            self._changed()
+            return False
+
+    def _run(self) -> None:
+        while True:
+            alert = self._queue.get()
+            if alert is None:
+                return
+            self.sink.send(alert)
+            try:
+                self.sink.flush()
+            except DeliveryError:
+                pass  # counted in stats.failed and logged with the alert id by send()
+            self._changed()
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            try:
+                self._on_change(self.sink.stats)
+            except Exception as exc:  # metrics are best effort; delivery goes on
+                log.warning("webhook: could not report counters: %s", exc)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is queued (up to ``timeout_s``), then stop the thread; what is left is logged."""
+        try:
+            self._queue.put(None, timeout=timeout_s)
+        except queue.Full:
+            pass
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            log.error("webhook %s: %d alert(s) still queued at shutdown were not forwarded",
+                      self.sink.url, self._queue.qsize())

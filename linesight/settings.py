@@ -117,12 +117,26 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("linesight-data"), description="banks, overlays and the SQLite file live here")
     api_token: SecretStr | None = Field(None, description="bearer token required by write endpoints")
     api_base_url: str | None = Field(None, description="public URL of the HTTP API, used for links in alerts")
+    alert_webhook_url: str | None = Field(
+        None, description="also POST every alert as JSON here (retries, bounded queue); empty = no webhook"
+    )
+    alert_webhook_token: SecretStr | None = Field(None, description="bearer token sent to the alert webhook")
+    alert_webhook_queue_size: int = Field(
+        1000, ge=1, le=100_000, description="alerts waiting for the webhook at most; more are dropped and counted"
+    )
     write_overlays: bool = Field(False, description="write an overlay PNG of every flagged frame to overlays_dir")
 
-    @field_validator("kafka_bootstrap_servers", "ray_address", mode="before")
+    @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @model_validator(mode="after")
     def _fusion_needs_checkpoint(self) -> Settings:

@@ -32,6 +32,7 @@ _INGEST_COUNTERS = {
     "inference_errors": "inference_errors",
 }
 _VERDICT_COUNTERS = ("verdict_backlog", "verdict_skipped", "verdicts_written", "verdicts_rejected")
+_WEBHOOK_COUNTERS = ("webhook_delivered", "webhook_failed", "webhook_retries", "webhook_dropped")
 
 
 class StreamMonitor:
@@ -77,6 +78,7 @@ class StreamMonitor:
             for key, count in counters.get("bank_versions", {}).items():
                 versions[key] = versions.get(key, 0) + int(count)
         verdicts = self._sources.get("verdicts", {})
+        webhooks = [c for k, c in self._sources.items() if k.startswith("webhook")]
         cumulative, running_total = {}, 0
         for bound, count in zip((*map(str, LATENCY_BUCKETS_MS), "+Inf"), self._bucket_counts, strict=True):
             running_total += count
@@ -91,6 +93,7 @@ class StreamMonitor:
             ingest_restarts=self._restarts,
             updated_at=self._updated_at.isoformat() if self._updated_at else None,
             **{key: int(verdicts.get(key, 0)) for key in _VERDICT_COUNTERS},
+            **{key: sum(int(c.get(key, 0)) for c in webhooks) for key in _WEBHOOK_COUNTERS},
         )
         return out
 

@@ -76,6 +76,7 @@ class ResultSink:
         # LLM verdicts (issue 3): a pipeline.verdicts.VerdictWorker actor handle, or None when llm_verdicts is off
         self.verdicts = verdicts
         self.verdict_sample_normal = settings.verdict_sample_normal
+        self.webhook = _webhook(settings) if settings.alert_webhook_url else None
 
     def ready(self) -> bool:
         """Returns once connected (used to wait for actor start-up)."""
@@ -106,6 +107,9 @@ class ResultSink:
                 self.alerts.flush()
                 self.repository.mark_alerted([row.frame_id for row in pending], datetime.now(UTC))
                 result.alerts_sent = len(pending)
+                if self.webhook is not None:  # after the topic: the webhook never holds up the stream
+                    for row in pending:
+                        self.webhook.put(Alert.from_inspection(row, api_base_url=self.api_base_url))
             if self.overlays_dir is not None:
                 self._write_overlays([f for f in frames if f.is_anomalous and f.task.frame_id in inserted])
         if self.verdicts is not None:  # LLM verdicts (issue 3): only now, after the rows and the alerts
@@ -140,6 +144,36 @@ class ResultSink:
             cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(overlay), cv2.COLOR_RGB2BGR))
 
     def close(self) -> None:
-        """Flush and close the alert producer."""
+        """Flush and close the alert producer; forward what the webhook still has queued."""
         self.alerts.flush()
         self._producer.close()
+        if self.webhook is not None:
+            self.webhook.close()
+
+
+def _webhook(settings: Settings):
+    """The optional alert webhook, reporting its counters to the stream's monitor under a unique name."""
+    import os
+    import uuid
+
+    from connectors.webhook import WebhookForwarder, WebhookSink
+    from pipeline.monitor import get_monitor
+
+    token = settings.alert_webhook_token.get_secret_value() if settings.alert_webhook_token else None
+    sink = WebhookSink(settings.alert_webhook_url or "", bearer_token=token)
+    source = f"webhook-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    monitor = get_monitor() if _ray_running() else None
+
+    def report(stats) -> None:
+        if monitor is not None:
+            monitor.report.remote(source, {"webhook_delivered": stats.delivered, "webhook_failed": stats.failed,
+                                           "webhook_retries": stats.retries, "webhook_dropped": stats.dropped})
+
+    log.info("alerts are also POSTed to webhook %s", settings.alert_webhook_url)
+    return WebhookForwarder(sink, settings.alert_webhook_queue_size, on_change=report)
+
+
+def _ray_running() -> bool:
+    import ray
+
+    return ray.is_initialized()

@@ -40,6 +40,9 @@ _COUNTERS = (  # snapshot key, metric name (without _total), help
     ("verdict_skipped", "linesight_llm_verdicts_skipped", "Flagged frames whose LLM verdict was skipped"),
     ("verdicts_written", "linesight_llm_verdicts_written", "LLM verdicts accepted and stored"),
     ("verdicts_rejected", "linesight_llm_verdicts_rejected", "LLM verdicts rejected (contradicted the detector)"),
+    ("webhook_delivered", "linesight_webhook_delivered", "Alerts delivered to the alert webhook"),
+    ("webhook_failed", "linesight_webhook_failed", "Alerts the webhook refused after every retry"),
+    ("webhook_dropped", "linesight_webhook_dropped", "Alerts not forwarded to the webhook: its queue was full"),
 )
 _GAUGES = (
     ("verdict_backlog", "linesight_llm_verdict_backlog", "Flagged frames waiting for an LLM verdict"),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
+import ray
 
 from linesight.settings import load_settings
 
@@ -223,3 +224,45 @@ def test_hot_swap_under_load(broker, ray_session, encoder, tmp_path):
     assert versions[-1] == 2
     first_v2 = versions.index(2)
     assert all(v == 2 for v in versions[first_v2:])  # once swapped, never back: no frame scored twice
+
+
+def test_alerts_also_reach_the_webhook(broker, ray_session, encoder, tmp_path):
+    """LINESIGHT_ALERT_WEBHOOK_URL: every flagged row's alert is POSTed to a real local endpoint."""
+    import json
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from pipeline.job import Pipeline, wait_for
+    from pipeline.monitor import get_monitor
+
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server API
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
+        settings = _settings(f"sqlite:///{tmp_path / 'w.db'}", tmp_path, alert_webhook_url=url)
+        _prepare(settings, broker, encoder)
+        manifest = _publish(settings, broker, 32, seed=5)
+        repository = _repository(settings)
+        with Pipeline(settings, broker.bootstrap_servers):
+            _wait_rows(repository, len(manifest))
+            flagged = {r.frame_id for r in _stored(repository) if r.is_anomalous}
+            assert flagged, "the synthetic line at 30% defects flagged nothing"
+            assert wait_for(lambda: {a["frame_id"] for a in received} >= flagged, 30), (
+                f"webhook got {len(received)} alerts for {len(flagged)} flagged frames"
+            )
+            assert wait_for(lambda: ray.get(get_monitor().snapshot.remote())["webhook_delivered"] >= len(flagged), 10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {a["frame_id"] for a in received} == flagged
+    assert all(a["alert_id"] == a["frame_id"] and a["positions"] for a in received)

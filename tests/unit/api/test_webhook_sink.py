@@ -103,3 +103,32 @@ def test_an_unreachable_endpoint_fails_after_the_attempts():
 def test_bad_urls_are_refused_naming_them(url):
     with pytest.raises(ConnectorError, match="webhook URL"):
         WebhookSink(url)
+
+
+def test_the_forwarder_delivers_in_the_background_and_drains_on_close(receiver):
+    from connectors.webhook import WebhookForwarder
+
+    seen = []
+    forwarder = WebhookForwarder(WebhookSink(receiver["url"]), max_pending=10, on_change=lambda s: seen.append(s.delivered))
+    for i in range(5):
+        assert forwarder.put(_alert(f"line-1-{i}"))
+    forwarder.close()
+    assert [body["frame_id"] for _, body in receiver["received"]] == [f"line-1-{i}" for i in range(5)]
+    assert forwarder.stats.delivered == 5
+    assert seen[-1] == 5
+
+
+def test_a_full_forwarder_queue_drops_counts_and_never_blocks(receiver, caplog):
+    from connectors.webhook import WebhookForwarder
+
+    gate = threading.Event()
+    sink = WebhookSink(receiver["url"], sleep=lambda s: None)
+    sink._post = lambda body, headers: (gate.wait(10), (False, None))[1]  # a stuck endpoint until the gate opens
+    forwarder = WebhookForwarder(sink, max_pending=2)
+    results = [forwarder.put(_alert(f"line-1-{i}")) for i in range(6)]  # 1 in flight + 2 queued at most
+    assert results.count(False) >= 3
+    assert forwarder.stats.dropped == results.count(False)
+    assert "NOT forwarded" in caplog.text
+    gate.set()
+    forwarder.close()
+    assert forwarder.stats.delivered == results.count(True)

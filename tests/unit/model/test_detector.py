@@ -119,7 +119,8 @@ def test_zero_shot_scores_with_the_decoder_alone(encoder, head) -> None:
     assert np.allclose(results[2].anomaly_map, expected, atol=1e-5)
     for result in results:
         assert result.threshold == ZERO_SHOT_THRESHOLD
-        assert 0.0 <= float(result.anomaly_map.min()) and float(result.anomaly_map.max()) <= 1.0
+        assert float(result.anomaly_map.min()) >= 0.0
+        assert float(result.anomaly_map.max()) <= 1.0
         assert result.is_anomalous == (result.score > ZERO_SHOT_THRESHOLD)
 
 

@@ -8,7 +8,13 @@ import torch
 
 from model.encoders.efficientnet import EfficientNetLiteEncoder
 from training.exceptions import BankBuildError
-from training.fewshot import SINGLE_SHOT_VIEWS, VIEWS_PER_SHOT, augmented_views, build_bank, transport_round_trip
+from training.fewshot import (
+    SINGLE_SHOT_VIEWS,
+    VIEWS_PER_SHOT,
+    augmented_views,
+    build_bank,
+    transport_round_trip,
+)
 from training.synthetic import normal_images
 
 
