@@ -30,7 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--line", default=None, help="only this line id")
     parser.add_argument("--camera", default=None, help="only this camera id")
     parser.add_argument("--class", dest="product_class", default=None, help="only this product class")
-    parser.add_argument("--anomalous", action="store_true", help="only flagged inspections")
+    flag = parser.add_mutually_exclusive_group()
+    flag.add_argument("--anomalous", action="store_true", help="only flagged inspections")
+    flag.add_argument("--normal", action="store_true", help="only inspections that were not flagged")
     parser.add_argument("--since", type=_timestamp, default=None, help="captured at or after this time")
     parser.add_argument("--until", type=_timestamp, default=None, help="captured before this time")
     parser.add_argument("--limit", type=positive_int, default=20, help="at most this many rows (default 20)")
@@ -50,7 +52,7 @@ def handle(args: argparse.Namespace) -> int:
         line_id=args.line,
         camera_id=args.camera,
         product_class=args.product_class,
-        anomalous_only=args.anomalous,
+        anomalous=True if args.anomalous else (False if args.normal else None),
         since=args.since,
         until=args.until,
         limit=args.limit,

@@ -18,7 +18,6 @@ __all__ = ["router", "render_inspection_overlay"]
 
 router = APIRouter(prefix="/api", tags=["inspections"], responses=ERROR_RESPONSES)
 
-_SCAN_PAGES = 20  # pages scanned to fill a page of normal frames (anomalous=false)
 _PNG_HEADERS = {"Cache-Control": "private, max-age=3600"}  # a stored inspection never changes
 
 InspectionId = Annotated[int, Path(ge=1, le=MAX_ID, description="inspection id")]
@@ -41,34 +40,14 @@ def list_inspections(
         "line_id": line,
         "camera_id": camera,
         "product_class": product_class,
-        "anomalous_only": anomalous is True,
+        "anomalous": anomalous,
         "since": as_utc(since, "since"),
         "until": as_utc(until, "until"),
     }
-    repository = context.repository
-    if anomalous is False:  # the repository filters flagged-only; normal-only is filtered here
-        rows, cursor = _normal_rows(repository, filters, before_id, limit)
-        return {"items": [inspection_json(r) for r in rows], "next_cursor": cursor}
-    rows = repository.history(limit=limit + 1, before_id=before_id, **filters)
+    rows = context.repository.history(limit=limit + 1, before_id=before_id, **filters)
     more = len(rows) > limit
     rows = rows[:limit]
     return {"items": [inspection_json(r) for r in rows], "next_cursor": rows[-1].id if more else None}
-
-
-def _normal_rows(repository: Any, filters: dict[str, Any], before_id: int | None, limit: int) -> tuple[list, int | None]:
-    found: list[Any] = []
-    cursor = before_id
-    for _ in range(_SCAN_PAGES):
-        page = repository.history(limit=limit, before_id=cursor, **filters)
-        for row in page:
-            cursor = row.id
-            if not row.is_anomalous:
-                found.append(row)
-                if len(found) == limit:
-                    return found, row.id
-        if len(page) < limit:
-            return found, None
-    return found, cursor  # scanned enough: the client continues from where the scan stopped
 
 
 @router.get("/summary", response_model=Summary, summary="Per-class counts")

@@ -53,3 +53,23 @@ def test_linesight_error_prints_one_line(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("linesight: error: invalid setting: torch_threads='0'")
     assert "Traceback" not in err
+
+
+def test_history_filters_flagged_and_normal(tmp_path, capsys, monkeypatch):
+    import json
+
+    from storage.db import Database
+    from storage.repository import Repository
+    from tests.unit.storage.helpers import make_record
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    monkeypatch.setenv("LINESIGHT_DATABASE_URL", url)
+    database = Database(url)
+    database.migrate()
+    Repository(database).upsert_inspections([make_record(i) for i in range(6)])  # every third flagged
+    for flag, expected in (("--anomalous", {"f-0", "f-3"}), ("--normal", {"f-1", "f-2", "f-4", "f-5"})):
+        assert main(["history", flag, "--json"]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        assert {row["frame_id"] for row in rows} == expected
+    with pytest.raises(SystemExit):
+        main(["history", "--anomalous", "--normal"])
