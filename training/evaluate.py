@@ -154,6 +154,7 @@ class EvaluationResult:
     skipped: dict[str, str] = field(default_factory=dict)  # mode -> reason
     curves: dict[tuple[str, str, int], Curve] = field(default_factory=dict)  # (class, mode, k)
     examples: list[Example] = field(default_factory=list)
+    llm: dict | None = None  # training.llm_eval.llm_report(...) when run with --llm
 
     def settings(self) -> list[tuple[str, int]]:
         """(mode, k) pairs that have results, in config order."""

@@ -6,7 +6,10 @@
                "f1_max": ..., "accuracy": ..., "std": {...same keys...}, "draws": 3},
      "settings": [{"mode", "shots", "mean": {...}, "std": {...}, "draws"}, ...],
      "classes": {"<class>": {"<mode>": {"<k>": {"mean": {...}, "std": {...}, "draws": n}}}},
-     "skipped": {"<mode>": "<reason>"}, "dataset": ..., "layout": ..., "encoder": ..., "config": {...}}
+     "skipped": {"<mode>": "<reason>"}, "dataset": ..., "layout": ..., "encoder": ..., "config": {...},
+     "llm": {"shots": k, "macro": {"accuracy", "agreement", "undecided", "images"}, "classes": {...}}}
+
+``llm`` is there only when the evaluation ran with ``--llm`` (training/llm_eval.py).
 
 ``macro`` is the headline setting: few_shot at the smallest k if run, else the first one with
 results. Metrics are fractions in [0, 1]; NaN (not computable, e.g. no masks) is written as null.
@@ -85,6 +88,7 @@ def report_dict(result: EvaluationResult) -> dict:
         "layout": result.layout,
         "encoder": result.encoder_name,
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()},
+        **({"llm": result.llm} if result.llm is not None else {}),
     }
 
 
@@ -138,6 +142,15 @@ def _markdown(result: EvaluationResult, content: dict, rocs: list[Path], example
             for k, s in per_k.items():
                 cells = " | ".join(_pct(s["mean"][n], s["std"][n]) for n in METRIC_NAMES)
                 lines.append(f"| {name} | {mode} | {k} | {cells} |")
+    if "llm" in content:
+        llm = content["llm"]
+        lines += ["", f"## LLM verdicts ({llm['shots']}-shot bank, balanced test subset)", "",
+                  "accuracy: the plain question, the LLM's answer parsed as Yes/No against the ground truth; "
+                  "agreement: the stream's verdict prompt (with the detector's facts) agrees with the detector.", "",
+                  "| class | images | accuracy | agreement | undecided |", "|---|---|---|---|---|"]
+        for name, row in [*llm["classes"].items(), ("MACRO", llm["macro"])]:
+            lines.append(f"| {name} | {row['images']} | {_pct(row['accuracy'])} | {_pct(row['agreement'])} | "
+                         f"{_pct(row['undecided'])} |")
     lines += [
         "",
         "## Published figures (theirs, for context)",

@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--decoder", type=Path, default=None,
                         help="trained checkpoint folder (from `linesight train`) or its decoder.safetensors, "
                              "for zero_shot / fused")
+    parser.add_argument("--llm", action="store_true",
+                        help="also measure the LLM verdicts (accuracy of the text parsed as Yes/No, agreement with "
+                             "the detector); uses the prompt learner of the --decoder checkpoint folder, else "
+                             "LINESIGHT_CHECKPOINT_DIR, else a seeded untrained one. Slow: ~3 s per answer")
+    parser.add_argument("--llm-images", type=positive_int, default=8,
+                        help="test images per class for --llm (half good, half defective; default 8)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.set_defaults(handler=handle)
 
@@ -93,6 +99,8 @@ def _run(args: argparse.Namespace, root: Path, layout: str, label: str | None = 
 
         zero_shot_maps = decoder_maps_from_checkpoint(args.decoder, encoder)
     result = evaluate(dataset, encoder, config, zero_shot_maps=zero_shot_maps, progress=not args.no_progress)
+    if args.llm:
+        result.llm = _llm(args, settings, dataset, encoder, config)
     if label is not None:
         result.dataset_root = label  # the temporary export folder is gone after this command
     _print(result)
@@ -102,6 +110,25 @@ def _run(args: argparse.Namespace, root: Path, layout: str, label: str | None = 
         written = write_report(result, args.report)
         print(f"report: {written['markdown'][0]} ({len(written['roc'])} ROC plots, {len(written['examples'])} overlays)")
     return 0
+
+
+def _llm(args: argparse.Namespace, settings, dataset, encoder, config) -> dict:
+    from pipeline.verdicts import InspectionModel
+    from training.llm_eval import evaluate_llm, llm_report
+
+    checkpoint = args.decoder.parent if args.decoder is not None else settings.checkpoint_dir
+    model = InspectionModel.from_settings(settings.model_copy(update={"checkpoint_dir": checkpoint}), encoder=encoder)
+    shots = config.shots[0]
+    scores = evaluate_llm(dataset, encoder, model.gpt, shots=shots, images_per_class=args.llm_images,
+                          max_new_tokens=settings.verdict_max_new_tokens, rotations=config.rotations,
+                          progress=not args.no_progress)
+    report = llm_report(scores, shots)
+    print(f"LLM verdicts ({shots}-shot bank, prompt learner: {checkpoint or 'untrained, seeded'}):")
+    print(f"{'class':<14} {'images':>6} {'accuracy':>9} {'agreement':>10} {'undecided':>10}")
+    for name, row in [*report["classes"].items(), ("MACRO", report["macro"])]:
+        print(f"{name:<14} {row['images']:>6} {100 * row['accuracy']:>8.1f}% {100 * row['agreement']:>9.1f}% "
+              f"{100 * row['undecided']:>9.1f}%")
+    return report
 
 
 def _fmt(mean: float, std: float) -> str:
