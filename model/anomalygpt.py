@@ -261,15 +261,22 @@ class Conversation:
             del self._turns[1]
             self.dropped_turns += 1
 
-    def ask(self, question: str = QUESTION) -> str:
-        """Append a human turn, generate the assistant's answer (greedy, bounded) and return it."""
+    def _next_turn_pieces(self, question: str) -> list[Piece]:
+        """The human pieces of the next turn: the image turn first, then plain questions."""
         if self._turns and self._turns[-1][1] is None:
             raise ModelError("the previous question has no answer yet")
         if not self._turns:
             image_tokens, prompt_tokens, description = self._image
-            pieces = _image_turn_pieces(image_tokens, prompt_tokens, description, question)
-        else:
-            pieces = [HUMAN + question.strip(), ASSISTANT]
+            return _image_turn_pieces(image_tokens, prompt_tokens, description, question.strip())
+        return [HUMAN + question.strip(), ASSISTANT]
+
+    def replay(self, question: str, answer: str) -> None:
+        """Append an earlier turn without generating (a conversation continued from storage)."""
+        self._turns.append((self._next_turn_pieces(question), answer.strip()))
+
+    def ask(self, question: str = QUESTION) -> str:
+        """Append a human turn, generate the assistant's answer (greedy, bounded) and return it."""
+        pieces = self._next_turn_pieces(question)
         self._turns.append((pieces, None))
         try:
             self._fit()

@@ -23,14 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from linesight.settings import Settings
-from model.anomalygpt import (
-    ASSISTANT,
-    HUMAN,
-    Conversation,
-    DetectorFacts,
-    _image_turn_pieces,
-    facts_description,
-)
+from model.anomalygpt import Conversation, DetectorFacts, facts_description
 from pipeline.exceptions import (
     DialogueError,
     DialogueUnavailableError,
@@ -52,23 +45,6 @@ class ChatReply:
     answer: str
     turns: list[ChatTurnRow]
     corrected: bool = False  # the LLM contradicted the detector: ``answer`` is the detector's sentence
-
-
-class _StoredConversation(Conversation):
-    """A :class:`Conversation` whose earlier turns come from SQL (replayed, not generated).
-
-    Mirrors how :meth:`Conversation.ask` lays out a turn; model/anomalygpt.py has no public
-    replay method yet, so this reads its turn layout (``_turns``, ``_image``).
-    """
-
-    def replay(self, question: str, answer: str) -> None:
-        """Append a stored question and its stored answer."""
-        if not self._turns:
-            image_tokens, prompt_tokens, description = self._image
-            pieces = _image_turn_pieces(image_tokens, prompt_tokens, description, question.strip())
-        else:
-            pieces = [HUMAN + question.strip(), ASSISTANT]
-        self._turns.append((pieces, answer.strip()))
 
 
 def _facts(row: InspectionRow) -> DetectorFacts:
@@ -184,7 +160,7 @@ class DialogueService:
                 raise DialogueUnavailableError(f"the dialogue model could not be loaded: {exc}") from None
         return self._model
 
-    def _conversation(self, row: InspectionRow) -> _StoredConversation:
+    def _conversation(self, row: InspectionRow) -> Conversation:
         model = self._loaded_model()
         masks = self.repository.get_masks(row.id)
         anomaly_map, global_vector = model.inputs(
@@ -194,7 +170,7 @@ class DialogueService:
             log.info("inspection %d has no stored frame image: the dialogue goes without E_img/E_prompt", row.id)
         tokens = model.gpt.tokens(anomaly_map, global_vector)
         image, prompt = (None, None) if tokens is None else (tokens.image_tokens, tokens.prompt_tokens)
-        conversation = _StoredConversation(
+        conversation = Conversation(
             model.llm,
             image,
             prompt,

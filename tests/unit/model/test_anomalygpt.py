@@ -116,6 +116,18 @@ def test_conversation_grows_turn_by_turn(llm):
     assert chat.token_count() > length_one
 
 
+def test_a_replayed_conversation_is_the_same_sequence_as_the_asked_one(llm):
+    image, prompt = torch.randn(1, 32), torch.randn(18, 32)
+    asked = Conversation(llm, image, prompt, "A bottle.", max_new_tokens=4)
+    answers = [asked.ask(), asked.ask("Where is it?")]
+    replayed = Conversation(llm, image, prompt, "A bottle.", max_new_tokens=4)
+    replayed.replay("Is there any anomaly in the image?", answers[0])
+    replayed.replay("Where is it?", answers[1])
+    assert replayed.turns == asked.turns
+    assert torch.equal(replayed.build_input().inputs_embeds, asked.build_input().inputs_embeds)
+    assert replayed.ask("And now?") == asked.ask("And now?")
+
+
 def test_conversation_drops_the_oldest_later_turns_but_keeps_the_image(llm):
     chat = Conversation(
         llm, torch.randn(1, 32), torch.randn(18, 32), "A bottle.", max_context_tokens=200, max_new_tokens=4
