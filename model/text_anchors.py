@@ -34,6 +34,7 @@ __all__ = [
     "object_name",
     "prompt_sentences",
     "text_anchors",
+    "text_embedder_for",
 ]
 
 NORMAL_STATES: tuple[str, ...] = (
@@ -197,3 +198,13 @@ class MiniLMTextEmbedder(nn.Module):
         mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)  # (N, T, 1)
         pooled = (tokens * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # mean over real tokens
         return nn.functional.normalize(pooled.float(), dim=-1)
+
+
+def text_embedder_for(encoder: object) -> TextEmbedder:
+    """The text tower of the encoder when it has one (CLIP), else the packaged all-MiniLM-L6-v2.
+
+    The trainer and the zero-shot head both pick F_text's embedder here, so a decoder is always
+    used with the text space it was trained against.
+    """
+    own = getattr(encoder, "text_embedder", None)
+    return own if own is not None else MiniLMTextEmbedder()

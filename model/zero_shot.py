@@ -1,8 +1,9 @@
 """The zero-shot head: a trained text-aligned decoder plus the text anchors of a class name.
 
 Gives M_zero for any class, bank or not (REFERENCE.md's unsupervised path). F_text comes from the
-packaged all-MiniLM-L6-v2 (:class:`model.text_anchors.MiniLMTextEmbedder`), the embedder that
-``linesight train`` trains the decoder against; anchors are cached per class.
+encoder's own text tower (CLIP) or else the packaged all-MiniLM-L6-v2
+(:func:`model.text_anchors.text_embedder_for`, the choice ``linesight train`` makes too); anchors
+are cached per class.
 """
 
 from __future__ import annotations
@@ -48,16 +49,17 @@ def load_zero_shot_head(path: Path | str, encoder: ImageEncoder) -> ZeroShotHead
 
     Errors (:class:`ModelError`) name the file and what does not fit.
     """
-    from model.text_anchors import MiniLMTextEmbedder, TextAnchorCache
+    from model.text_anchors import TextAnchorCache, text_embedder_for
 
     source = Path(path)
     if source.is_dir():
         source = source / DECODER_FILE
     decoder = load_decoder(source).eval()
-    anchors = TextAnchorCache(MiniLMTextEmbedder())
+    anchors = TextAnchorCache(text_embedder_for(encoder))
     if anchors.embedder.dim != decoder.text_dim:
         raise ModelError(
-            f"{source} expects {decoder.text_dim}-d text features; the packaged MiniLM gives {anchors.embedder.dim}"
+            f"{source} expects {decoder.text_dim}-d text features; the text embedder "
+            f"{getattr(anchors.embedder, 'name', '?')!r} gives {anchors.embedder.dim}"
         )
     head = ZeroShotHead(decoder, anchors.get)
     try:

@@ -334,7 +334,7 @@ def _keep_examples(result: EvaluationResult, name: str, mode: str, k: int, test,
 def decoder_maps_from_checkpoint(checkpoint, encoder, batch_size: int = 16) -> ZeroShotMaps:
     """A :data:`ZeroShotMaps` function from a trained checkpoint folder or its decoder file.
 
-    F_text per class comes from :class:`model.text_anchors.MiniLMTextEmbedder` (REFERENCE.md prompts),
+    F_text per class comes from :func:`model.text_anchors.text_embedder_for` (REFERENCE.md prompts),
     through :func:`model.zero_shot.load_zero_shot_head`, the head the stream uses. Raises
     :class:`ConfigError` naming the file when it does not fit ``encoder``.
     """

@@ -56,7 +56,7 @@ def handle(args: argparse.Namespace) -> int:
     from linesight.errors import ConfigError
     from linesight.settings import load_settings
     from model.encoders import build_encoder
-    from model.text_anchors import MiniLMTextEmbedder
+    from model.text_anchors import text_embedder_for
     from training.checkpoint import CONFIG_FILE
     from training.trainer import TrainConfig, Trainer, folder_training_images, synthetic_training_images
 
@@ -92,7 +92,7 @@ def handle(args: argparse.Namespace) -> int:
         from model.llm import load_llm
 
         llm = load_llm(getattr(settings, "llm_path", None))  # the LLM the stream's verdicts use
-    trainer = Trainer(config, encoder, MiniLMTextEmbedder(), images, llm, progress=not args.no_progress)
+    trainer = Trainer(config, encoder, text_embedder_for(encoder), images, llm, progress=not args.no_progress)
     print(f"training on {', '.join(f'{k} ({len(v)})' for k, v in images.items())} normal images: "
           f"{trainer.total_steps} steps of {config.batch_size} pairs, {'decoder only' if llm is None else 'decoder + prompt learner'}")
     result = trainer.fit(out, resume=args.resume)

@@ -11,7 +11,7 @@ import torch
 
 from model.encoders import build_encoder, encoder_names
 from model.encoders.clip import ClipVisionEncoder, evenly_spaced_blocks
-from model.exceptions import EncoderNotFoundError, ShapeError
+from model.exceptions import EncoderNotFoundError, ModelError, ShapeError
 from model.text_anchors import TextEmbedder, text_anchors
 from tests.unit.model.test_llm import tiny_tokenizer
 
@@ -136,6 +136,25 @@ def test_text_tower_embeds_unit_vectors_and_gives_anchors(encoder):
     assert not torch.allclose(vectors[0], vectors[1])
     anchors = text_anchors(embedder, "bottle")
     assert tuple(anchors.shape) == (2, 24)
+
+
+def test_a_clip_backend_brings_its_own_text_space_to_the_zero_shot_head(encoder, tmp_path):
+    from model.decoder import TextAlignedDecoder, save_decoder
+    from model.detector import Detector
+    from model.text_anchors import text_embedder_for
+    from model.zero_shot import load_zero_shot_head
+
+    assert text_embedder_for(encoder) is encoder.text_embedder
+    save_decoder(TextAlignedDecoder(encoder.stage_channels, 24, image_size_px=encoder.image_size_px),
+                 tmp_path / "decoder.safetensors")
+    head = load_zero_shot_head(tmp_path, encoder)  # a folder: its decoder.safetensors
+    assert torch.allclose(head.text_features("bottle"), text_anchors(encoder.text_embedder, "bottle"))
+    (result,) = Detector(encoder, zero_shot=head).score_zero_shot([np.zeros((32, 32, 3), np.uint8)], ["bottle"])
+    assert result.anomaly_map.shape == (32, 32)
+    save_decoder(TextAlignedDecoder(encoder.stage_channels, 384, image_size_px=encoder.image_size_px),
+                 tmp_path / "minilm.safetensors")
+    with pytest.raises(ModelError, match="384-d text features"):
+        load_zero_shot_head(tmp_path / "minilm.safetensors", encoder)
 
 
 def test_no_tokenizer_means_no_text_tower(tmp_path):
