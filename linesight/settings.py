@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     encoder: str = Field("efficientnet-lite0", description="encoder backend name")
     encoder_path: Path | None = Field(None, description="local folder of a transformers encoder (clip/dinov2)")
     bank_cache_size: int = Field(16, ge=1, description="bank versions kept in memory per inference actor (LRU)")
+    zero_shot_classes: str = Field(
+        "",
+        description="comma-separated classes the stream scores with the trained decoder alone while they have no "
+        "active bank (stored as bank version 0; a bank built later takes over at once); needs checkpoint_dir",
+    )
     map_fusion: Literal["few_only", "mean", "max"] = Field(
         "few_only",
         description="few_only = the bank's map (measured best, README); mean/max = fused with the trained "
@@ -138,8 +143,29 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
+    @field_validator("zero_shot_classes")
+    @classmethod
+    def _class_names(cls, value: str) -> str:
+        import re
+
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", n)]
+        if bad:
+            raise ValueError(f"class name {bad[0]!r} must be 1-64 letters, digits, '.', '_', ':' or '-'")
+        return ",".join(names)
+
+    @property
+    def zero_shot_class_names(self) -> tuple[str, ...]:
+        """``zero_shot_classes`` as a tuple of names."""
+        return tuple(n for n in self.zero_shot_classes.split(",") if n)
+
     @model_validator(mode="after")
     def _fusion_needs_checkpoint(self) -> Settings:
+        if self.zero_shot_classes and self.checkpoint_dir is None:
+            raise ValueError(
+                f"zero_shot_classes={self.zero_shot_classes!r} needs checkpoint_dir (a `linesight train` folder "
+                "with decoder.safetensors); set LINESIGHT_CHECKPOINT_DIR"
+            )
         if self.map_fusion != "few_only" and self.checkpoint_dir is None:
             raise ValueError(
                 f"map_fusion={self.map_fusion!r} needs checkpoint_dir (a `linesight train` folder with "

@@ -32,6 +32,7 @@ class InferenceWorker:
         bank_cache_size: int = 16,
         map_fusion: str = "few_only",
         checkpoint_dir: str | None = None,
+        zero_shot_classes: bool = False,
     ) -> None:
         import torch
 
@@ -42,13 +43,14 @@ class InferenceWorker:
         torch.set_num_threads(torch_threads)  # actors share the cores: don't oversubscribe
         encoder = build_encoder(encoder_name, Path(encoder_path) if encoder_path else None, image_size_px)
         zero_shot = None
-        if map_fusion != "few_only":
+        if map_fusion != "few_only" or zero_shot_classes:
             from model.zero_shot import load_zero_shot_head
 
             if checkpoint_dir is None:
-                raise PipelineError(f"map_fusion {map_fusion!r} needs checkpoint_dir with a trained decoder")
+                raise PipelineError("map_fusion / zero_shot_classes need checkpoint_dir with a trained decoder")
             zero_shot = load_zero_shot_head(checkpoint_dir, encoder)
-            log.info("inference fuses few-shot and zero-shot maps (%s) with %s", map_fusion, checkpoint_dir)
+            log.info("inference: trained decoder from %s (fusion %s, zero-shot classes %s)", checkpoint_dir,
+                     map_fusion, "on" if zero_shot_classes else "off")
         self.detector = Detector(encoder, zero_shot=zero_shot, fusion=map_fusion)
         self.encoder_name = encoder.name
         self.banks: BankCache[MemoryBank] = BankCache(
@@ -69,8 +71,18 @@ class InferenceWorker:
         """Score a batch; the encoder runs once over all of it."""
         if not tasks:
             return []
-        banks = [self.banks.get(task.bank) for task in tasks]
-        results = self.detector.score_batch_mixed([task.image for task in tasks], banks)
+        results: list = [None] * len(tasks)
+        banked = [i for i, task in enumerate(tasks) if not task.bank.is_zero_shot]
+        zero = [i for i, task in enumerate(tasks) if task.bank.is_zero_shot]
+        if banked:
+            banks = [self.banks.get(tasks[i].bank) for i in banked]
+            for i, result in zip(banked, self.detector.score_batch_mixed([tasks[i].image for i in banked], banks),
+                                 strict=True):
+                results[i] = result
+        if zero:  # classes with no bank yet (zero_shot_classes): the trained decoder alone
+            scored = self.detector.score_zero_shot([tasks[i].image for i in zero], [tasks[i].product_class for i in zero])
+            for i, result in zip(zero, scored, strict=True):
+                results[i] = result
         scored_at = datetime.now(UTC)
         self.frames_scored += len(tasks)
         self.batches_scored += 1

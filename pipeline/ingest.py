@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from linesight.settings import Settings
-from pipeline.messages import BankRef, FrameTask, WriteResult
+from pipeline.messages import ZERO_SHOT_VERSION, BankRef, FrameTask, WriteResult
 
 __all__ = ["Ingestor", "IngestStats"]
 
@@ -154,6 +154,8 @@ class Ingestor:
             return
         active = self._repository.active_banks()
         banks = {cls: BankRef(cls, row.version, row.path) for cls, row in active.items()}
+        for cls in self.settings.zero_shot_class_names:  # no bank yet: the trained decoder alone
+            banks.setdefault(cls, BankRef(cls, ZERO_SHOT_VERSION, ""))
         for cls, ref in banks.items():
             old = self._banks.get(cls)
             if old is not None and old.version != ref.version:

@@ -131,6 +131,7 @@ class Pipeline:
                 settings.bank_cache_size,
                 settings.map_fusion,
                 str(settings.checkpoint_dir) if settings.checkpoint_dir else None,
+                bool(settings.zero_shot_classes),
             )
             for _ in range(settings.inference_actors)
         ]

@@ -13,13 +13,25 @@ import numpy as np
 __all__ = ["BankRef", "FrameTask", "ScoredFrame", "WriteResult"]
 
 
+ZERO_SHOT_VERSION = 0  # bank_version stored for frames a zero-shot class had no bank for
+
+
 @dataclass(frozen=True)
 class BankRef:
-    """Which bank file scores a class: the stream resolves it from SQL every `bank_poll_interval_s`."""
+    """Which bank file scores a class: the stream resolves it from SQL every `bank_poll_interval_s`.
+
+    Version 0 (``ZERO_SHOT_VERSION``, no path) means no bank: the class is one of
+    ``zero_shot_classes`` and is scored by the trained decoder alone.
+    """
 
     product_class: str
     version: int
     path: str
+
+    @property
+    def is_zero_shot(self) -> bool:
+        """True for the no-bank reference of a zero-shot class."""
+        return self.version == ZERO_SHOT_VERSION
 
     @property
     def key(self) -> str:

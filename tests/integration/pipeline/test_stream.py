@@ -266,3 +266,38 @@ def test_alerts_also_reach_the_webhook(broker, ray_session, encoder, tmp_path):
         server.server_close()
     assert {a["frame_id"] for a in received} == flagged
     assert all(a["alert_id"] == a["frame_id"] and a["positions"] for a in received)
+
+
+def test_a_zero_shot_class_is_scored_without_a_bank_until_its_first_bank(broker, ray_session, encoder, tmp_path):
+    """LINESIGHT_ZERO_SHOT_CLASSES: frames of a class with no bank are scored by the trained decoder
+    (bank version 0, threshold 0.5) instead of being dead-lettered; its first bank takes over mid-stream."""
+    from model.decoder import TextAlignedDecoder, save_decoder
+    from pipeline.job import Pipeline
+    from training.synthetic import normal_images, rotations_ok
+
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    save_decoder(TextAlignedDecoder(encoder.stage_channels, 384, image_size_px=encoder.image_size_px),
+                 checkpoint / "decoder.safetensors")
+    settings = _settings(f"sqlite:///{tmp_path / 'z.db'}", tmp_path, frames_partitions=1,
+                         zero_shot_classes="washer", checkpoint_dir=checkpoint)
+    manager = _prepare(settings, broker, encoder, classes=("brick",))
+    repository = _repository(settings)
+    manifest: list = []
+    publisher = threading.Thread(target=lambda: manifest.extend(_publish(settings, broker, 100, fps=30)))
+    with Pipeline(settings, broker.bootstrap_servers) as pipeline:
+        publisher.start()
+        _wait_rows(repository, 20)
+        manager.build("washer", normal_images("washer", 2, seed=5), rotations=rotations_ok("washer"))  # v1
+        publisher.join(60)
+        _wait_rows(repository, 100)
+        pipeline.stop()
+    rows = sorted(_stored(repository), key=lambda r: r.source_offset)
+    assert len(rows) == len({r.frame_id for r in rows}) == 100  # none dead-lettered as unknown_class
+    washer = [r for r in rows if r.product_class == "washer"]
+    versions = [r.bank_version for r in washer]
+    assert versions[0] == 0
+    assert versions[-1] == 1
+    assert versions == sorted(versions)  # zero-shot until the bank arrived, then the bank only
+    assert all(r.threshold == 0.5 for r in washer if r.bank_version == 0)
+    assert all(r.bank_version == 1 for r in rows if r.product_class == "brick")

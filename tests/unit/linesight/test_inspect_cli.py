@@ -81,3 +81,16 @@ def test_a_checkpoint_without_a_decoder_is_named(workspace: Path, capsys, monkey
     assert main(["inspect", str(workspace / "shots" / "0.png"), "--class", "gasket", "--zero-shot"]) == 2
     err = capsys.readouterr().err
     assert "decoder.safetensors does not exist" in err
+
+
+def test_zero_shot_classes_are_checked_names_and_need_a_checkpoint(workspace: Path, capsys, monkeypatch) -> None:
+    from linesight.settings import load_settings
+
+    monkeypatch.setenv("LINESIGHT_ZERO_SHOT_CLASSES", "gasket, o-ring")
+    assert main(["history"]) == 2
+    assert "zero_shot_classes='gasket,o-ring' needs checkpoint_dir" in capsys.readouterr().err
+    monkeypatch.setenv("LINESIGHT_CHECKPOINT_DIR", str(workspace))
+    assert load_settings().zero_shot_class_names == ("gasket", "o-ring")
+    monkeypatch.setenv("LINESIGHT_ZERO_SHOT_CLASSES", "gasket,bad name!")
+    assert main(["history"]) == 2
+    assert "'bad name!'" in capsys.readouterr().err
