@@ -68,7 +68,7 @@ class InferenceWorker:
         return [self.banks.get(ref).product_class for ref in refs]
 
     def score(self, tasks: list[FrameTask]) -> list[ScoredFrame]:
-        """Score a batch; the encoder runs once over all of it."""
+        """Score a batch; the encoder runs once over its banked frames (once more for zero-shot ones)."""
         if not tasks:
             return []
         results: list = [None] * len(tasks)
