@@ -32,7 +32,8 @@ class ZeroShotHead:
 
     def maps(self, stage_features: Sequence[torch.Tensor], product_class: str) -> torch.Tensor:
         """M_zero (B, S, S) in [0, 1] for rows of one class."""
-        return self.decoder(stage_features, self.text_features(product_class)).anomaly_map.float()
+        text = self.text_features(product_class).to(stage_features[0].device)  # anchors are cached on the CPU
+        return self.decoder(stage_features, text).anomaly_map.float()
 
     def check_fits(self, encoder: ImageEncoder) -> None:
         """ModelError unless the decoder was trained on ``encoder``'s stages and image size."""
