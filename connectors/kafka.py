@@ -69,32 +69,15 @@ def producer_config(
     return config
 
 
-def make_producer(
-    bootstrap_servers: str,
-    *,
-    max_request_size: int,
-    linger_ms: int = 5,
-    batch_size: int = DEFAULT_BATCH_SIZE_BYTES,
-    acks: str | int = "all",
-    client_id: str | None = None,
-    **overrides: Any,
-) -> KafkaProducer:
-    """A ``KafkaProducer`` with the measured settings; ``overrides`` are passed through.
+def make_producer(bootstrap_servers: str, **options: Any) -> KafkaProducer:
+    """A ``KafkaProducer`` with the measured settings; ``options`` as :func:`producer_config`.
 
     A record larger than ``max_request_size`` makes ``send`` raise ``MessageSizeTooLargeError``.
 
     >>> producer = make_producer("127.0.0.1:9092", max_request_size=1_048_576)  # doctest: +SKIP
     >>> producer.send("linesight.frames", key=b"line-1", value=b"...").get(timeout=10)  # doctest: +SKIP
     """
-    config = producer_config(
-        bootstrap_servers,
-        max_request_size=max_request_size,
-        linger_ms=linger_ms,
-        batch_size=batch_size,
-        acks=acks,
-        client_id=client_id,
-        **overrides,
-    )
+    config = producer_config(bootstrap_servers, **options)
     try:
         return KafkaProducer(**config)
     except (KafkaError, ValueError) as exc:
@@ -135,34 +118,14 @@ def consumer_config(
     return config
 
 
-def make_consumer(
-    bootstrap_servers: str,
-    *,
-    group_id: str | None,
-    client_id: str | None = None,
-    max_poll_records: int = 500,
-    session_timeout_ms: int = 6000,
-    heartbeat_interval_ms: int = 1000,
-    auto_offset_reset: str = "earliest",
-    enable_auto_commit: bool = False,
-    **overrides: Any,
-) -> KafkaConsumer:
-    """A ``KafkaConsumer`` (not subscribed yet) with manual commits and the measured group timings.
+def make_consumer(bootstrap_servers: str, **options: Any) -> KafkaConsumer:
+    """A ``KafkaConsumer`` (not subscribed yet) with manual commits and the measured group timings;
+    ``options`` as :func:`consumer_config` (``group_id`` is required).
 
     >>> consumer = make_consumer("127.0.0.1:9092", group_id="linesight-inspect")  # doctest: +SKIP
     >>> consumer.subscribe(["linesight.frames"])  # doctest: +SKIP
     """
-    config = consumer_config(
-        bootstrap_servers,
-        group_id=group_id,
-        client_id=client_id,
-        max_poll_records=max_poll_records,
-        session_timeout_ms=session_timeout_ms,
-        heartbeat_interval_ms=heartbeat_interval_ms,
-        auto_offset_reset=auto_offset_reset,
-        enable_auto_commit=enable_auto_commit,
-        **overrides,
-    )
+    config = consumer_config(bootstrap_servers, **options)
     try:
         return KafkaConsumer(**config)
     except (KafkaError, ValueError) as exc:

@@ -141,7 +141,7 @@ def _stream(settings, config, bootstrap, pipeline, manager):
         while stored < expected and time.monotonic() < deadline:
             time.sleep(0.5)
             stored = repository.count_inspections()
-            flagged = repository.count_inspections(anomalous_only=True)
+            flagged = repository.count_inspections(anomalous=True)
             bar.update(stored - bar.n)
             bar.set_postfix(flagged=flagged, sent=sum(len(m) for m in manifests))
             if swapped_at is None and stored >= expected // 2:

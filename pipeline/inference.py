@@ -87,18 +87,7 @@ class InferenceWorker:
         self.frames_scored += len(tasks)
         self.batches_scored += 1
         return [
-            ScoredFrame(
-                task=task,
-                score=result.score,
-                threshold=result.threshold,
-                is_anomalous=result.is_anomalous,
-                anomaly_map=result.anomaly_map,
-                mask=result.mask,
-                positions=tuple(result.positions),
-                region_count=result.region_count,
-                verdict=result.verdict,
-                scored_at=scored_at,
-            )
+            ScoredFrame(task=task, result=result, scored_at=scored_at)
             for task, result in zip(tasks, results, strict=True)
         ]
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["BankRef", "FrameTask", "ScoredFrame", "WriteResult"]
+if TYPE_CHECKING:  # the detector pulls in torch; the ingest and sink processes need not
+    from model.detector import FrameScore
+
+__all__ = ["ZERO_SHOT_VERSION", "BankRef", "FrameTask", "ScoredFrame", "WriteResult"]
 
 
 ZERO_SHOT_VERSION = 0  # bank_version stored for frames a zero-shot class had no bank for
@@ -62,14 +66,7 @@ class ScoredFrame:
     """A frame with its detector result, ready to store."""
 
     task: FrameTask
-    score: float
-    threshold: float
-    is_anomalous: bool
-    anomaly_map: np.ndarray  # (S, S) float32 in [0, 1]
-    mask: np.ndarray  # (S, S) uint8 in {0, 1}
-    positions: tuple[str, ...]
-    region_count: int
-    verdict: str
+    result: FrameScore  # score, threshold, decision, map, mask, positions, verdict
     scored_at: datetime
 
 

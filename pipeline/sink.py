@@ -38,20 +38,20 @@ def to_record(frame: ScoredFrame, stored_at: datetime):
         captured_at=task.captured_at,
         received_at=task.received_at,
         scored_at=frame.scored_at,
-        score=frame.score,
-        threshold=frame.threshold,
-        is_anomalous=frame.is_anomalous,
-        positions=list(frame.positions),
-        region_count=frame.region_count,
-        verdict=frame.verdict,
+        score=frame.result.score,
+        threshold=frame.result.threshold,
+        is_anomalous=frame.result.is_anomalous,
+        positions=list(frame.result.positions),
+        region_count=frame.result.region_count,
+        verdict=frame.result.verdict,
         verdict_source="template",
         bank_version=task.bank.version,
         latency_ms=(stored_at - task.captured_at).total_seconds() * 1000.0,
         source_topic=task.topic,
         source_partition=task.partition,
         source_offset=task.offset,
-        anomaly_map_png=png_from_map(frame.anomaly_map),
-        mask_png=png_from_mask(frame.mask),
+        anomaly_map_png=png_from_map(frame.result.anomaly_map),
+        mask_png=png_from_mask(frame.result.mask),
         frame_image=task.image_bytes,
     )
 
@@ -98,7 +98,7 @@ class ResultSink:
             if frame.task.frame_id in inserted:
                 result.latencies_ms.append(record.latency_ms)
                 result.bank_versions[frame.task.bank.key] = result.bank_versions.get(frame.task.bank.key, 0) + 1
-        flagged = [frame.task.frame_id for frame in frames if frame.is_anomalous]
+        flagged = [frame.task.frame_id for frame in frames if frame.result.is_anomalous]
         if flagged:
             pending = self.repository.pending_alerts(flagged)
             for row in pending:
@@ -111,7 +111,7 @@ class ResultSink:
                     for row in pending:
                         self.webhook.put(Alert.from_inspection(row, api_base_url=self.api_base_url))
             if self.overlays_dir is not None:
-                self._write_overlays([f for f in frames if f.is_anomalous and f.task.frame_id in inserted])
+                self._write_overlays([f for f in frames if f.result.is_anomalous and f.task.frame_id in inserted])
         if self.verdicts is not None:  # LLM verdicts (issue 3): only now, after the rows and the alerts
             self._submit_verdicts(frames, records, inserted)
         return result
@@ -132,14 +132,12 @@ class ResultSink:
         assert folder is not None
         folder.mkdir(parents=True, exist_ok=True)
         for frame in frames:
-            image = frame.task.image
-            size = frame.anomaly_map.shape[0]
+            image, result = frame.task.image, frame.result
+            size = result.anomaly_map.shape[0]
             if image.shape[0] != size or image.shape[1] != size:
                 image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
-            label = f"{frame.task.product_class} {frame.score:.3f} > {frame.threshold:.3f}"
-            overlay = render_overlay(
-                image, frame.anomaly_map, frame.mask, label=label, full_scale=2 * frame.threshold
-            )
+            label = f"{frame.task.product_class} {result.score:.3f} > {result.threshold:.3f}"
+            overlay = render_overlay(image, result.anomaly_map, result.mask, label=label, full_scale=2 * result.threshold)
             path = folder / f"{frame.task.frame_id}.png"
             cv2.imwrite(str(path), cv2.cvtColor(np.ascontiguousarray(overlay), cv2.COLOR_RGB2BGR))
 

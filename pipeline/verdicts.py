@@ -89,16 +89,16 @@ def verdict_jobs(frames: Sequence[Any], records: Sequence[Any], inserted: set[st
     jobs = []
     for frame, record in zip(frames, records, strict=True):
         frame_id = frame.task.frame_id
-        if frame_id not in inserted or not (frame.is_anomalous or sample_normal(frame_id, sample_rate)):
+        if frame_id not in inserted or not (frame.result.is_anomalous or sample_normal(frame_id, sample_rate)):
             continue
         jobs.append(
             VerdictJob(
                 frame_id=frame_id,
                 product_class=frame.task.product_class,
-                is_anomalous=bool(frame.is_anomalous),
-                positions=tuple(frame.positions),
-                region_count=int(frame.region_count),
-                template=frame.verdict,
+                is_anomalous=bool(frame.result.is_anomalous),
+                positions=tuple(frame.result.positions),
+                region_count=int(frame.result.region_count),
+                template=frame.result.verdict,
                 anomaly_map_png=bytes(record.anomaly_map_png),
                 image_bytes=record.frame_image,
                 submitted_at=now,

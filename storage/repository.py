@@ -205,22 +205,21 @@ class Repository(BankQueries):
         line_id: str | None = None,
         camera_id: str | None = None,
         product_class: str | None = None,
-        anomalous_only: bool = False,
+        anomalous: bool | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 50,
         before_id: int | None = None,
-        anomalous: bool | None = None,
     ) -> list[InspectionRow]:
         """Inspections newest first (by id); ``since`` inclusive, ``until`` exclusive (captured_at).
 
-        ``anomalous``: True flagged only, False normal only, None both (``anomalous_only=True`` is
-        ``anomalous=True``). Page with ``before_id=rows[-1].id``.
+        ``anomalous``: True flagged only, False normal only, None both. Page with ``before_id=rows[-1].id``.
         """
         if not 1 <= limit <= _MAX_LIMIT:
             raise InvalidRecordError(f"limit must be in 1..{_MAX_LIMIT}, got {limit}")
         query = sa.select(_INSPECTIONS).where(
-            *self._filters(line_id, camera_id, product_class, anomalous_only, since, until, anomalous)
+            *self._filters(line_id=line_id, camera_id=camera_id, product_class=product_class, anomalous=anomalous,
+                           since=since, until=until)
         )
         if before_id is not None:
             query = query.where(_INSPECTIONS.c.id < before_id)
@@ -244,16 +243,16 @@ class Repository(BankQueries):
         line_id: str | None = None,
         camera_id: str | None = None,
         product_class: str | None = None,
-        anomalous_only: bool = False,
+        anomalous: bool | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
-        anomalous: bool | None = None,
     ) -> int:
         """How many inspections match (same filters as :meth:`history`)."""
         query = (
             sa.select(sa.func.count())
             .select_from(_INSPECTIONS)
-            .where(*self._filters(line_id, camera_id, product_class, anomalous_only, since, until, anomalous))
+            .where(*self._filters(line_id=line_id, camera_id=camera_id, product_class=product_class,
+                                  anomalous=anomalous, since=since, until=until))
         )
         with self.database.transaction() as connection:
             return int(connection.execute(query).scalar_one())
@@ -271,7 +270,7 @@ class Repository(BankQueries):
                 sa.func.avg(c.score),
                 sa.func.avg(c.latency_ms),
             )
-            .where(*self._filters(line_id, None, None, False, since, until))
+            .where(*self._filters(line_id=line_id, since=since, until=until))
             .group_by(c.product_class)
             .order_by(c.product_class)
         )
@@ -285,13 +284,13 @@ class Repository(BankQueries):
 
     @staticmethod
     def _filters(
-        line_id: str | None,
-        camera_id: str | None,
-        product_class: str | None,
-        anomalous_only: bool,
-        since: datetime | None,
-        until: datetime | None,
+        *,
+        line_id: str | None = None,
+        camera_id: str | None = None,
+        product_class: str | None = None,
         anomalous: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[sa.ColumnElement[bool]]:
         c = _INSPECTIONS.c
         conditions: list[sa.ColumnElement[bool]] = []
@@ -301,12 +300,8 @@ class Repository(BankQueries):
             conditions.append(c.camera_id == camera_id)
         if product_class is not None:
             conditions.append(c.product_class == product_class)
-        if anomalous_only and anomalous is False:
-            raise InvalidRecordError("anomalous_only=True contradicts anomalous=False")
-        if anomalous_only or anomalous is True:
-            conditions.append(c.is_anomalous.is_(True))
-        elif anomalous is False:
-            conditions.append(c.is_anomalous.is_(False))
+        if anomalous is not None:
+            conditions.append(c.is_anomalous.is_(bool(anomalous)))
         if _aware(since, "since") is not None:
             conditions.append(c.captured_at >= since)
         if _aware(until, "until") is not None:

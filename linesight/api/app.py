@@ -107,7 +107,7 @@ def create_app(
 
 def _sql_counts(context: ApiContext) -> tuple[int, int]:
     repository = context.repository
-    return repository.count_inspections(), repository.count_inspections(anomalous_only=True)
+    return repository.count_inspections(), repository.count_inspections(anomalous=True)
 
 
 def _install_middleware(app: FastAPI, settings: Settings, requests: Any) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.helpers import open_repository
 from tests.unit.api.helpers import TOKEN
 
 
@@ -32,13 +33,7 @@ def settings(database_url, tmp_path):
 
 @pytest.fixture
 def repository(settings):
-    from storage.db import Database
-    from storage.repository import Repository
-
-    database = Database(settings.database_url)
-    database.migrate()
-    yield Repository(database)
-    database.dispose()
+    yield from open_repository(settings.database_url)
 
 
 @pytest.fixture

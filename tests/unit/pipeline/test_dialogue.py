@@ -12,18 +12,12 @@ import pytest
 import torch
 
 from linesight.settings import load_settings
+from tests.helpers import open_repository
 from tests.unit.pipeline.test_verdicts import NO_ANSWER, answering_llm, save_llm, store_inspection
 
 FLAGGED_SENTENCE = "Yes, there is an anomaly in the image, at the top left of the image."
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is fastest (two threads spin against each other on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +32,7 @@ def settings(tmp_path, llm_folder):
 
 @pytest.fixture
 def repository(settings):
-    from storage.db import Database
-    from storage.repository import Repository
-
-    database = Database(settings.database_url)
-    database.migrate()
-    yield Repository(database)
-    database.dispose()
+    yield from open_repository(settings.database_url)
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,12 @@ import torch
 
 from linesight.settings import load_settings
 from model.llm import LanguageModel
+from tests.helpers import open_repository
 
 NO_ANSWER = "No, there is no anomaly in the image."
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def answering_llm(answer: str = NO_ANSWER, steps: int = 60, seed: int = 0) -> LanguageModel:
@@ -105,15 +108,6 @@ def job_for(row, repository):
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread is fastest (two threads spin against each other on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def encoder():
     from model.encoders import build_encoder
@@ -135,13 +129,7 @@ def settings(tmp_path):
 
 @pytest.fixture
 def repository(settings):
-    from storage.db import Database
-    from storage.repository import Repository
-
-    database = Database(settings.database_url)
-    database.migrate()
-    yield Repository(database)
-    database.dispose()
+    yield from open_repository(settings.database_url)
 
 
 def test_submit_never_blocks_and_counts_what_does_not_fit(settings, repository, model):
@@ -252,6 +240,7 @@ def test_normal_frames_are_sampled_deterministically():
 
 
 def test_jobs_are_made_for_new_flagged_frames_and_sampled_normal_ones():
+    from model.detector import FrameScore
     from pipeline.messages import BankRef, FrameTask, ScoredFrame
     from pipeline.sink import to_record
     from pipeline.verdicts import verdict_jobs
@@ -264,8 +253,8 @@ def test_jobs_are_made_for_new_flagged_frames_and_sampled_normal_ones():
         )
         heat = np.full((16, 16), 0.9 if flagged else 0.1, np.float32)
         positions = ("center",) if flagged else ()
-        return ScoredFrame(task, 0.9, 0.5, flagged, heat, (heat > 0.5).astype(np.uint8), positions, len(positions),
-                           "v", T0)
+        result = FrameScore(0.9, 0.5, flagged, heat, (heat > 0.5).astype(np.uint8), positions, len(positions), "v")
+        return ScoredFrame(task, result, T0)
 
     frames = [scored(0, True), scored(1, True), scored(2, False), scored(3, False)]
     records = [to_record(frame, T0) for frame in frames]

@@ -133,13 +133,10 @@ def test_history_filters(repo):
     assert frames(line_id="line-0") == {0, 2, 4, 6, 8, 10}
     assert frames(camera_id="cam-1") == {1, 4, 7, 10}
     assert frames(product_class="screw") == {1, 3, 5, 7, 9, 11}
-    assert frames(anomalous_only=True) == {0, 3, 6, 9}
     assert frames(anomalous=True) == {0, 3, 6, 9}
     assert frames(anomalous=False) == {1, 2, 4, 5, 7, 8, 10, 11}
-    with pytest.raises(InvalidRecordError, match="contradicts"):
-        repo.history(anomalous_only=True, anomalous=False)
     assert frames(since=T0 + timedelta(seconds=4), until=T0 + timedelta(seconds=7)) == {4, 5, 6}
-    assert frames(line_id="line-1", anomalous_only=True, product_class="screw") == {3, 9}
+    assert frames(line_id="line-1", anomalous=True, product_class="screw") == {3, 9}
     assert frames(line_id="nowhere") == set()
     assert len(repo.history(limit=3)) == 3
 
@@ -154,7 +151,7 @@ def test_history_rejects_naive_times_and_bad_limits(repo):
 def test_count_and_stats_by_class(repo):
     repo.upsert_inspections([make_record(i) for i in range(12)])
     assert repo.count_inspections() == 12
-    assert repo.count_inspections(anomalous_only=True) == 4
+    assert repo.count_inspections(anomalous=True) == 4
     assert repo.count_inspections(anomalous=False) == 8
     assert repo.count_inspections(product_class="bottle", until=T0 + timedelta(seconds=6)) == 3
     stats = repo.stats_by_class()

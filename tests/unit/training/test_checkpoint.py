@@ -24,14 +24,7 @@ from training.checkpoint import (
 
 CHANNELS = (4, 6, 8, 10)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits when other processes share the 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def trained_parts(seed: int = 0):
