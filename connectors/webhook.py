@@ -1,17 +1,16 @@
 """Optional webhook alert sink: POST each :class:`~connectors.alerts.Alert` as JSON to an HTTP endpoint.
 
-Delivery is at-least-once and never silent: each alert is POSTed with a timeout and retried with
-exponential backoff on connection errors, timeouts, HTTP 408/429 and 5xx. An alert that still
-fails is counted, logged with the reason, and :meth:`WebhookSink.flush` raises
-:class:`~connectors.exceptions.DeliveryError` naming it, so the caller does not mark it as sent
-(the stream then re-sends it on replay). Receivers deduplicate on ``alert_id`` (= ``frame_id``),
-also sent as the ``X-Linesight-Alert-Id`` header.
+Never silent: each alert is POSTed with a timeout and retried with exponential backoff on
+connection errors, timeouts, HTTP 408/425/429 and 5xx. An alert that still fails is counted,
+logged with the reason, and :meth:`WebhookSink.flush` raises
+:class:`~connectors.exceptions.DeliveryError` naming it. Receivers deduplicate on ``alert_id``
+(= ``frame_id``), also sent as the ``X-Linesight-Alert-Id`` header.
 
 In the stream (``LINESIGHT_ALERT_WEBHOOK_URL``; empty = no webhook) the sink stage wraps it in a
 :class:`WebhookForwarder`: a background thread with a bounded queue, so a slow or dead endpoint
 never holds up the stream. The alert topic stays the system of record (written, flushed and marked
-before the webhook sees the alert); webhook deliveries, failures and queue overflows are counted
-and logged with the alert id, and exported as metrics.
+before the webhook sees the alert), so a webhook failure is not retried on replay: deliveries,
+failures and queue overflows are counted, logged with the alert id, and exported as metrics.
 
 >>> sink = WebhookSink("https://hooks.example.com/linesight", timeout_s=5.0)  # doctest: +SKIP
 >>> sink.send(alert); sink.flush()  # doctest: +SKIP

@@ -73,3 +73,13 @@ def test_history_filters_flagged_and_normal(tmp_path, capsys, monkeypatch):
         assert {row["frame_id"] for row in rows} == expected
     with pytest.raises(SystemExit):
         main(["history", "--anomalous", "--normal"])
+
+
+def test_a_webhook_url_must_be_http(capsys, monkeypatch):
+    monkeypatch.setenv("LINESIGHT_ALERT_WEBHOOK_URL", "ftp://alerts.example.com/in")
+    assert main(["history"]) == 2
+    err = capsys.readouterr().err
+    assert "alert_webhook_url='ftp://alerts.example.com/in'" in err
+    assert "http://" in err
+    monkeypatch.setenv("LINESIGHT_ALERT_WEBHOOK_URL", " ")
+    assert load_settings().alert_webhook_url is None  # empty = no webhook
