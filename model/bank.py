@@ -1,8 +1,11 @@
 """Per-class few-shot memory bank: L2-normalised patch features per stage, stored as safetensors.
 
-A bank file holds one tensor ``stage_<i>`` (N_i, C_i) float32 per encoder stage and, in the
-safetensors header, one JSON string ``linesight`` with the metadata (class, version, shots,
-encoder, image size, stage channels, calibration, creation time, format version). Never pickle:
+A bank file holds one tensor ``stage_<i>`` (N_i, C_i) float32 per matched encoder stage and, in
+the safetensors header, one JSON string ``linesight`` with the metadata (class, version, shots,
+encoder, image size, stage channels, calibration, creation time, format version). Format 2 adds
+how the class is inspected: which encoder stages are matched (``stages``), and for a tiled bank
+the tile side and overlap, the frame size of the shots and one int32 tensor ``tiles_<i>`` (N_i,)
+with the tile each row came from (model/matching.py). Format 1 files still load. Never pickle:
 a bank file from a user must not be able to run code. Buffers take their size from the file
 (anomalib's dynamic buffer), so one ``MemoryBank`` can load any bank of its encoder.
 """
@@ -24,9 +27,11 @@ from model.exceptions import BankFileError, ModelError
 
 __all__ = ["MemoryBank", "FORMAT_VERSION", "METADATA_KEY"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE_FORMATS = (1, 2)
 METADATA_KEY = "linesight"
 _STAGE = "stage_{}"
+_TILES = "tiles_{}"
 
 
 class MemoryBank(nn.Module):
@@ -50,6 +55,11 @@ class MemoryBank(nn.Module):
         image_size_px: int,
         calibration: Calibration,
         created_at: str | None = None,
+        stages: Sequence[int] | None = None,
+        tile_px: int | None = None,
+        tile_overlap: float = 0.0,
+        frame_size: tuple[int, int] | None = None,
+        tile_ids: Sequence[torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         if not stage_features:
@@ -62,6 +72,24 @@ class MemoryBank(nn.Module):
                 )
             self.register_buffer(_STAGE.format(index), _unit_rows(features.detach().float()).contiguous())
         self.num_stages = len(stage_features)
+        self.stages = tuple(int(i) for i in stages) if stages is not None else tuple(range(self.num_stages))
+        if len(self.stages) != self.num_stages:
+            raise ModelError(f"bank {product_class!r}: {self.num_stages} stages of features but stages={self.stages}")
+        if (tile_px is None) != (tile_ids is None) or (tile_px is not None and frame_size is None):
+            raise ModelError(f"bank {product_class!r}: a tiled bank needs tile_px, frame_size and tile ids together")
+        self.tile_px = None if tile_px is None else int(tile_px)
+        self.tile_overlap = float(tile_overlap)
+        self.frame_size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+        if tile_ids is not None:
+            if len(tile_ids) != self.num_stages:
+                raise ModelError(f"bank {product_class!r}: tile ids for {len(tile_ids)} stages, features for {self.num_stages}")
+            for index, ids in enumerate(tile_ids):
+                if ids.shape != (stage_features[index].shape[0],):
+                    raise ModelError(
+                        f"bank {product_class!r}: stage {index} has {stage_features[index].shape[0]} rows "
+                        f"but {tuple(ids.shape)} tile ids"
+                    )
+                self.register_buffer(_TILES.format(index), ids.detach().to(torch.int32).contiguous())
         self.product_class = product_class
         self.version = int(version)
         self.shots = int(shots)
@@ -75,6 +103,28 @@ class MemoryBank(nn.Module):
     def stage_features(self) -> tuple[torch.Tensor, ...]:
         """Per stage (N_i, C_i) L2-normalised features."""
         return tuple(getattr(self, _STAGE.format(i)) for i in range(self.num_stages))
+
+    @property
+    def tile_ids(self) -> tuple[torch.Tensor, ...] | None:
+        """Per stage (N_i,) int32 tile index of each row, or None for an untiled bank."""
+        if self.tile_px is None:
+            return None
+        return tuple(getattr(self, _TILES.format(i)) for i in range(self.num_stages))
+
+    def patch_bank(self):  # -> model.matching.PatchBank (imported lazily: matching imports anomaly_map)
+        """The rows to match, as :class:`model.matching.PatchBank` (cached: it keeps tile neighbourhoods)."""
+        from model.matching import PatchBank
+        from model.tiling import TileGrid
+
+        cached = getattr(self, "_patch_bank", None)
+        if cached is None or cached.rows[0].device != self.stage_features[0].device:
+            grid = None
+            if self.tile_px is not None and self.frame_size is not None:
+                g = TileGrid.for_frame(*self.frame_size, self.tile_px, self.tile_overlap)
+                grid = (g.rows, g.cols)
+            cached = PatchBank(self.stage_features, self.tile_ids, grid)
+            self._patch_bank = cached
+        return cached
 
     @property
     def stage_channels(self) -> tuple[int, ...]:
@@ -99,6 +149,10 @@ class MemoryBank(nn.Module):
             "stage_rows": [int(f.shape[0]) for f in self.stage_features],
             "calibration": self.calibration.to_dict(),
             "created_at": self.created_at,
+            "stages": list(self.stages),
+            "tile_px": self.tile_px,
+            "tile_overlap": self.tile_overlap,
+            "frame_size": None if self.frame_size is None else list(self.frame_size),
         }
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch signature
@@ -119,6 +173,8 @@ class MemoryBank(nn.Module):
 
         path = Path(path)
         tensors = {_STAGE.format(i): f.contiguous().cpu() for i, f in enumerate(self.stage_features)}
+        for i, ids in enumerate(self.tile_ids or ()):
+            tensors[_TILES.format(i)] = ids.contiguous().cpu()
         temporary = path.with_name(path.name + ".tmp")
         try:
             save_file(tensors, str(temporary), metadata={METADATA_KEY: json.dumps(self.metadata())})
@@ -160,13 +216,24 @@ class MemoryBank(nn.Module):
             if not torch.isfinite(features).all():
                 raise BankFileError(f"{where}: tensor {name!r} contains NaN or infinite values")
             stages.append(features.float())
-        extra = sorted(set(tensors) - {_STAGE.format(i) for i in range(len(stages))})
+        tiled = meta.get("tile_px") is not None
+        tile_ids = []
+        if tiled:
+            for index, features in enumerate(stages):
+                ids = tensors.get(_TILES.format(index))
+                if ids is None or ids.shape != (features.shape[0],) or ids.dtype != torch.int32:
+                    raise BankFileError(f"{where}: tiled bank needs int32 tensor {_TILES.format(index)!r} of {features.shape[0]} rows")
+                tile_ids.append(ids)
+        expected = {_STAGE.format(i) for i in range(len(stages))} | ({_TILES.format(i) for i in range(len(stages))} if tiled else set())
+        extra = sorted(set(tensors) - expected)
         if extra:
             raise BankFileError(f"{where}: unexpected tensors {extra}")
         try:
             calibration = Calibration.from_dict(meta["calibration"])
         except ModelError as exc:
             raise BankFileError(f"{where}: {exc}") from None
+        if meta.get("stages") is not None and len(meta["stages"]) != len(stages):
+            raise BankFileError(f"{where}: metadata lists stages {meta['stages']} for {len(stages)} tensors")
         return cls(
             stages,
             product_class=meta["product_class"],
@@ -176,6 +243,11 @@ class MemoryBank(nn.Module):
             image_size_px=meta["image_size_px"],
             calibration=calibration,
             created_at=meta["created_at"],
+            stages=meta.get("stages"),
+            tile_px=meta.get("tile_px"),
+            tile_overlap=float(meta.get("tile_overlap") or 0.0),
+            frame_size=tuple(meta["frame_size"]) if meta.get("frame_size") else None,
+            tile_ids=tile_ids if tiled else None,
         )
 
 
@@ -223,8 +295,22 @@ def _parse_metadata(header: dict[str, str], where: str) -> dict[str, Any]:
             raise BankFileError(f"{where}: metadata is missing {field!r}")
         if not isinstance(meta[field], kind) or isinstance(meta[field], bool):
             raise BankFileError(f"{where}: metadata {field!r} has the wrong type: {meta[field]!r}")
-    if meta["format_version"] != FORMAT_VERSION:
-        raise BankFileError(f"{where}: format version {meta['format_version']} is not supported (want {FORMAT_VERSION})")
+    if meta["format_version"] not in _READABLE_FORMATS:
+        raise BankFileError(
+            f"{where}: format version {meta['format_version']} is not supported (readable: {list(_READABLE_FORMATS)})"
+        )
+    stages = meta.get("stages")
+    if stages is not None and (
+        not isinstance(stages, list)
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in stages)
+    ):
+        raise BankFileError(f"{where}: metadata 'stages' must list encoder stage indices, got {stages!r}")
+    tile_px, frame_size = meta.get("tile_px"), meta.get("frame_size")
+    if tile_px is not None and (
+        not isinstance(tile_px, int) or tile_px < 32 or not isinstance(frame_size, list) or len(frame_size) != 2
+        or not all(isinstance(v, int) and v >= 1 for v in frame_size)
+    ):
+        raise BankFileError(f"{where}: metadata tile_px={tile_px!r} / frame_size={frame_size!r} are not a valid tiling")
     channels = meta["stage_channels"]
     if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
         raise BankFileError(f"{where}: metadata 'stage_channels' must be positive integers, got {channels!r}")

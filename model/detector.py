@@ -16,24 +16,45 @@ M > threshold, so an anomalous frame always has at least one region. Three ways 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 
-from model.anomaly_map import few_shot_anomaly_map, image_scores
 from model.bank import MemoryBank
 from model.decoder import fuse
 from model.encoders.base import ImageEncoder
 from model.exceptions import BankFileError, ModelError, ShapeError
+from model.matching import tile_maps
 from model.positions import find_regions
+from model.tiling import TileGrid, map_size, stitch
 from model.verdict import verdict_sentence
 from model.zero_shot import ZeroShotHead
 
-__all__ = ["DETECTOR_FUSIONS", "ZERO_SHOT_THRESHOLD", "Detector", "FrameScore", "ZeroShotHead"]
+__all__ = ["DETECTOR_FUSIONS", "MAP_MAX_PX", "ZERO_SHOT_THRESHOLD", "Detector", "FrameScore", "RegionBox",
+           "ZeroShotHead"]
 
 DETECTOR_FUSIONS: tuple[str, ...] = ("few_only", "mean", "max")
 ZERO_SHOT_THRESHOLD = 0.5  # the decoder's softmax: "abnormal" beats "normal"
+MAP_MAX_PX = 1024  # a tiled frame's map keeps the frame's aspect ratio, longest side at most this
+ENCODE_CHUNK = 32  # tiles per encoder call (bounds memory for frames of hundreds of tiles)
+
+
+class RegionBox(NamedTuple):
+    """One anomaly region in full-frame pixels."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    area_px: int
+    position: str  # 3x3 name of its centre
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (stored in SQL, sent in alerts)."""
+        return self._asdict()
 
 
 @dataclass(frozen=True)
@@ -48,10 +69,18 @@ class FrameScore:
     positions: tuple[str, ...]  # 3x3 names, largest region first
     region_count: int
     verdict: str  # REFERENCE.md template sentence
+    regions: tuple[RegionBox, ...] = field(default=())  # full-frame boxes, largest first
+    frame_size: tuple[int, int] = (0, 0)  # (height, width) of the scored frame, px
 
 
 class Detector:
     """Scores uint8 RGB frames against per-class memory banks with one frozen encoder.
+
+    How a frame is inspected follows its bank: an untiled bank scores the whole frame resized to
+    the model input (S x S, as the demo's 224 px frames); a tiled bank cuts the frame into
+    ``bank.tile_px`` tiles at the camera's resolution, matches each tile with the same tiles of
+    the references (model/matching.py) and stitches one map of the frame (longest side at most
+    ``MAP_MAX_PX``). Only the encoder stages the bank holds (``bank.stages``) are matched.
 
     >>> from model.encoders.efficientnet import EfficientNetLiteEncoder
     >>> from training.fewshot import build_bank
@@ -88,8 +117,12 @@ class Detector:
             problems.append(f"encoder {bank.encoder_name!r} != {self.encoder.name!r}")
         if bank.image_size_px != self.encoder.image_size_px:
             problems.append(f"image size {bank.image_size_px} != {self.encoder.image_size_px}")
-        if tuple(bank.stage_channels) != tuple(self.encoder.stage_channels):
-            problems.append(f"stage channels {bank.stage_channels} != {self.encoder.stage_channels}")
+        if any(i >= len(self.encoder.stage_channels) for i in bank.stages):
+            problems.append(f"stages {bank.stages} not all in the encoder's {len(self.encoder.stage_channels)}")
+        elif tuple(bank.stage_channels) != tuple(self.encoder.stage_channels[i] for i in bank.stages):
+            problems.append(
+                f"stage channels {bank.stage_channels} != {tuple(self.encoder.stage_channels[i] for i in bank.stages)}"
+            )
         if problems:
             raise BankFileError(f"bank {bank.key} does not fit this detector: {'; '.join(problems)}")
 
@@ -98,46 +131,63 @@ class Detector:
         return self.score_batch_mixed(images, [bank] * len(images))
 
     @torch.inference_mode()
+    def encode_tiles(self, tiles: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        """Raw stage features per encoder stage (T, C_i, h_i, w_i) of tiles, in chunks of ENCODE_CHUNK."""
+        parts: list[tuple[torch.Tensor, ...]] = []
+        for start in range(0, len(tiles), ENCODE_CHUNK):
+            pixels = self.encoder.preprocess([np.ascontiguousarray(t) for t in tiles[start : start + ENCODE_CHUNK]])
+            parts.append(self.encoder(pixels.to(self.device)).patch_features)
+        return [torch.cat([p[i] for p in parts]) if len(parts) > 1 else parts[0][i] for i in range(len(parts[0]))]
+
+    @torch.inference_mode()
     def score_batch_mixed(self, images: Sequence[np.ndarray], banks: Sequence[MemoryBank]) -> list[FrameScore]:
-        """Score frames of mixed classes; ``banks[i]`` is the bank of ``images[i]``. Encoder runs once."""
+        """Score frames of mixed classes; ``banks[i]`` is the bank of ``images[i]``. Encoder runs once over all tiles."""
         if len(images) != len(banks):
             raise ShapeError(f"got {len(images)} images but {len(banks)} banks; need one bank per image")
         if not images:
             return []
-        groups: dict[int, list[int]] = {}  # bank identity -> rows
-        for row, bank in enumerate(banks):
-            groups.setdefault(id(bank), []).append(row)
-        for rows in groups.values():
-            self.check_bank(banks[rows[0]])
-        pixels = self.encoder.preprocess(list(images)).to(self.device)  # (B, 3, S, S)
-        features = self.encoder(pixels).patch_features  # per stage (B, C_i, H_i, W_i)
+        checked: set[int] = set()
+        for bank in banks:
+            if id(bank) not in checked:
+                self.check_bank(bank)
+                checked.add(id(bank))
+        frames = [_fit_frame(image, bank) for image, bank in zip(images, banks, strict=True)]
+        grids = [_grid(frame, bank) for frame, bank in zip(frames, banks, strict=True)]
+        tiles, owner, position = [], [], []
+        for index, (frame, grid) in enumerate(zip(frames, grids, strict=True)):
+            tiles += grid.cut(frame)
+            owner += [index] * grid.count
+            position += list(range(grid.count))
+        features = self.encode_tiles(tiles)  # per stage (T, C_i, h_i, w_i)
         size = self.encoder.image_size_px
-        maps = torch.empty(len(images), size, size)
+        maps_per_tile = torch.empty(len(tiles), size, size)
         thresholds = [float(bank.calibration.threshold) for bank in banks]
+        groups: dict[int, list[int]] = {}  # bank identity -> tile rows
+        for row, index in enumerate(owner):
+            groups.setdefault(id(banks[index]), []).append(row)
         for rows in groups.values():
-            bank = banks[rows[0]].to(self.device)
-            index = torch.tensor(rows, device=self.device)
-            stage_rows = [f.index_select(0, index) for f in features] if len(groups) > 1 else features
-            few = few_shot_anomaly_map(stage_rows, bank.stage_features, size)
+            bank = banks[owner[rows[0]]].to(self.device)
+            select = torch.tensor(rows, device=self.device)
+            stage_rows = [f.index_select(0, select) for f in features]
+            few = tile_maps([stage_rows[i] for i in bank.stages], bank.patch_bank(), [position[r] for r in rows], size)
             if self.fusion != "few_only":
                 zero = self.zero_shot.maps(stage_rows, bank.product_class)  # type: ignore[union-attr]
                 few = fuse(zero / ZERO_SHOT_THRESHOLD, few / bank.calibration.threshold, self.fusion)
                 for row in rows:
-                    thresholds[row] = 1.0  # both maps are in units of their own threshold
-            maps[rows] = few.cpu()
-        scores = image_scores(maps)
-        return [self._frame_score(maps[i], float(scores[i]), thresholds[i]) for i in range(len(images))]
+                    thresholds[owner[row]] = 1.0  # both maps are in units of their own threshold
+            maps_per_tile[rows] = few.cpu()
+        return self._assemble(images, grids, owner, maps_per_tile, thresholds)
 
     @torch.inference_mode()
     def score_zero_shot(self, images: Sequence[np.ndarray], product_classes: Sequence[str]) -> list[FrameScore]:
-        """Score frames of classes that have no bank with the trained decoder alone (threshold 0.5)."""
+        """Score frames of classes that have no bank with the trained decoder alone (threshold 0.5; whole frame)."""
         if self.zero_shot is None:
             raise ModelError("zero-shot scoring needs a trained decoder (zero-shot head); none given")
         if len(images) != len(product_classes):
             raise ShapeError(f"got {len(images)} images but {len(product_classes)} classes; need one class per image")
         if not images:
             return []
-        features = self.encoder(self.encoder.preprocess(list(images)).to(self.device)).patch_features
+        features = self.encode_tiles(list(images))
         size = self.encoder.image_size_px
         maps = torch.empty(len(images), size, size)
         groups: dict[str, list[int]] = {}
@@ -147,23 +197,65 @@ class Detector:
             index = torch.tensor(rows, device=self.device)
             stage_rows = [f.index_select(0, index) for f in features] if len(groups) > 1 else features
             maps[rows] = self.zero_shot.maps(stage_rows, name).cpu()
-        scores = image_scores(maps)
-        return [self._frame_score(maps[i], float(scores[i]), ZERO_SHOT_THRESHOLD) for i in range(len(images))]
+        grids = [TileGrid.for_frame(image.shape[0], image.shape[1], None) for image in images]
+        return self._assemble(images, grids, list(range(len(images))), maps, [ZERO_SHOT_THRESHOLD] * len(images))
 
-    @staticmethod
-    def _frame_score(anomaly_map: torch.Tensor, score: float, threshold: float) -> FrameScore:
-        m = anomaly_map.numpy().astype(np.float32, copy=False)
-        is_anomalous = score > threshold
-        mask = (m > threshold).astype(np.uint8) if is_anomalous else np.zeros(m.shape, np.uint8)
-        regions = find_regions(mask) if is_anomalous else []
-        positions = tuple(r.position for r in regions)
-        return FrameScore(
-            score=score,
-            threshold=float(threshold),
-            is_anomalous=is_anomalous,
-            anomaly_map=m,
-            mask=mask,
-            positions=positions,
-            region_count=len(regions),
-            verdict=verdict_sentence(positions),
+    def _assemble(self, images, grids, owner, maps_per_tile, thresholds) -> list[FrameScore]:
+        results = []
+        size = self.encoder.image_size_px
+        for index, grid in enumerate(grids):
+            rows = [row for row, o in enumerate(owner) if o == index]
+            if grid.count == 1:
+                anomaly_map = maps_per_tile[rows[0]]  # (S, S): the whole frame at the model's input size
+            else:
+                height, width = map_size(grid.height, grid.width, MAP_MAX_PX)
+                anomaly_map = stitch(maps_per_tile[rows], grid, height, width)
+            results.append(_frame_score(anomaly_map, thresholds[index], images[index].shape[:2], size))
+        return results
+
+
+def _fit_frame(image: np.ndarray, bank: MemoryBank) -> np.ndarray:
+    """A frame for a tiled bank must have the shots' size (same camera); another size is resized to it."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ShapeError(f"expected uint8 RGB of shape (H, W, 3), got {image.dtype} {tuple(image.shape)}")
+    if bank.frame_size is not None and image.shape[:2] != bank.frame_size:
+        height, width = bank.frame_size
+        return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return image
+
+
+def _grid(frame: np.ndarray, bank: MemoryBank) -> TileGrid:
+    return TileGrid.for_frame(frame.shape[0], frame.shape[1], bank.tile_px, bank.tile_overlap)
+
+
+def _frame_score(anomaly_map: torch.Tensor, threshold: float, frame_size: tuple[int, int], size_px: int) -> FrameScore:
+    m = anomaly_map.numpy().astype(np.float32, copy=False)
+    score = float(m.max())  # image score = max(M)
+    is_anomalous = score > threshold
+    mask = (m > threshold).astype(np.uint8) if is_anomalous else np.zeros(m.shape, np.uint8)
+    regions = find_regions(mask) if is_anomalous else []
+    scale_y, scale_x = frame_size[0] / m.shape[0], frame_size[1] / m.shape[1]
+    boxes = tuple(
+        RegionBox(
+            x=int(round(r.bbox[1] * scale_x)),
+            y=int(round(r.bbox[0] * scale_y)),
+            width=max(1, int(round(r.bbox[3] * scale_x))),
+            height=max(1, int(round(r.bbox[2] * scale_y))),
+            area_px=int(round(r.area_px * scale_x * scale_y)),
+            position=r.position,
         )
+        for r in regions
+    )
+    positions = tuple(r.position for r in regions)
+    return FrameScore(
+        score=score,
+        threshold=float(threshold),
+        is_anomalous=is_anomalous,
+        anomaly_map=m,
+        mask=mask,
+        positions=positions,
+        region_count=len(regions),
+        verdict=verdict_sentence(positions),
+        regions=boxes,
+        frame_size=(int(frame_size[0]), int(frame_size[1])),
+    )

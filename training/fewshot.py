@@ -1,11 +1,14 @@
 """Build a calibrated per-class memory bank from k normal images (no manual threshold).
 
-1. Bank: patch embeddings (see :func:`model.anomaly_map.patch_embeddings`) of every shot, and of
-   its 90/180/270-degree rotations when the class tolerates them; optional greedy coreset.
+1. Bank: patch embeddings (see :func:`model.anomaly_map.patch_embeddings`) of the chosen encoder
+   stages of every shot, and of its 90/180/270-degree rotations when the class tolerates them;
+   optional greedy coreset. Shots larger than the model input are tiled (``tile_px``): each row
+   keeps the tile it came from, and the stream matches tiles by position (model/matching.py).
 2. Normal scores: leave-one-out, each shot scored against a bank built without it; with a single
-   shot, slightly shifted/rotated/brightened views of it scored against its own bank.
-3. Anomaly scores: synthetic defects (training/defects.py) injected into the shots, scored the
-   same way (against the bank without that shot).
+   shot, slightly moved views of it scored against its own bank. Scored by the stream's own
+   Detector, on the views as the stream sees them (JPEG).
+3. Anomaly scores: synthetic defects (training/defects.py) at reduced contrast (real defects are
+   subtler than bold synthetic ones), injected into the shots, scored the same way.
 4. Threshold: :func:`model.calibration.choose_threshold` on the two score sets, stored in the bank.
 
 >>> from model.encoders.efficientnet import EfficientNetLiteEncoder
@@ -23,22 +26,36 @@ import cv2
 import numpy as np
 import torch
 
-from model.anomaly_map import few_shot_anomaly_map, image_scores, patch_embeddings
+from model.anomaly_map import patch_embeddings
 from model.bank import MemoryBank
 from model.calibration import choose_threshold
 from model.coreset import coreset_size, greedy_coreset
+from model.detector import Detector
 from model.encoders.base import ImageEncoder
+from model.tiling import DEFAULT_OVERLAP, TileGrid
 from training.defects import random_defect
 from training.exceptions import BankBuildError
 
-__all__ = ["build_bank", "augmented_views", "transport_round_trip", "ANOMALIES_PER_BANK", "SINGLE_SHOT_VIEWS"]
+__all__ = [
+    "ANOMALIES_PER_BANK",
+    "AUTO_TILE_FACTOR",
+    "DEFAULT_BANK_STAGES",
+    "SINGLE_SHOT_VIEWS",
+    "augmented_views",
+    "build_bank",
+    "resolve_tile_px",
+    "subtle",
+    "transport_round_trip",
+]
 
 ANOMALIES_PER_BANK = 16  # synthetic-defect images scored per calibration (spread over the shots)
 SINGLE_SHOT_VIEWS = 8  # augmented normal views scored when there is only one shot
 VIEWS_PER_SHOT = 2  # augmented normal views per shot scored leave-one-out when there are several
 TRANSPORT_JPEG_QUALITY = 90  # cameras send JPEG (connectors.schema.encode_image's default quality)
 _VIEW_ZOOM = 1.12  # augmented views: zoom that keeps shifted/rotated content inside the frame
-_ENCODE_BATCH = 16  # images per encoder call (bounds memory)
+DEFAULT_BANK_STAGES: tuple[int, ...] | None = None  # encoder stages matched; None = all of them
+AUTO_TILE_FACTOR = 1.5  # tile_px="auto": tile at the model input size when shots are this much larger
+_DEFECT_STRENGTH = (0.25, 0.6)  # calibration defects keep this fraction of their bold contrast
 
 
 def augmented_views(image: np.ndarray, count: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -76,25 +93,64 @@ def transport_round_trip(image: np.ndarray, jpeg_quality: int | None) -> np.ndar
     return cv2.cvtColor(cv2.imdecode(buffer, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
-@torch.inference_mode()
-def _encode(encoder: ImageEncoder, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
-    """Raw stage features (B, C_i, H_i, W_i) of uint8 RGB images, encoded in batches."""
-    parts: list[list[torch.Tensor]] = []
-    for start in range(0, len(images), _ENCODE_BATCH):
-        pixels = encoder.preprocess(list(images[start : start + _ENCODE_BATCH]))
-        parts.append(list(encoder(pixels).patch_features))
-    return [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))]
+def resolve_tile_px(tile_px: int | str | None, shots: Sequence[np.ndarray], image_size_px: int) -> int | None:
+    """``tile_px`` as a number of frame pixels or None (whole frame); "auto" tiles at the model input
+    size when the shots' longer side exceeds ``AUTO_TILE_FACTOR`` times it.
+
+    >>> resolve_tile_px("auto", [np.zeros((1000, 1200, 3), np.uint8)], 448), resolve_tile_px("auto", [np.zeros((224, 224, 3), np.uint8)], 224)
+    (448, None)
+    """
+    if tile_px is None:
+        return None
+    if tile_px == "auto":
+        longest = max(max(s.shape[:2]) for s in shots)
+        return image_size_px if longest > AUTO_TILE_FACTOR * image_size_px else None
+    if not isinstance(tile_px, int) or isinstance(tile_px, bool) or tile_px < 32:
+        raise BankBuildError(f"tile_px must be None, 'auto' or a whole number of pixels >= 32, got {tile_px!r}")
+    return tile_px
 
 
-def _bank_rows(features: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Stage features of some images -> per stage (images * H_i * W_i, C_i) bank rows."""
-    return [e.reshape(-1, e.shape[-1]) for e in patch_embeddings(features)]
+def subtle(image: np.ndarray, defective: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+    """The defect at a fraction of its contrast (``_DEFECT_STRENGTH``): (image, mask of what still shows)."""
+    alpha = float(rng.uniform(*_DEFECT_STRENGTH))
+    blended = image.astype(np.float32) + alpha * (defective.astype(np.float32) - image.astype(np.float32))
+    out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    shows = (np.abs(out.astype(np.int16) - image.astype(np.int16)).max(axis=2) >= 3) & (mask > 0)
+    return out, (shows if shows.any() else mask > 0).astype(np.uint8)
 
 
-def _subsample(rows: list[torch.Tensor], ratio: float | None, seed: int) -> list[torch.Tensor]:
-    if ratio is None:
-        return rows
-    return [r[greedy_coreset(r, coreset_size(r.shape[0], ratio), seed=seed + i)] for i, r in enumerate(rows)]
+def _defective_view(shot: np.ndarray, others: Sequence[np.ndarray], rng: np.random.Generator,
+                    tile_px: int | None) -> np.ndarray:
+    """A copy of ``shot`` with one subtle synthetic defect, sized for a tile (tiled banks) or the frame."""
+    if tile_px is None:
+        defective, mask, _ = random_defect(shot, rng, sources=others or [shot])
+        return subtle(shot, defective, mask, rng)[0]
+    height, width = shot.shape[:2]
+    side_y, side_x = min(tile_px, height), min(tile_px, width)
+    y, x = int(rng.integers(0, height - side_y + 1)), int(rng.integers(0, width - side_x + 1))
+    region = np.ascontiguousarray(shot[y : y + side_y, x : x + side_x])
+    sources = [np.ascontiguousarray(o[y : y + side_y, x : x + side_x]) for o in others if o.shape == shot.shape]
+    defective, mask, _ = random_defect(region, rng, sources=sources or [region])
+    out = shot.copy()
+    out[y : y + side_y, x : x + side_x] = subtle(region, defective, mask, rng)[0]
+    return out
+
+
+def _rows(detector: Detector, views: Sequence[np.ndarray], stages: Sequence[int], tile_px: int | None,
+          overlap: float) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Bank rows of some views: per stage (rows, C_i) unit features and (rows,) tile ids."""
+    tiles, ids = [], []
+    for view in views:
+        grid = TileGrid.for_frame(view.shape[0], view.shape[1], tile_px, overlap)
+        tiles += grid.cut(view)
+        ids += list(range(grid.count))
+    features = detector.encode_tiles(tiles)
+    rows, tile_ids = [], []
+    for stage in stages:
+        embedding = patch_embeddings([features[stage]])[0]  # (T, P, C)
+        rows.append(embedding.reshape(-1, embedding.shape[-1]))
+        tile_ids.append(torch.tensor(ids, dtype=torch.int32).repeat_interleave(embedding.shape[1]))
+    return rows, tile_ids
 
 
 @torch.inference_mode()
@@ -108,12 +164,18 @@ def build_bank(
     coreset_ratio: float | None = None,
     seed: int = 0,
     jpeg_quality: int | None = TRANSPORT_JPEG_QUALITY,
+    stages: Sequence[int] | None = DEFAULT_BANK_STAGES,
+    tile_px: int | str | None = None,
+    tile_overlap: float = DEFAULT_OVERLAP,
 ) -> MemoryBank:
     """A calibrated :class:`MemoryBank` from k >= 1 normal uint8 RGB images of one class.
 
     ``rotations`` adds the 90/180/270-degree rotations of every shot to the bank (textures and
-    round parts tolerate them; oriented parts do not). ``coreset_ratio`` in (0, 1] keeps that
-    fraction of bank rows per stage (greedy k-center). Deterministic for a given ``seed``.
+    round parts tolerate them; oriented parts do not; ignored for tiled banks, which match by
+    position). ``coreset_ratio`` in (0, 1] keeps that fraction of bank rows per stage (greedy
+    k-center; untiled banks only). ``stages`` picks the encoder stages matched (None: all).
+    ``tile_px`` (None, "auto" or frame pixels) tiles shots larger than the model input; all shots
+    of a tiled bank are brought to the first shot's size. Deterministic for a given ``seed``.
     Calibration views go through the JPEG round trip the frames take to the stream
     (``jpeg_quality``; None for lossless cameras): compression raises normal scores, and a
     threshold calibrated on raw pixels would flag clean JPEG frames.
@@ -129,56 +191,62 @@ def build_bank(
     if coreset_ratio is not None and not 0.0 < coreset_ratio <= 1.0:
         raise BankBuildError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
     size = encoder.image_size_px
-    shots = [cv2.resize(s, (size, size), interpolation=cv2.INTER_AREA) if s.shape[:2] != (size, size) else s for s in shots]
+    stages = tuple(range(len(encoder.stage_channels))) if stages is None else tuple(int(i) for i in stages)
+    if not stages or any(not 0 <= i < len(encoder.stage_channels) for i in stages) or len(set(stages)) != len(stages):
+        raise BankBuildError(
+            f"stages must be distinct encoder stage indices in [0, {len(encoder.stage_channels) - 1}], got {list(stages)}"
+        )
+    tile_px = resolve_tile_px(tile_px, shots, size)
+    frame_size = None
+    if tile_px is None:
+        shots = [cv2.resize(s, (size, size), interpolation=cv2.INTER_AREA) if s.shape[:2] != (size, size) else s
+                 for s in shots]
+    else:
+        frame_size = shots[0].shape[:2]
+        shots = [s if s.shape[:2] == frame_size else cv2.resize(s, frame_size[::-1], interpolation=cv2.INTER_AREA)
+                 for s in shots]
+        rotations, coreset_ratio = False, None  # positional matching: tiles stay where they are
     turns = (0, 1, 2, 3) if rotations else (0,)
     rng = np.random.default_rng([seed, 31337])
+    detector = Detector(encoder)
 
-    # bank rows per shot (all of its rotations), per stage
-    views = [np.ascontiguousarray(np.rot90(shot, turn)) for shot in shots for turn in turns]
-    features = _encode(encoder, views)  # per stage (k * turns, C, H, W)
-    per_view = _bank_rows(features)
-    rows_per_shot = [r.shape[0] // len(shots) for r in per_view]
-    shot_rows = [[r[i * n : (i + 1) * n] for r, n in zip(per_view, rows_per_shot, strict=True)] for i in range(len(shots))]
-    full_bank = _subsample(per_view, coreset_ratio, seed)
+    def bank_of(rows, tile_ids, calibration) -> MemoryBank:
+        return MemoryBank(
+            rows, product_class=product_class, version=version, shots=len(shots), encoder_name=encoder.name,
+            image_size_px=size, calibration=calibration, stages=stages, tile_px=tile_px, tile_overlap=tile_overlap,
+            frame_size=frame_size, tile_ids=tile_ids if tile_px is not None else None,
+        )
 
-    # calibration: per shot, normal views (the shot and slightly moved copies) and defective copies,
-    # all as the stream sees them (JPEG), scored against a bank without that shot (leave-one-out;
-    # with one shot, against the full bank); all queries go through the encoder at once
+    per_shot = [
+        _rows(detector, [np.ascontiguousarray(np.rot90(shot, turn)) for turn in turns], stages, tile_px, tile_overlap)
+        for shot in shots
+    ]
+
+    def merged(indices: Sequence[int]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        rows = [torch.cat([per_shot[j][0][i] for j in indices]) for i in range(len(stages))]
+        ids = [torch.cat([per_shot[j][1][i] for j in indices]) for i in range(len(stages))]
+        if coreset_ratio is not None:
+            keep = [greedy_coreset(r, coreset_size(r.shape[0], coreset_ratio), seed=seed + i) for i, r in enumerate(rows)]
+            rows, ids = [r[k] for r, k in zip(rows, keep, strict=True)], [t[k] for t, k in zip(ids, keep, strict=True)]
+        return rows, ids
+
+    placeholder = choose_threshold([0.0], [1.0])  # replaced below; scoring ignores it
+    full_rows, full_ids = merged(range(len(shots)))
+
+    # calibration: per shot, normal views (the shot and slightly moved copies) and subtly defective
+    # copies, as the stream sees them (JPEG), scored by the stream's detector against a bank
+    # without that shot (leave-one-out; with one shot, against the full bank)
     defects_per_shot = max(2, -(-ANOMALIES_PER_BANK // len(shots)))
-    queries: list[np.ndarray] = []
-    normal_count: list[int] = []
+    normal_scores: list[float] = []
+    anomaly_scores: list[float] = []
     for index, shot in enumerate(shots):
         others = [s for i, s in enumerate(shots) if i != index]
         normals = [shot, *augmented_views(shot, VIEWS_PER_SHOT if others else SINGLE_SHOT_VIEWS, rng)]
-        defective = [random_defect(shot, rng, sources=others or [shot])[0] for _ in range(defects_per_shot)]
-        queries += [transport_round_trip(view, jpeg_quality) for view in normals + defective]
-        normal_count.append(len(normals))
-    query_features = _encode(encoder, queries)
-    normal_scores: list[float] = []
-    anomaly_scores: list[float] = []
-    start = 0
-    for index in range(len(shots)):
-        if len(shots) > 1:
-            bank = _subsample(
-                [torch.cat([shot_rows[j][i] for j in range(len(shots)) if j != index]) for i in range(len(per_view))],
-                coreset_ratio,
-                seed,
-            )
-        else:
-            bank = full_bank
-        count = normal_count[index] + defects_per_shot
-        batch = [q[start : start + count] for q in query_features]
-        scores = image_scores(few_shot_anomaly_map(batch, bank, size)).tolist()
-        normal_scores += scores[: normal_count[index]]
-        anomaly_scores += scores[normal_count[index] :]
-        start += count
-    calibration = choose_threshold(normal_scores, anomaly_scores)
-    return MemoryBank(
-        full_bank,
-        product_class=product_class,
-        version=version,
-        shots=len(shots),
-        encoder_name=encoder.name,
-        image_size_px=size,
-        calibration=calibration,
-    )
+        defective = [_defective_view(shot, others, rng, tile_px) for _ in range(defects_per_shot)]
+        queries = [transport_round_trip(view, jpeg_quality) for view in normals + defective]
+        bank = bank_of(*merged([j for j in range(len(shots)) if j != index]), placeholder) if others else \
+            bank_of(full_rows, full_ids, placeholder)
+        scores = [r.score for r in detector.score_batch(queries, bank)]
+        normal_scores += scores[: len(normals)]
+        anomaly_scores += scores[len(normals) :]
+    return bank_of(full_rows, full_ids, choose_threshold(normal_scores, anomaly_scores))
