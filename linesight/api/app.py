@@ -91,7 +91,7 @@ def create_app(
     )
     app.state.context = context
     app.state.api_token = token
-    app.state.metrics_registry = build_registry(stream_snapshot, lambda: _sql_counts(context))
+    app.state.metrics_registry = build_registry(stream_snapshot, lambda: context.repository)
     _install_middleware(app, settings, request_counter(app.state.metrics_registry))
     install_error_handlers(app)
     for module in (inspections, chat, inspect, banks, health):
@@ -103,11 +103,6 @@ def create_app(
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     return app
-
-
-def _sql_counts(context: ApiContext) -> tuple[int, int]:
-    repository = context.repository
-    return repository.count_inspections(), repository.count_inspections(anomalous=True)
 
 
 def _install_middleware(app: FastAPI, settings: Settings, requests: Any) -> None:
