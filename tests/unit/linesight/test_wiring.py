@@ -177,3 +177,27 @@ def test_camera_names_its_lines(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["camera", "--line-id", "bad name!"])
     assert "'bad name!'" in capsys.readouterr().err
+
+
+def test_cli_json_uses_the_api_and_alert_field_names(data_dir: Path, capsys) -> None:
+    from connectors.alerts import Alert
+    from linesight.api.schemas import Bank, Inspection
+    from linesight.commands.inspect import FIELDS
+
+    _seed(load_settings(), [make_record(0)])
+    assert main(["history", "--json"]) == 0
+    (row,) = _json_lines(capsys.readouterr().out)
+    assert set(row) <= set(Inspection.model_fields)
+    shared_with_alerts = set(row) & set(Alert.model_fields)
+    assert {"product_class", "line_id", "score", "threshold", "positions", "verdict", "bank_version"} <= shared_with_alerts
+    assert set(FIELDS) - {"image", "mode", "overlay", "error"} <= set(Inspection.model_fields)
+    assert main(["bank", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    from linesight.commands.bank import _row
+
+    class _BankRow:  # the columns _row reads, as storage returns them
+        product_class, version, active, shots, encoder, path = "brick", 1, True, 4, "efficientnet-lite0", "/b"
+        calibration = {"threshold": 0.3}
+        created_at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    assert set(_row(_BankRow())) - {"threshold", "path"} <= set(Bank.model_fields)
