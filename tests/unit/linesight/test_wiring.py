@@ -201,3 +201,24 @@ def test_cli_json_uses_the_api_and_alert_field_names(data_dir: Path, capsys) -> 
         created_at = datetime(2026, 1, 1, tzinfo=UTC)
 
     assert set(_row(_BankRow())) - {"threshold", "path"} <= set(Bank.model_fields)
+
+
+def test_run_serves_metrics_of_the_data_folder(data_dir: Path) -> None:
+    """What `linesight run --metrics-port P` starts: here without Ray, so the stream reads as down."""
+    import socket
+    import urllib.request
+
+    from linesight.commands.run import _serve_metrics
+
+    _seed(load_settings(), [make_record(i) for i in range(4)])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = _serve_metrics(load_settings(), port)
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    finally:
+        server.shutdown()
+    assert "linesight_stream_up 0.0" in text
+    assert 'linesight_inspections_total{line="line-0",product_class="bottle"} 2.0' in text
+    assert 'linesight_inspections_flagged_total{line="line-1",product_class="screw"} 1.0' in text
