@@ -133,3 +133,19 @@ def test_inspect_a_folder_writes_a_table_csv_json_and_overlays_elsewhere(workspa
     assert not any(p.name.endswith(".overlay.png") and p.parent == shots / "sub" for p in shots.rglob("*"))
     assert main(["inspect", str(shots), "--class", "washer", "--overlay", str(workspace / "x.png")]) == 2
     assert "--overlay names one file" in capsys.readouterr().err
+
+
+def test_inspect_with_a_bank_file_needs_no_database(workspace: Path, capsys, monkeypatch) -> None:
+    assert main(["bank", "build", "--class", "washer", "--images", str(workspace / "shots")]) == 0
+    bank_file = workspace / "data" / "banks" / "washer" / "v1.safetensors"
+    assert bank_file.is_file()
+    elsewhere = workspace / "elsewhere"
+    monkeypatch.setenv("LINESIGHT_DATA_DIR", str(elsewhere))
+    monkeypatch.delenv("LINESIGHT_DATABASE_URL")
+    capsys.readouterr()
+    assert main(["inspect", str(workspace / "shots" / "1.png"), "--class", "washer", "--bank", str(bank_file),
+                 "--no-overlay"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["bank_version"] == 1
+    assert out["overlay"] is None
+    assert not elsewhere.exists()  # no database, no output folder
