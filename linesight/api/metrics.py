@@ -73,13 +73,20 @@ class LineCounters:
     """
 
     def __init__(self, repository: Callable[[], Any]) -> None:
+        import threading
+
         self._repository = repository
+        self._lock = threading.Lock()  # two scrapes at once must not count the same rows twice
         self._last_id = 0
         self._last_alert_at: Any = None
         self._totals: dict[str, dict[tuple[str, str], int]] = {name: {} for name, _ in LINE_COUNTERS}
 
     def read(self) -> dict[str, dict[tuple[str, str], int]]:
         """``{metric name: {(line, product_class): total}}`` after counting what is new in SQL."""
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> dict[str, dict[tuple[str, str], int]]:
         import sqlalchemy as sa
 
         from storage.models import Inspection
