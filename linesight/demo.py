@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import threading
 import time
 import uuid
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DemoConfig:
-    out_dir: Path = Path("linesight-data/demo")  # wiped at the start of every run
+    out_dir: Path = Path("linesight-data")  # the data folder; a later run resets what the demo made (its marker)
     lines: int = 2  # production lines, one camera each
     frames_per_line: int = 320  # 2 x 320 = 640 frames
     fps_per_line: float = 12.0  # camera rate per line: 2 lines x 12 = 24 frames/s, within what 2 cores sustain
@@ -65,12 +64,13 @@ def demo_settings(config: DemoConfig) -> Settings:
 def run_demo(config: DemoConfig = DemoConfig()) -> dict[str, Any]:
     """Run the demo; returns the figures (also printed as the last line by the CLI)."""
     from connectors.tansu import EmbeddedBroker
+    from linesight.data_folder import prepare_demo_folder
     from pipeline.job import Pipeline, init_ray
     from pipeline.prepare import prepare
 
-    if config.out_dir.exists():
-        shutil.rmtree(config.out_dir)
-    config.out_dir.mkdir(parents=True)
+    removed = prepare_demo_folder(config.out_dir)
+    if removed:
+        log.info("reset the demo folder %s: removed %s", config.out_dir, ", ".join(removed))
     settings = demo_settings(config)
     with EmbeddedBroker() as broker:
         bootstrap = broker.bootstrap_servers

@@ -19,7 +19,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from linesight.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "DEFAULT_DATA_DIR", "DATABASE_FILE"]
+
+DEFAULT_DATA_DIR = Path("linesight-data")  # the data folder: SQLite file, banks, overlays, inspect outputs
+DATABASE_FILE = "linesight.db"  # the SQLite file inside the data folder
 
 
 class Settings(BaseSettings):
@@ -45,7 +48,9 @@ class Settings(BaseSettings):
 
     # --- SQL -----------------------------------------------------------------------------------
     database_url: str = Field(
-        "sqlite:///linesight-data/linesight.db", description="SQLAlchemy URL (sqlite:/// or postgresql+psycopg://)"
+        "",
+        description="SQLAlchemy URL (sqlite:/// or postgresql+psycopg://); empty = sqlite:///<data_dir>/linesight.db, "
+        "so every command finds the database of the data folder",
     )
 
     # --- Ray -----------------------------------------------------------------------------------
@@ -119,7 +124,11 @@ class Settings(BaseSettings):
     )
 
     # --- paths and API -------------------------------------------------------------------------
-    data_dir: Path = Field(Path("linesight-data"), description="banks, overlays and the SQLite file live here")
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR,
+        description="the data folder: the SQLite file (unless database_url says otherwise), banks, overlays, "
+        "inspect outputs; `linesight demo` writes here too, so every command finds what the demo made",
+    )
     api_token: SecretStr | None = Field(None, description="bearer token required by write endpoints")
     api_base_url: str | None = Field(None, description="public URL of the HTTP API, used for links in alerts")
     alert_webhook_url: str | None = Field(
@@ -130,6 +139,32 @@ class Settings(BaseSettings):
         1000, ge=1, le=100_000, description="alerts waiting for the webhook at most; more are dropped and counted"
     )
     write_overlays: bool = Field(False, description="write an overlay PNG of every flagged frame to overlays_dir")
+
+    # --- operations: metrics endpoint of `run`, data retention, frame storage (issue 12) --------
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="`linesight run` serves Prometheus /metrics on this port (9108 is customary); empty = off "
+        "(`linesight serve` always serves /metrics on its HTTP port)",
+    )
+    retention_days: float | None = Field(
+        None, gt=0,
+        description="`linesight purge` with no --older-than deletes inspections captured longer ago than this; "
+        "empty = keep everything",
+    )
+    store_frames: Literal["all", "flagged"] = Field(
+        "all",
+        description="which frames keep their image in SQL: all, or only flagged ones (the others keep score, "
+        "anomaly map and mask)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _database_in_data_dir(cls, data: object) -> object:
+        """An empty ``database_url`` becomes the SQLite file of ``data_dir`` (one data folder)."""
+        if isinstance(data, dict) and not str(data.get("database_url") or "").strip():
+            data = dict(data)
+            data["database_url"] = f"sqlite:///{(Path(data.get('data_dir') or DEFAULT_DATA_DIR) / DATABASE_FILE).as_posix()}"
+        return data
 
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")
     @classmethod

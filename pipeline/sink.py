@@ -68,7 +68,7 @@ class ResultSink:
         from storage.repository import Repository
 
         self.settings = settings
-        self.repository = Repository(Database(settings.database_url))
+        self.repository = Repository(Database(settings.database_url), store_frames=settings.store_frames)
         self._producer = make_producer(bootstrap_servers, max_request_size=settings.max_frame_bytes)
         self.alerts = AlertSink(self._producer, settings.alerts_topic)
         self.api_base_url = api_base_url

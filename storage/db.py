@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage.exceptions import DatabaseUnavailableError, MigrationError, StorageError
 
-__all__ = ["Database", "mask_url", "alembic_config", "MIGRATIONS_DIR"]
+__all__ = ["Database", "mask_url", "alembic_config", "head_revision", "sqlite_file", "MIGRATIONS_DIR"]
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a writer waits for SQLite's write lock
@@ -60,10 +60,32 @@ def alembic_config(url: str | None = None, connection: sa.Connection | None = No
     return config
 
 
-def _head_revision() -> str:
+def head_revision() -> str:
+    """The newest schema revision this code knows (what :meth:`Database.migrate` upgrades to)."""
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+_head_revision = head_revision
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite:///`` URL names, or ``None`` (another engine, in-memory, ``file:`` URI).
+
+    >>> sqlite_file("sqlite:///linesight-data/linesight.db")
+    PosixPath('linesight-data/linesight.db')
+    >>> sqlite_file("postgresql+psycopg://db/linesight") is None
+    True
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
 
 
 class Database:

@@ -6,6 +6,7 @@ __all__ = [
     "StorageError",
     "DatabaseUnavailableError",
     "MigrationError",
+    "DatabaseMissingError",
     "InvalidRecordError",
     "NotFoundError",
 ]
@@ -21,6 +22,10 @@ class DatabaseUnavailableError(StorageError):
 
 class MigrationError(StorageError):
     """Bringing the schema to the current revision failed."""
+
+
+class DatabaseMissingError(StorageError):
+    """A read-only command found no linesight database (no file, empty, or an older schema); says how to make one."""
 
 
 class InvalidRecordError(StorageError):

@@ -78,8 +78,13 @@ def _record_row(record: InspectionRecord) -> dict[str, Any]:
 class Repository(BankQueries):
     """Inspections, masks, banks (:class:`storage.banks.BankQueries`) and chat turns on one :class:`Database`."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, store_frames: str = "all") -> None:
+        """``store_frames``: ``"all"`` keeps every frame image; ``"flagged"`` only those of flagged rows
+        (the others keep their score, anomaly map and mask; ``LINESIGHT_STORE_FRAMES``)."""
+        if store_frames not in ("all", "flagged"):
+            raise StorageError(f"store_frames must be 'all' or 'flagged', got {store_frames!r}")
         self.database = database
+        self.store_frames = store_frames
         if database.dialect_name == "postgresql":
             self._insert = postgresql.insert
         elif database.dialect_name == "sqlite":
@@ -125,7 +130,8 @@ class Repository(BankQueries):
                             "mask_png": bytes(record.mask_png),
                             "width_px": width_px,
                             "height_px": height_px,
-                            "frame_image": record.frame_image,
+                            "frame_image": record.frame_image
+                            if self.store_frames == "all" or record.is_anomalous else None,
                         }
                     )
                 connection.execute(_MASKS.insert(), masks)

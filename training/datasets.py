@@ -40,6 +40,7 @@ __all__ = [
     "ClassData",
     "Sample",
     "detect_layout",
+    "is_dataset_image",
     "export_synthetic_dataset",
     "load_dataset",
 ]
@@ -47,6 +48,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 LAYOUTS = ("mvtec", "visa", "folder")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_OVERLAY_TAGS = (".overlay", "_overlay", "-overlay", ".heatmap", "_heatmap")  # outputs of inspection tools
 VISA_CSV = Path("split_csv") / "1cls.csv"
 _VISA_COLUMNS = ("object", "split", "label", "image", "mask")
 
@@ -107,6 +109,7 @@ class AnomalyDataset:
     root: Path
     layout: str
     classes: dict[str, ClassData]
+    skipped: tuple[Path, ...] = ()  # files in the image folders that are not dataset images (overlays, notes)
 
 
 def detect_layout(root: str | Path) -> str:
@@ -134,7 +137,8 @@ def load_dataset(root: str | Path, layout: str = "auto", classes: Sequence[str] 
         raise DatasetError(f"unknown dataset layout {layout!r}; choose one of {['auto', *LAYOUTS]}")
     if not root.is_dir():
         raise DatasetError(f"dataset folder {str(root)!r} does not exist")
-    found = _load_visa(root) if layout == "visa" else _load_folders(root, strict_masks=layout == "mvtec")
+    skipped: list[Path] = []
+    found = _load_visa(root) if layout == "visa" else _load_folders(root, strict_masks=layout == "mvtec", skipped=skipped)
     if not found:
         raise DatasetError(f"no product class found under {str(root)!r} (expected <class>/train/good for layout {layout!r})")
     if classes:
@@ -147,7 +151,10 @@ def load_dataset(root: str | Path, layout: str = "auto", classes: Sequence[str] 
             raise DatasetError(f"class {data.name!r} has no normal training image")
         if not data.test:
             raise DatasetError(f"class {data.name!r} has no test image")
-    return AnomalyDataset(root=root, layout=layout, classes=found)
+    if skipped:
+        log.warning("skipped %d file(s) under %s that are not dataset images (overlays, non-images), e.g. %s",
+                    len(skipped), root, skipped[0])
+    return AnomalyDataset(root=root, layout=layout, classes=found, skipped=tuple(skipped))
 
 
 # --- folder / MVTec ------------------------------------------------------------------------------
@@ -157,8 +164,26 @@ def _class_dirs(root: Path) -> list[Path]:
     return sorted(d for d in root.iterdir() if d.is_dir() and (d / "train").is_dir())
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+def is_dataset_image(path: Path) -> bool:
+    """An image file of the dataset: an image suffix, not hidden, not an overlay a tool wrote beside it.
+
+    >>> [is_dataset_image(Path(n)) for n in ("000.png", "000.overlay.png", "000_overlay.png", "notes.txt")]
+    [True, False, False, False]
+    """
+    stem = path.stem.lower()
+    return (
+        path.suffix.lower() in IMAGE_SUFFIXES
+        and not path.name.startswith(".")
+        and not any(stem.endswith(tag) for tag in _OVERLAY_TAGS)
+    )
+
+
+def _images(folder: Path, skipped: list[Path] | None = None) -> list[Path]:
+    """Dataset images of ``folder`` sorted by name; other files are appended to ``skipped``."""
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    if skipped is not None:
+        skipped.extend(p for p in files if not is_dataset_image(p))
+    return [p for p in files if is_dataset_image(p)]
 
 
 def _require_dir(path: Path) -> Path:
@@ -167,11 +192,11 @@ def _require_dir(path: Path) -> Path:
     return path
 
 
-def _load_folders(root: Path, *, strict_masks: bool) -> dict[str, ClassData]:
+def _load_folders(root: Path, *, strict_masks: bool, skipped: list[Path]) -> dict[str, ClassData]:
     result: dict[str, ClassData] = {}
     for class_dir in _class_dirs(root):
         name = class_dir.name
-        train = tuple(Sample(p, name, 0, "good") for p in _images(_require_dir(class_dir / "train" / "good")))
+        train = tuple(Sample(p, name, 0, "good") for p in _images(_require_dir(class_dir / "train" / "good"), skipped))
         test_dir = _require_dir(class_dir / "test")
         gt_dir = class_dir / "ground_truth"
         has_masks = gt_dir.is_dir()
@@ -182,7 +207,7 @@ def _load_folders(root: Path, *, strict_masks: bool) -> dict[str, ClassData]:
         test: list[Sample] = []
         for defect_dir in sorted(d for d in test_dir.iterdir() if d.is_dir()):
             defect = defect_dir.name
-            for path in _images(defect_dir):
+            for path in _images(defect_dir, skipped):
                 if defect == "good":
                     test.append(Sample(path, name, 0, "good"))
                     continue

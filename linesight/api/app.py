@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 
 from linesight.api.auth import resolve_api_token
 from linesight.api.context import ApiContext, ray_monitor_snapshot
+from linesight.api.docs import install_offline_docs
 from linesight.api.errors import install_error_handlers
 from linesight.api.metrics import build_registry, request_counter
 from linesight.api.routes import banks, chat, health, inspect, inspections
@@ -76,7 +77,7 @@ def create_app(
         title="linesight",
         version=app_version,
         description=_DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # served offline by install_offline_docs (the default page loads Swagger UI from a CDN)
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -91,23 +92,19 @@ def create_app(
     )
     app.state.context = context
     app.state.api_token = token
-    app.state.metrics_registry = build_registry(stream_snapshot, lambda: _sql_counts(context))
+    app.state.metrics_registry = build_registry(stream_snapshot, lambda: context.repository)
     _install_middleware(app, settings, request_counter(app.state.metrics_registry))
     install_error_handlers(app)
     for module in (inspections, chat, inspect, banks, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_offline_docs(app)
 
     @app.get("/", include_in_schema=False)
     def dashboard() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     return app
-
-
-def _sql_counts(context: ApiContext) -> tuple[int, int]:
-    repository = context.repository
-    return repository.count_inspections(), repository.count_inspections(anomalous=True)
 
 
 def _install_middleware(app: FastAPI, settings: Settings, requests: Any) -> None:

@@ -42,3 +42,42 @@ def existing_file(text: str) -> Path:
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no such file: {text!r}")
     return path
+
+
+_DURATION_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def duration_s(text: str) -> float:
+    """argparse type: a duration like ``90s``, ``30m``, ``2h``, ``1.5d``, ``2w`` in seconds (> 0).
+
+    >>> duration_s("2h")
+    7200.0
+    """
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text or "")
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration > 0 like 90s, 30m, 2h, 7d or 2w, got {text!r}"
+        )
+    return float(match.group(1)) * _DURATION_UNITS_S[match.group(2)]
+
+
+def time_or_ago(text: str):
+    """argparse type: an ISO 8601 time (UTC when it has no zone) or a duration ago (``2h`` = two hours ago).
+
+    >>> time_or_ago("2026-11-21T08:00:00").isoformat()
+    '2026-11-21T08:00:00+00:00'
+    """
+    from datetime import UTC, datetime, timedelta
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return datetime.now(UTC) - timedelta(seconds=duration_s(text))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected an ISO 8601 time like 2026-11-21T08:00:00+00:00 or a time ago like 30m, 2h, 7d; got {text!r}"
+            ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

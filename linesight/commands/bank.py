@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _row(row) -> dict:
     return {
-        "class": row.product_class,
+        "product_class": row.product_class,
         "version": row.version,
         "active": row.active,
         "shots": row.shots,
@@ -74,10 +74,13 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from linesight.data_folder import open_repository
     from linesight.settings import load_settings
     from pipeline.banks import BankManager
 
-    rows = [_row(row) for row in BankManager(load_settings()).list(args.product_class)]
+    settings = load_settings()
+    manager = BankManager(settings, repository=open_repository(settings))  # read-only: never migrates
+    rows = [_row(row) for row in manager.list(args.product_class)]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -86,15 +89,17 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     print(f"{'class':<16} {'ver':>4} {'active':>6} {'shots':>5} {'threshold':>9}  created")
     for r in rows:
-        print(f"{r['class']:<16} {r['version']:>4} {'*' if r['active'] else '':>6} {r['shots']:>5} "
+        print(f"{r['product_class']:<16} {r['version']:>4} {'*' if r['active'] else '':>6} {r['shots']:>5} "
               f"{r['threshold']:>9.4f}  {r['created_at'][:19]}")
     return 0
 
 
 def _activate(args: argparse.Namespace) -> int:
+    from linesight.data_folder import open_repository
     from linesight.settings import load_settings
     from pipeline.banks import BankManager
 
-    row = BankManager(load_settings()).activate(args.product_class, args.version)
+    settings = load_settings()
+    row = BankManager(settings, repository=open_repository(settings)).activate(args.product_class, args.version)
     print(json.dumps(_row(row)))
     return 0

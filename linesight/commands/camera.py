@@ -34,6 +34,40 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _line_ids(text: str) -> list[str]:
+    """argparse type: one or more comma-separated line ids (1-60 letters, digits, '.', '_', ':' or '-')."""
+    import re
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9._:-]{1,60}", n)]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(
+            f"line id {bad[0] if bad else text!r} must be 1-60 letters, digits, '.', '_', ':' or '-'"
+        )
+    return names
+
+
+def line_names(line_ids: list[list[str]] | None, lines: int | None) -> list[tuple[str, str]]:
+    """(line id, camera id) per line: the --line-id names, else ``line-1``...; ConfigError if they disagree.
+
+    >>> line_names([["press-a", "press-b"]], None)
+    [('press-a', 'cam-press-a'), ('press-b', 'cam-press-b')]
+    >>> line_names(None, 2)
+    [('line-1', 'cam-1'), ('line-2', 'cam-2')]
+    """
+    from linesight.errors import ConfigError
+
+    if not line_ids:
+        return [(f"line-{i + 1}", f"cam-{i + 1}") for i in range(lines or 1)]
+    names = [name for group in line_ids for name in group]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"--line-id {duplicates[0]!r} is given twice")
+    if lines is not None and lines != len(names):
+        raise ConfigError(f"--lines {lines} disagrees with the {len(names)} --line-id name(s) {names}")
+    return [(name, f"cam-{name}") for name in names]
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "camera",
@@ -47,6 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=(
             "examples:\n"
             "  linesight camera --source synthetic --lines 2 --fps 20 --count 200 --defect-rate 0.1\n"
+            "  linesight camera --line-id press-a,press-b --fps 10 --count 100\n"
             "  linesight camera --source folder --path shots/ --class brick --fps 5 --count 50\n"
             "  linesight camera --source video --path line1.mp4 --class washer --fps 0 --count 1000"
         ),
@@ -62,7 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="product class of the frames (required for folder/video; restricts the synthetic line to it)",
     )
     parser.add_argument("--fps", type=_rate, default=10.0, help="frames per second per line; 0 = unpaced (default 10)")
-    parser.add_argument("--lines", type=positive_int, default=1, help="production lines, one camera each (default 1)")
+    parser.add_argument("--lines", type=positive_int, default=None,
+                        help="production lines, one camera each (default 1, or as many as --line-id names)")
+    parser.add_argument(
+        "--line-id", dest="line_ids", action="append", type=_line_ids, default=None, metavar="NAME[,NAME]",
+        help="name the lines (repeatable or a comma list; default line-1, line-2, ...); cameras are cam-<name>",
+    )
     parser.add_argument("--count", type=positive_int, default=100, help="frames per line (default 100)")
     parser.add_argument(
         "--defect-rate", type=_fraction, default=0.2, help="share of defective synthetic frames (default 0.2)"
@@ -83,8 +123,7 @@ def _sources(args: argparse.Namespace, image_size_px: int) -> list:
         if not args.product_class:
             raise ConfigError(f"--source {args.source} needs --class (the product class of its frames)")
     sources = []
-    for index in range(args.lines):
-        line_id, camera_id = f"line-{index + 1}", f"cam-{index + 1}"
+    for index, (line_id, camera_id) in enumerate(line_names(args.line_ids, args.lines)):
         if args.source == "synthetic":
             classes = (args.product_class,) if args.product_class else None
             sources.append(synthetic_frames(
@@ -108,10 +147,11 @@ def handle(args: argparse.Namespace) -> int:
         logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = load_settings()
     sources = _sources(args, settings.image_size_px)
+    lines = len(sources)
     if not settings.kafka_bootstrap_servers:
         print("linesight: note: LINESIGHT_KAFKA_BOOTSTRAP_SERVERS is empty; publishing to a temporary embedded "
               "broker that stops when this command exits", file=sys.stderr)
-    total = args.lines * args.count
+    total = lines * args.count
     with broker_for(settings) as bootstrap:
         ensure_topics(bootstrap, {settings.frames_topic: settings.frames_partitions})
         producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes, client_id="linesight-camera")
@@ -129,7 +169,7 @@ def handle(args: argparse.Namespace) -> int:
     mean_kb = sum(item.size_bytes for item in manifest) / max(len(manifest), 1) / 1024
     truth = f", {defective} defective" if args.source == "synthetic" else ""
     print(
-        f"published {len(manifest)} frames ({args.lines} line(s), classes {', '.join(classes) or '-'}{truth}, "
+        f"published {len(manifest)} frames ({lines} line(s), classes {', '.join(classes) or '-'}{truth}, "
         f"{mean_kb:.1f} KB avg) to {settings.frames_topic} on {bootstrap} in {elapsed_s:.1f} s "
         f"({len(manifest) / elapsed_s:.1f} frames/s)"
     )

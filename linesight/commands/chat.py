@@ -32,10 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from linesight.data_folder import open_repository
     from linesight.settings import load_settings
     from pipeline.dialogue import DialogueService
 
-    service = DialogueService(load_settings())
+    settings = load_settings()
+    service = DialogueService(settings, open_repository(settings))  # an existing database: never migrated here
     if args.question is not None:
         print(service.ask(args.inspection_id, args.question).answer)
         return 0

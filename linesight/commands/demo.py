@@ -19,7 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "last line, one JSON object with the figures."
         ),
     )
-    parser.add_argument("--out", type=Path, default=Path("linesight-data/demo"), help="output folder (wiped first)")
+    parser.add_argument(
+        "--out", type=Path, default=None,
+        help="output folder (default: the data folder, LINESIGHT_DATA_DIR, so other commands read the demo's "
+             "database); a folder the demo did not create is refused, one it did is reset",
+    )
     parser.add_argument("--lines", type=positive_int, default=2, help="production lines (default 2)")
     parser.add_argument("--frames-per-line", type=positive_int, default=320, help="frames per line (default 320)")
     parser.add_argument("--fps", type=positive_float, default=12.0, help="camera rate per line (default 12)")
@@ -29,11 +33,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from linesight.demo import DemoConfig, print_summary, run_demo
+    import sys
 
+    from linesight.demo import DemoConfig, print_summary, run_demo
+    from linesight.settings import load_settings
+
+    settings = load_settings()
+    out = args.out if args.out is not None else settings.data_dir
     summary = run_demo(
         DemoConfig(
-            out_dir=args.out,
+            out_dir=out,
             lines=args.lines,
             frames_per_line=args.frames_per_line,
             fps_per_line=args.fps,
@@ -41,6 +50,17 @@ def handle(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     )
+    if not _same_file(summary["database"], settings.database_url):
+        print(f"linesight: note: other commands read this demo with LINESIGHT_DATA_DIR={out} "
+              "(and LINESIGHT_DATABASE_URL unset)", file=sys.stderr)
     print_summary(summary)
     ok = summary["lost"] == 0 and summary["duplicates"] == 0 and summary["dead_lettered"] >= 5
     return 0 if ok else 1
+
+
+def _same_file(demo_url: str, configured_url: str) -> bool:
+    """Whether the configured database (what other commands read) is the demo's SQLite file."""
+    from storage.db import sqlite_file
+
+    demo, configured = sqlite_file(demo_url), sqlite_file(configured_url)
+    return demo is not None and configured is not None and demo.resolve() == configured.resolve()

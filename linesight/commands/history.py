@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 
-from linesight.commands._common import positive_int
-
-
-def _timestamp(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO 8601 time like 2026-11-21T08:00:00+00:00, got {text!r}") from None
-    if value.tzinfo is None:
-        from datetime import UTC
-
-        value = value.replace(tzinfo=UTC)
-    return value
+from linesight.commands._common import positive_int, time_or_ago
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "history",
         help="list stored inspections (filters: line, camera, class, anomalous only, time range)",
-        description="Newest first. Times are ISO 8601; without a zone they are read as UTC.",
+        description=(
+            "Newest first, from the database of the data folder (LINESIGHT_DATA_DIR; never created or migrated "
+            "here). --since/--until take an ISO 8601 time (UTC when it has no zone) or a time ago: 90s, 30m, 2h, 7d."
+        ),
+        epilog="example: linesight history --line line-1 --anomalous --since 2h --until 30m",
     )
     parser.add_argument("--line", default=None, help="only this line id")
     parser.add_argument("--camera", default=None, help="only this camera id")
@@ -33,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flag = parser.add_mutually_exclusive_group()
     flag.add_argument("--anomalous", action="store_true", help="only flagged inspections")
     flag.add_argument("--normal", action="store_true", help="only inspections that were not flagged")
-    parser.add_argument("--since", type=_timestamp, default=None, help="captured at or after this time")
-    parser.add_argument("--until", type=_timestamp, default=None, help="captured before this time")
+    parser.add_argument("--since", type=time_or_ago, default=None, help="captured at or after this time (ISO or e.g. 2h ago)")
+    parser.add_argument("--until", type=time_or_ago, default=None, help="captured before this time (ISO or e.g. 30m ago)")
     parser.add_argument("--limit", type=positive_int, default=20, help="at most this many rows (default 20)")
     parser.add_argument("--before-id", type=positive_int, default=None, help="page: rows older than this id")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -42,13 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from linesight.data_folder import open_repository
     from linesight.settings import load_settings
-    from storage.db import Database
-    from storage.repository import Repository
 
-    database = Database(load_settings().database_url)
-    database.migrate()
-    rows = Repository(database).history(
+    rows = open_repository(load_settings()).history(
         line_id=args.line,
         camera_id=args.camera,
         product_class=args.product_class,
@@ -62,7 +50,7 @@ def handle(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps({
                 "id": row.id, "frame_id": row.frame_id, "line_id": row.line_id, "camera_id": row.camera_id,
-                "class": row.product_class, "captured_at": row.captured_at.isoformat(), "score": row.score,
+                "product_class": row.product_class, "captured_at": row.captured_at.isoformat(), "score": row.score,
                 "threshold": row.threshold, "is_anomalous": row.is_anomalous, "positions": list(row.positions),
                 "region_count": row.region_count, "verdict": row.verdict, "verdict_source": row.verdict_source,
                 "bank_version": row.bank_version, "latency_ms": row.latency_ms,

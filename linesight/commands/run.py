@@ -13,6 +13,16 @@ from linesight.commands._common import positive_float, positive_int
 log = logging.getLogger("linesight.run")
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535, got {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535, got {value}")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run",
@@ -26,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ingest-loops", type=positive_int, default=1, help="Kafka consumers (default 1)")
     parser.add_argument("--max-seconds", type=positive_float, default=None, help="stop after this long")
     parser.add_argument("--report-every-s", type=positive_float, default=10.0, help="log counters this often")
+    parser.add_argument("--metrics-port", type=_port, default=None,
+                        help="serve Prometheus /metrics on this port (default LINESIGHT_METRICS_PORT; empty = off)")
     parser.set_defaults(handler=handle)
 
 
@@ -38,10 +50,12 @@ def handle(args: argparse.Namespace) -> int:
     settings = load_settings()
     stop = threading.Event()
     started = time.monotonic()
+    metrics_port = args.metrics_port or settings.metrics_port
     with broker_for(settings) as bootstrap:
         prepare(settings, bootstrap)
         log.info("brokers %s, database %s", bootstrap, settings.database_url)
         with Pipeline(settings, bootstrap, ingest_loops=args.ingest_loops) as pipeline:
+            metrics_server = _serve_metrics(settings, metrics_port) if metrics_port else None
             for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own
                 signal.signal(signum, lambda *_: stop.set())
             while not stop.wait(args.report_every_s):
@@ -55,4 +69,18 @@ def handle(args: argparse.Namespace) -> int:
                 if args.max_seconds and time.monotonic() - started >= args.max_seconds:
                     break
             log.info("stopping: draining in-flight frames")
+            if metrics_server is not None:
+                metrics_server.shutdown()
     return 0
+
+
+def _serve_metrics(settings, port: int):
+    """Prometheus /metrics of this stream (the monitor actor's counters, SQL counters by line and class)."""
+    from linesight.api.context import ray_monitor_snapshot
+    from linesight.api.metrics import build_registry, serve_metrics
+    from linesight.data_folder import open_repository
+
+    repository = open_repository(settings)  # prepare() migrated it
+    server = serve_metrics(build_registry(ray_monitor_snapshot, lambda: repository), port)
+    log.info("Prometheus metrics at http://0.0.0.0:%d/metrics", port)
+    return server

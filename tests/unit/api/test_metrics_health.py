@@ -37,6 +37,7 @@ def _client(settings, repository, snapshot, **kwargs) -> TestClient:
 
 def test_metrics_export_the_stream_snapshot_and_sql_counts(settings, repository, monitor):
     seed(repository, 9)
+    repository.mark_alerted(["f-0", "f-3"])
     with _client(settings, repository, monitor.snapshot) as client:
         client.get("/api/inspections")
         response = client.get("/metrics")
@@ -52,13 +53,18 @@ def test_metrics_export_the_stream_snapshot_and_sql_counts(settings, repository,
     assert samples[("linesight_ingest_restarts_total", ())] == 1
     assert samples[("linesight_llm_verdict_backlog", ())] == 4
     assert samples[("linesight_llm_verdicts_skipped_total", ())] == 2
-    assert samples[("linesight_frame_latency_ms_bucket", (("le", "10.0"),))] == 1
-    assert samples[("linesight_frame_latency_ms_bucket", (("le", "50.0"),))] == 3
-    assert samples[("linesight_frame_latency_ms_bucket", (("le", "+Inf"),))] == 4
-    assert samples[("linesight_frame_latency_ms_count", ())] == 4
-    assert samples[("linesight_frame_latency_ms_sum", ())] == 768
-    assert samples[("linesight_inspections_stored", ())] == 9
-    assert samples[("linesight_inspections_flagged", ())] == 3
+    assert samples[("linesight_frame_latency_seconds_bucket", (("le", "0.01"),))] == 1
+    assert samples[("linesight_frame_latency_seconds_bucket", (("le", "0.05"),))] == 3
+    assert samples[("linesight_frame_latency_seconds_bucket", (("le", "+Inf"),))] == 4
+    assert samples[("linesight_frame_latency_seconds_count", ())] == 4
+    assert samples[("linesight_frame_latency_seconds_sum", ())] == pytest.approx(0.768)
+    brick, washer = (("line", "line-0"), ("product_class", "brick")), (("line", "line-1"), ("product_class", "washer"))
+    assert samples[("linesight_inspections_total", brick)] == 5  # rows 0, 2, 4, 6, 8
+    assert samples[("linesight_inspections_total", washer)] == 4
+    assert samples[("linesight_inspections_flagged_total", brick)] == 2  # rows 0 and 6
+    assert samples[("linesight_inspections_flagged_total", washer)] == 1
+    assert samples[("linesight_alerts_total", brick)] == 1
+    assert samples[("linesight_alerts_total", washer)] == 1
     key = ("linesight_api_requests_total", (("method", "GET"), ("route", "/api/inspections"), ("status", "200")))
     assert samples[key] == 1
 
@@ -115,3 +121,44 @@ def test_an_unreachable_database_is_down(settings, repository):
         listing = client.get("/api/inspections")
     assert listing.status_code == 503
     assert "127.0.0.1:1" in listing.json()["error"]
+
+
+def test_sql_counters_only_go_up_across_a_purge(settings, repository):
+    import sqlalchemy as sa
+
+    from storage.models import Inspection
+
+    seed(repository, 6)
+    key = ("linesight_inspections_total", (("line", "line-0"), ("product_class", "brick")))
+    with _client(settings, repository, lambda: None) as client:
+        assert _samples(client.get("/metrics").text)[key] == 3
+        with repository.database.transaction(write=True) as connection:  # what `linesight purge` does
+            connection.execute(sa.delete(Inspection.__table__))
+        assert _samples(client.get("/metrics").text)[key] == 3
+        from tests.unit.api.helpers import make_record
+
+        repository.upsert_inspections([make_record(i) for i in (10, 12)])
+        assert _samples(client.get("/metrics").text)[key] == 5
+
+
+def test_run_serves_metrics_over_http(repository, monitor):
+    import socket
+    import urllib.request
+
+    from linesight.api.metrics import build_registry, serve_metrics
+    from linesight.errors import ConfigError
+
+    seed(repository, 3)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = serve_metrics(build_registry(monitor.snapshot, lambda: repository), port, host="127.0.0.1")
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+        samples = _samples(text)
+        assert samples[("linesight_stream_up", ())] == 1
+        assert samples[("linesight_inspections_total", (("line", "line-1"), ("product_class", "washer")))] == 1
+        with pytest.raises(ConfigError, match=f"127.0.0.1:{port}"):
+            serve_metrics(build_registry(lambda: None), port, host="127.0.0.1")
+    finally:
+        server.shutdown()

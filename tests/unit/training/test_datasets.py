@@ -174,3 +174,22 @@ def test_export_synthetic_dataset_round_trips(tmp_path):
     assert np.array_equal(load_dataset(again).classes["washer"].test[0].load_image(), washer.test[0].load_image())
     with pytest.raises(DatasetError, match="'teapot'"):
         export_synthetic_dataset(tmp_path / "x", ["teapot"])
+
+
+def test_overlays_and_non_images_are_skipped_and_counted(tmp_path, caplog):
+    import logging
+
+    from training.datasets import export_synthetic_dataset, load_dataset
+
+    root = export_synthetic_dataset(tmp_path / "ds", ["washer"], n_train=2, n_test=2, seed=0)
+    clean = load_dataset(root)
+    test_dir = next(p.parent for p in (s.path for s in clean.classes["washer"].test))
+    first = sorted(test_dir.iterdir())[0]
+    (test_dir / f"{first.stem}.overlay.png").write_bytes(first.read_bytes())  # `linesight inspect` used to do this
+    (test_dir / f"{first.stem}_overlay.png").write_bytes(first.read_bytes())
+    (test_dir / "notes.txt").write_text("operator notes")
+    with caplog.at_level(logging.WARNING, logger="training.datasets"):
+        dirty = load_dataset(root)
+    assert [s.path for s in dirty.classes["washer"].test] == [s.path for s in clean.classes["washer"].test]
+    assert len(dirty.skipped) == 3
+    assert "skipped 3 file(s)" in caplog.text
