@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from connectors.exceptions import FrameError
+from model.names import check_class_name
 
 __all__ = [
     "BAD_FRAME_REASONS",
@@ -50,6 +51,7 @@ BAD_FRAME_REASONS = (
 
 _FrameId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 _Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+_ClassName = Annotated[str, AfterValidator(check_class_name)]  # one rule: model.names
 
 
 def _tz_aware(value: datetime) -> datetime:
@@ -71,7 +73,7 @@ class FrameHeaders(BaseModel):
     frame_id: _FrameId
     line_id: _Name
     camera_id: _Name
-    product_class: _Name
+    product_class: _ClassName
     captured_at: Annotated[datetime, AfterValidator(_tz_aware)]
 
     def to_kafka_headers(self) -> list[tuple[str, bytes]]:

@@ -146,13 +146,9 @@ class Settings(BaseSettings):
     @field_validator("zero_shot_classes")
     @classmethod
     def _class_names(cls, value: str) -> str:
-        import re
+        from model.names import check_class_name
 
-        names = [n.strip() for n in value.split(",") if n.strip()]
-        bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", n)]
-        if bad:
-            raise ValueError(f"class name {bad[0]!r} must be 1-64 letters, digits, '.', '_', ':' or '-'")
-        return ",".join(names)
+        return ",".join(check_class_name(n.strip()) for n in value.split(",") if n.strip())
 
     @property
     def zero_shot_class_names(self) -> tuple[str, ...]:

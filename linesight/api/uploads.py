@@ -28,7 +28,6 @@ __all__ = [
     "sniff_format",
     "header_size_px",
     "decode_upload",
-    "check_class_name",
 ]
 
 MIN_SIDE_PX = 16
@@ -115,14 +114,3 @@ def decode_upload(data: bytes, content_type: str | None, filename: str | None, *
     if image is None:
         raise ApiError(400, f"file {name}: the {actual.upper()} data is corrupt and cannot be decoded")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def check_class_name(product_class: str) -> str:
-    """The class name, or a 400 naming it (1-64 of letters, digits, ``._:-``; the bank CLI's rule)."""
-    from linesight.errors import ConfigError
-    from pipeline.banks import validate_class_name
-
-    try:
-        return validate_class_name(product_class)
-    except ConfigError as exc:
-        raise ApiError(400, str(exc)) from None

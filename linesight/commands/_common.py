@@ -42,3 +42,14 @@ def existing_file(text: str) -> Path:
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no such file: {text!r}")
     return path
+
+
+def class_name(text: str) -> str:
+    """argparse type: a product-class name (the rule of :mod:`model.names`)."""
+    from model.exceptions import ClassNameError
+    from model.names import check_class_name
+
+    try:
+        return check_class_name(text)
+    except ClassNameError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

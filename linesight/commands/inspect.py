@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from linesight.commands._common import existing_file
+from linesight.commands._common import class_name, existing_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("image", type=existing_file, metavar="IMAGE", help="a PNG/JPEG/BMP file")
-    parser.add_argument("--class", dest="product_class", required=True, help="product class of the image")
+    parser.add_argument("--class", dest="product_class", type=class_name, required=True, help="product class of the image")
     parser.add_argument("--bank", type=existing_file, default=None, help="a bank .safetensors file (default: active)")
     parser.add_argument("--zero-shot", action="store_true",
                         help="no bank: score with the trained decoder of LINESIGHT_CHECKPOINT_DIR (a new class)")
@@ -35,11 +35,10 @@ def handle(args: argparse.Namespace) -> int:
     from linesight.errors import ConfigError
     from linesight.settings import load_settings
     from model.detector import Detector
-    from pipeline.banks import BankManager, validate_class_name
+    from pipeline.banks import BankManager
     from pipeline.overlay import render_overlay
 
     settings = load_settings()
-    validate_class_name(args.product_class)
     image_bgr = cv2.imread(str(args.image), cv2.IMREAD_COLOR)
     if image_bgr is None:
         raise ConfigError(f"cannot read image {str(args.image)!r} (not an image, or corrupt)")

@@ -10,7 +10,7 @@ from linesight.api.auth import AUTH_RESPONSES, require_token
 from linesight.api.context import ApiContext, get_context
 from linesight.api.errors import ERROR_RESPONSES, ApiError
 from linesight.api.routes.inspect import read_upload
-from linesight.api.routes.params import CLASS_PATTERN
+from linesight.api.routes.params import ClassNameStr
 from linesight.api.schemas import BankChange, BankList, bank_json
 
 __all__ = ["router", "MAX_BANK_IMAGES"]
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/banks", tags=["banks"], responses=ERROR_RESPONSE
 
 MAX_BANK_IMAGES = 64  # normal images per upload (few-shot: a handful is enough)
 
-ClassName = Annotated[str, Path(pattern=CLASS_PATTERN, description="product class")]
+ClassName = Annotated[ClassNameStr, Path(description="product class")]
 
 
 def _swap_message(context: ApiContext, key: str) -> tuple[str, float | None]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from linesight.api.context import ApiContext, get_context
 from linesight.api.errors import ERROR_RESPONSES, ApiError
 from linesight.api.inspector import bank_key
-from linesight.api.routes.params import CLASS_PATTERN
+from linesight.api.routes.params import ClassNameStr
 from linesight.api.schemas import Verdict
 from linesight.api.uploads import decode_upload
 
@@ -33,7 +33,7 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> Any:
 async def inspect_image(
     context: Annotated[ApiContext, Depends(get_context)],
     image: Annotated[UploadFile, File(description="PNG or JPEG, 16..8192 px a side, <= max_frame_bytes")],
-    product_class: Annotated[str, Form(alias="class", pattern=CLASS_PATTERN, description="product class")],
+    product_class: Annotated[ClassNameStr, Form(alias="class", description="product class")],
     version: Annotated[int | None, Form(ge=1, le=2**31 - 1, description="bank version (default: active)")] = None,
 ) -> dict[str, Any]:
     """Score the image with the class's active bank (or ``version``); returns the verdict."""
