@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +23,13 @@ from torch import nn
 from model.calibration import Calibration
 from model.exceptions import BankFileError, ModelError
 
-__all__ = ["MemoryBank", "FORMAT_VERSION", "METADATA_KEY"]
+__all__ = ["MemoryBank", "DEFAULT_MAX_BANK_ROWS", "FORMAT_VERSION", "METADATA_KEY", "file_sha256"]
 
 FORMAT_VERSION = 1
 METADATA_KEY = "linesight"
+# Settings.max_bank_rows' default: the largest real build (16 shots x 4 rotations x 56x56 patches at
+# 448 px = 200,704 rows) with headroom. Scoring cost grows with rows: a 200x bank stalls the stream.
+DEFAULT_MAX_BANK_ROWS = 262_144
 _STAGE = "stage_{}"
 
 
@@ -125,21 +129,53 @@ class MemoryBank(nn.Module):
             temporary.replace(path)
         except OSError as exc:
             raise BankFileError(f"cannot write bank file {str(path)!r}: {exc}") from exc
-        return _sha256(path)
+        return file_sha256(path)
 
     @classmethod
-    def load(cls, path: str | Path, *, expected_encoder: str | None = None) -> MemoryBank:
-        """Read a bank file; every problem is a :class:`BankFileError` naming the file and the problem."""
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        expected_encoder: str | None = None,
+        expected_sha256: str | None = None,
+        max_rows: int | None = DEFAULT_MAX_BANK_ROWS,
+    ) -> MemoryBank:
+        """Read a bank file; every problem is a :class:`BankFileError` naming the file and the problem.
+
+        Checked before the bank is used: the file's sha256 equals ``expected_sha256`` (the hash
+        recorded at registration; both hashes named on a mismatch), no stage has more than
+        ``max_rows`` rows (read from the header, before the tensors are loaded), the calibration
+        threshold is finite and in (0, 1] (anomaly maps are in [0, 1]), the features are finite.
+        """
         from safetensors import SafetensorError, safe_open
 
         path = Path(path)
         where = f"bank file {str(path)!r}"
         if not path.is_file():
             raise BankFileError(f"{where}: no such file")
+        if expected_sha256:
+            try:
+                actual = file_sha256(path)
+            except OSError as exc:
+                raise BankFileError(f"{where}: cannot be read ({exc})") from None
+            if actual != expected_sha256.lower():
+                raise BankFileError(
+                    f"{where}: sha256 is {actual}, but {expected_sha256} was recorded when it was registered "
+                    "(the file was changed or replaced; rebuild or re-register the bank)"
+                )
         try:
             with safe_open(str(path), framework="pt", device="cpu") as handle:
                 header = handle.metadata() or {}
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+                names = list(handle.keys())  # noqa: SIM118
+                if max_rows is not None:
+                    for name in names:
+                        shape = handle.get_slice(name).get_shape()
+                        if shape and shape[0] > max_rows:
+                            raise BankFileError(
+                                f"{where}: tensor {name!r} has {shape[0]} rows; the limit is {max_rows} "
+                                "(max_bank_rows): a bank this large would stall scoring"
+                            )
+                tensors = {name: handle.get_tensor(name) for name in names}
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise BankFileError(f"{where}: not a readable safetensors file ({exc})") from None
         meta = _parse_metadata(header, where)
@@ -167,6 +203,11 @@ class MemoryBank(nn.Module):
             calibration = Calibration.from_dict(meta["calibration"])
         except ModelError as exc:
             raise BankFileError(f"{where}: {exc}") from None
+        threshold = calibration.threshold
+        if not (math.isfinite(threshold) and 0.0 < threshold <= 1.0):
+            raise BankFileError(
+                f"{where}: calibration threshold {threshold!r} is outside (0, 1] (anomaly maps are in [0, 1])"
+            )
         return cls(
             stages,
             product_class=meta["product_class"],
@@ -187,9 +228,10 @@ def _unit_rows(features: torch.Tensor) -> torch.Tensor:
     return features / norms.clamp_min(1e-12)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file, read in 1 MiB chunks (what :meth:`MemoryBank.save` returns)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

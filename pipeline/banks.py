@@ -113,7 +113,10 @@ class BankManager:
         from model.bank import MemoryBank
 
         row = self.repository.get_bank(product_class, version)
-        MemoryBank.load(Path(row.path), expected_encoder=row.encoder)  # refuse to activate a broken file
+        MemoryBank.load(  # refuse to activate a broken, changed or oversized file
+            Path(row.path), expected_encoder=row.encoder, expected_sha256=row.sha256,
+            max_rows=self.settings.max_bank_rows,
+        )
         self.repository.activate_bank(product_class, version)
         log.info("activated bank %s@v%d", product_class, version)
         return self.repository.get_bank(product_class, version)

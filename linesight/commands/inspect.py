@@ -93,7 +93,7 @@ def _bank(args: argparse.Namespace, settings, manager):
     from model.bank import MemoryBank
 
     if args.bank is not None:
-        bank = MemoryBank.load(args.bank, expected_encoder=settings.encoder)
+        bank = MemoryBank.load(args.bank, expected_encoder=settings.encoder, max_rows=settings.max_bank_rows)
     else:
         active = manager.repository.active_banks()
         if args.product_class not in active:
@@ -102,7 +102,11 @@ def _bank(args: argparse.Namespace, settings, manager):
                 f"no active bank for class {args.product_class!r} (active: {known}); build one with "
                 "`linesight bank build --class C --images DIR`, or score it with --zero-shot"
             )
-        bank = MemoryBank.load(Path(active[args.product_class].path), expected_encoder=settings.encoder)
+        row = active[args.product_class]
+        bank = MemoryBank.load(
+            Path(row.path), expected_encoder=settings.encoder, expected_sha256=row.sha256,
+            max_rows=settings.max_bank_rows,
+        )
     if bank.product_class != args.product_class:
         raise ConfigError(f"bank {str(args.bank)!r} is for class {bank.product_class!r}, not {args.product_class!r}")
     return bank
