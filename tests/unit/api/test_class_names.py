@@ -68,3 +68,4 @@ def test_inspect_and_history_filters_refuse_bad_classes(client, name):
     history = client.get("/api/inspections", params={"class": name})
     assert history.status_code == 422
     assert f"invalid product class {name!r}" in history.json()["error"]
+
