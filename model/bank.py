@@ -142,42 +142,50 @@ class MemoryBank(nn.Module):
     ) -> MemoryBank:
         """Read a bank file; every problem is a :class:`BankFileError` naming the file and the problem.
 
-        Checked before the bank is used: the file's sha256 equals ``expected_sha256`` (the hash
-        recorded at registration; both hashes named on a mismatch), no stage has more than
-        ``max_rows`` rows (read from the header, before the tensors are loaded), the calibration
-        threshold is finite and in (0, 1] (anomaly maps are in [0, 1]), the features are finite.
+        Checked before the bank is used, in this order: no stage has more than ``max_rows`` rows
+        (from the file's header, before the tensors are read), the file's sha256 equals
+        ``expected_sha256`` (the hash recorded at registration; both named on a mismatch), the
+        calibration threshold is finite and in (0, 1] (anomaly maps are in [0, 1]), the features
+        are finite. The hash and the tensors come from the same read of one open file, so a file
+        replaced meanwhile cannot slip past the hash.
         """
-        from safetensors import SafetensorError, safe_open
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_safetensors
 
         path = Path(path)
         where = f"bank file {str(path)!r}"
         if not path.is_file():
             raise BankFileError(f"{where}: no such file")
+        try:
+            with path.open("rb") as handle:
+                layout = _read_layout(handle, where)
+                if max_rows is not None:
+                    for name, info in layout.items():
+                        shape = info.get("shape") if isinstance(info, dict) and name != "__metadata__" else None
+                        if shape and isinstance(shape[0], int) and shape[0] > max_rows:
+                            raise BankFileError(
+                                f"{where}: tensor {name!r} has {shape[0]} rows; the limit is {max_rows} "
+                                "(max_bank_rows): a bank this large would stall scoring"
+                            )
+                handle.seek(0)
+                data = handle.read()
+        except OSError as exc:
+            raise BankFileError(f"{where}: cannot be read ({exc})") from None
         if expected_sha256:
-            try:
-                actual = file_sha256(path)
-            except OSError as exc:
-                raise BankFileError(f"{where}: cannot be read ({exc})") from None
+            actual = hashlib.sha256(data).hexdigest()
             if actual != expected_sha256.lower():
                 raise BankFileError(
                     f"{where}: sha256 is {actual}, but {expected_sha256} was recorded when it was registered "
                     "(the file was changed or replaced; rebuild or re-register the bank)"
                 )
         try:
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
-                header = handle.metadata() or {}
-                names = list(handle.keys())  # noqa: SIM118
-                if max_rows is not None:
-                    for name in names:
-                        shape = handle.get_slice(name).get_shape()
-                        if shape and shape[0] > max_rows:
-                            raise BankFileError(
-                                f"{where}: tensor {name!r} has {shape[0]} rows; the limit is {max_rows} "
-                                "(max_bank_rows): a bank this large would stall scoring"
-                            )
-                tensors = {name: handle.get_tensor(name) for name in names}
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            tensors = load_safetensors(data)
+        except (SafetensorError, ValueError, RuntimeError) as exc:
             raise BankFileError(f"{where}: not a readable safetensors file ({exc})") from None
+        del data
+        header = layout.get("__metadata__") or {}
+        if not isinstance(header, dict):
+            raise BankFileError(f"{where}: not a readable safetensors file (__metadata__ is not an object)")
         meta = _parse_metadata(header, where)
         if expected_encoder is not None and meta["encoder_name"] != expected_encoder:
             raise BankFileError(
@@ -218,6 +226,30 @@ class MemoryBank(nn.Module):
             calibration=calibration,
             created_at=meta["created_at"],
         )
+
+
+_MAX_HEADER_BYTES = 1 << 20  # a bank header is < 2 KB; safetensors itself allows 100 MB
+
+
+def _read_layout(handle: Any, where: str) -> dict[str, Any]:
+    """The JSON header of a safetensors file (tensor names -> dtype/shape/offsets, ``__metadata__``).
+
+    Format: 8-byte little-endian header length, then that many bytes of JSON.
+    """
+    prefix = handle.read(8)
+    if len(prefix) < 8:
+        raise BankFileError(f"{where}: not a readable safetensors file ({len(prefix)} bytes, no header)")
+    size = int.from_bytes(prefix, "little")
+    if not 2 <= size <= _MAX_HEADER_BYTES:
+        raise BankFileError(f"{where}: not a readable safetensors file (header length {size})")
+    raw = handle.read(size)
+    try:
+        layout = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BankFileError(f"{where}: not a readable safetensors file (header is not JSON: {exc})") from None
+    if not isinstance(layout, dict):
+        raise BankFileError(f"{where}: not a readable safetensors file (header is not a JSON object)")
+    return layout
 
 
 def _unit_rows(features: torch.Tensor) -> torch.Tensor:

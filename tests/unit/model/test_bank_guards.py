@@ -62,36 +62,32 @@ def test_threshold_of_one_is_accepted(tmp_path: Path) -> None:
 
 def test_row_limit_is_checked_before_the_tensors_are_read(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "v1.safetensors"
-    _bank(rows=40).save(path)
+    recorded = _bank(rows=40).save(path)
     assert MemoryBank.load(path, max_rows=40).stage_features[0].shape[0] == 40
-    read: list[str] = []
-    from safetensors import safe_open
+    import safetensors.torch
 
-    real_open = safe_open
-
-    class Spy:
-        def __init__(self, *args, **kwargs):
-            self._handle = real_open(*args, **kwargs)
-
-        def __enter__(self):
-            self._inner = self._handle.__enter__()
-            return self
-
-        def __exit__(self, *exc):
-            return self._handle.__exit__(*exc)
-
-        def __getattr__(self, name):
-            return getattr(self._inner, name)
-
-        def get_tensor(self, name):
-            read.append(name)
-            return self._inner.get_tensor(name)
-
-    monkeypatch.setattr("safetensors.safe_open", Spy)
+    loads: list[int] = []
+    real_load = safetensors.torch.load
+    monkeypatch.setattr(safetensors.torch, "load", lambda data: loads.append(len(data)) or real_load(data))
     with pytest.raises(BankFileError) as info:
-        MemoryBank.load(path, max_rows=39)
+        MemoryBank.load(path, max_rows=39, expected_sha256=recorded)
     assert "'stage_0' has 40 rows; the limit is 39 (max_bank_rows)" in str(info.value)
-    assert read == []  # refused from the header alone
+    assert loads == []  # refused from the header alone
+    MemoryBank.load(path, max_rows=40)
+    assert loads == [path.stat().st_size]
+
+
+def test_hostile_headers_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "h.safetensors"
+    for data, message in (
+        (b"\x05", "no header"),
+        ((10**9).to_bytes(8, "little") + b"{}", "header length 1000000000"),
+        ((3).to_bytes(8, "little") + b"[1]", "not a JSON object"),
+        ((4).to_bytes(8, "little") + b"{no}", "not JSON"),
+    ):
+        path.write_bytes(data)
+        with pytest.raises(BankFileError, match=message):
+            MemoryBank.load(path)
 
 
 def test_default_row_limit_admits_the_largest_real_build() -> None:
