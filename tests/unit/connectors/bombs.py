@@ -51,3 +51,39 @@ def sof_offset(data: bytes) -> int:
         if index >= 0:
             return index
     raise ValueError("no SOF0/SOF2 marker")
+
+
+def peak_rss_growth_mb(mode: str) -> tuple[str, float]:
+    """(outcome, growth of this process's peak RSS in MB) for the 20000x20000 PNG bomb.
+
+    ``mode="guard"``: :func:`connectors.schema.parse_record`; ``mode="decode"``: ``cv2.imdecode``
+    alone (what the stream did before the guard, before even converting to RGB).
+    """
+    import resource
+    from datetime import UTC, datetime
+
+    from connectors.schema import parse_record
+
+    bomb = png_bomb()
+
+    class Record:
+        topic, partition, offset, key, value = "frames", 0, 0, b"line-1", bomb
+        headers = [("frame_id", b"f-1"), ("line_id", b"line-1"), ("camera_id", b"cam-1"),
+                   ("product_class", b"brick"), ("captured_at", datetime.now(UTC).isoformat().encode())]
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if mode == "guard":
+        outcome = parse_record(Record(), max_frame_bytes=1 << 20).reason
+    else:
+        image = cv2.imdecode(np.frombuffer(bomb, np.uint8), cv2.IMREAD_UNCHANGED)
+        outcome = "decoded " + "x".join(str(side) for side in image.shape)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return outcome, (after - before) / 1024.0
+
+
+if __name__ == "__main__":  # python -m tests.unit.connectors.bombs guard|decode
+    import sys
+
+    mode = sys.argv[1] if len(sys.argv) > 1 else "guard"
+    outcome, growth_mb = peak_rss_growth_mb(mode)
+    print(f"{mode}: {len(png_bomb())}-byte PNG declaring 20000x20000 -> {outcome}; peak RSS +{growth_mb:.0f} MB")

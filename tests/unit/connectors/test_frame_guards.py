@@ -155,3 +155,18 @@ def test_decode_image_still_decodes_real_frames():
     bmp = cv2.imencode(".bmp", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))[1].tobytes()
     assert np.array_equal(decode_image(bmp), image)
     assert decode_image(b"GIF89a....") is None
+
+
+def test_the_guard_does_not_allocate_the_decoded_size():
+    """In a fresh process, refusing the 48 KB bomb leaves the peak RSS where it was (decoding: +1.2 GB RGB)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run([sys.executable, "-m", "tests.unit.connectors.bombs", "guard"], cwd=root,
+                            capture_output=True, text=True, timeout=120, check=True)
+    line = result.stdout.strip().splitlines()[-1]
+    assert "-> too_many_pixels" in line
+    growth_mb = float(line.rsplit("+", 1)[1].split()[0])
+    assert growth_mb < 50, line  # 20000 x 20000 would be 400 MB even as 8-bit gray
