@@ -12,6 +12,7 @@ __all__ = [
     "ConnectorError",
     "BrokerError",
     "FrameError",
+    "ImageHeaderError",
     "DeliveryError",
     "CameraError",
 ]
@@ -27,6 +28,10 @@ class BrokerError(ConnectorError):
 
 class FrameError(ConnectorError):
     """A frame could not be encoded or built (names the bad shape, format or header value)."""
+
+
+class ImageHeaderError(FrameError):
+    """An image's PNG/JPEG/BMP header is truncated or corrupt (names what is wrong and where)."""
 
 
 class DeliveryError(ConnectorError):

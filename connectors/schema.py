@@ -18,17 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from connectors.exceptions import FrameError
+from connectors.exceptions import FrameError, ImageHeaderError
+from connectors.image_header import ImageHeader, read_image_header
+from model.names import check_class_name
 
 __all__ = [
     "BAD_FRAME_REASONS",
+    "DEFAULT_MAX_CAPTURE_AGE_S",
+    "DEFAULT_MAX_CAPTURE_SKEW_S",
+    "DEFAULT_MAX_FRAME_PIXELS",
     "HEADER_NAMES",
     "MAX_IMAGE_SIDE_PX",
     "MIN_IMAGE_SIDE_PX",
@@ -45,11 +50,17 @@ MIN_IMAGE_SIDE_PX = 16  # smaller frames carry nothing to inspect
 MAX_IMAGE_SIDE_PX = 8192  # larger ones are a misconfigured camera (and a memory risk)
 HEADER_NAMES = ("frame_id", "line_id", "camera_id", "product_class", "captured_at")
 BAD_FRAME_REASONS = (
-    "oversize", "missing_header", "invalid_header", "not_an_image", "bad_image_shape", "unknown_class",
+    "oversize", "missing_header", "invalid_header", "not_an_image", "undecodable", "too_many_pixels",
+    "bad_image_shape", "unknown_class",
 )
+# Defaults of the Settings fields of the same names (tests/unit/connectors check they agree).
+DEFAULT_MAX_FRAME_PIXELS = 20_000_000  # a 20 MP industrial camera (5472x3648 = 19.96 MP) fits
+DEFAULT_MAX_CAPTURE_AGE_S = 7 * 24 * 3600.0  # a week of backlog replay; older is a wrong clock
+DEFAULT_MAX_CAPTURE_SKEW_S = 300.0  # camera clocks ahead of the ingest host by at most 5 min
 
 _FrameId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 _Name = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+_ClassName = Annotated[str, AfterValidator(check_class_name)]  # one rule: model.names
 
 
 def _tz_aware(value: datetime) -> datetime:
@@ -71,7 +82,7 @@ class FrameHeaders(BaseModel):
     frame_id: _FrameId
     line_id: _Name
     camera_id: _Name
-    product_class: _Name
+    product_class: _ClassName
     captured_at: Annotated[datetime, AfterValidator(_tz_aware)]
 
     def to_kafka_headers(self) -> list[tuple[str, bytes]]:
@@ -137,14 +148,27 @@ def frame_message(headers: FrameHeaders, image_bytes: bytes) -> tuple[bytes, byt
     return headers.line_id.encode(), bytes(image_bytes), headers.to_kafka_headers()
 
 
-def decode_image(data: bytes) -> np.ndarray | None:
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_FRAME_PIXELS) -> np.ndarray | None:
     """Decode JPEG/PNG/BMP bytes to uint8 RGB (H, W, 3); grayscale becomes 3 channels.
 
-    Returns None when OpenCV cannot decode the bytes; other channel counts or depths come back
-    unchanged so :func:`parse_record` can name them.
+    The size is read from the header first: bytes that are no PNG/JPEG/BMP, whose header is
+    corrupt, or that declare more than ``max_pixels`` return None without being decoded (so do
+    bytes OpenCV cannot decode). Other channel counts or depths come back unchanged so
+    :func:`parse_record` can name them; it also says *why* a frame was refused.
     """
     if not data:
         return None
+    try:
+        header = read_image_header(data)
+    except ImageHeaderError:
+        return None
+    if header is None or header.pixels > max_pixels:
+        return None
+    return _decode(data)
+
+
+def _decode(data: bytes) -> np.ndarray | None:
+    """OpenCV decode of bytes whose header was already checked."""
     image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if image is None:
         return None
@@ -156,13 +180,24 @@ def decode_image(data: bytes) -> np.ndarray | None:
 
 
 def parse_record(
-    record: Any, *, max_frame_bytes: int, known_classes: Collection[str] | None = None
+    record: Any,
+    *,
+    max_frame_bytes: int,
+    known_classes: Collection[str] | None = None,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+    max_capture_age_s: float = DEFAULT_MAX_CAPTURE_AGE_S,
+    max_capture_skew_s: float = DEFAULT_MAX_CAPTURE_SKEW_S,
+    now: datetime | None = None,
 ) -> Frame | BadFrame:
     """Validate and decode a consumed frame record; never raises for bad input.
 
-    Checks, in order: size (``oversize``), headers (``missing_header``, ``invalid_header``),
-    product class (``unknown_class``, only when ``known_classes`` is given), decoding
-    (``not_an_image``) and shape (``bad_image_shape``).
+    Checks, in order: size (``oversize``), headers (``missing_header``, ``invalid_header``,
+    including a ``captured_at`` more than ``max_capture_age_s`` before ``now`` or more than
+    ``max_capture_skew_s`` after it), product class (``unknown_class``, only when
+    ``known_classes`` is given), then the image *header* before any decoding: no PNG/JPEG/BMP
+    (``not_an_image``), a truncated or corrupt header (``undecodable``), more than
+    ``max_frame_pixels`` (``too_many_pixels``), sides outside 16..8192 px (``bad_image_shape``);
+    only then decoding (``undecodable``) and the decoded shape (``bad_image_shape``).
 
     >>> class R: topic, partition, offset, key, value, headers = "t", 0, 7, b"l", b"", []
     >>> parse_record(R(), max_frame_bytes=1024).reason
@@ -177,16 +212,39 @@ def parse_record(
     if isinstance(headers_or_bad, BadFrame):
         return headers_or_bad
     headers = headers_or_bad
+    skew = _capture_time_problem(headers.captured_at, now or datetime.now(UTC), max_capture_age_s, max_capture_skew_s)
+    if skew:
+        return BadFrame("invalid_header", skew, record)
     if known_classes is not None and headers.product_class not in known_classes:
         known = ", ".join(sorted(known_classes)) or "none"
         return BadFrame(
             "unknown_class", f"product_class {headers.product_class!r} has no active bank (known: {known})", record
         )
 
-    image = decode_image(bytes(value))
-    if image is None:
-        detail = "empty value" if not value else f"{size_bytes} bytes that OpenCV cannot decode as an image"
+    data = bytes(value)
+    try:
+        header = read_image_header(data)
+    except ImageHeaderError as exc:
+        return BadFrame("undecodable", f"{size_bytes} bytes: {exc}", record)
+    if header is None:
+        detail = "empty value" if not data else f"{size_bytes} bytes that are no PNG, JPEG or BMP (start {data[:8]!r})"
         return BadFrame("not_an_image", detail, record)
+    if header.pixels > max_frame_pixels:
+        return BadFrame(
+            "too_many_pixels",
+            f"{header.format.upper()} header declares {header.size_text} in {size_bytes} bytes; the limit is "
+            f"{max_frame_pixels} px (max_frame_pixels); not decoded",
+            record,
+        )
+    problem = _side_problem(header)
+    if problem:
+        return BadFrame("bad_image_shape", problem, record)
+    image = _decode(data)
+    if image is None:
+        return BadFrame(
+            "undecodable", f"{size_bytes}-byte {header.format.upper()} of {header.size_text} that OpenCV cannot decode",
+            record,
+        )
     problem = _shape_problem(image)
     if problem:
         return BadFrame("bad_image_shape", problem, record)
@@ -214,6 +272,35 @@ def _parse_headers(record: Any) -> FrameHeaders | BadFrame:
         return BadFrame(
             "invalid_header", f"header {name!r} has invalid value {texts.get(name, '')[:140]!r}: {error['msg']}", record
         )
+
+
+def _capture_time_problem(captured_at: datetime, now: datetime, max_age_s: float, max_skew_s: float) -> str | None:
+    """Why ``captured_at`` is outside [now - max_age_s, now + max_skew_s], or None."""
+    try:
+        ahead_s = (captured_at - now).total_seconds()
+    except OverflowError:  # e.g. year 1 with a far offset
+        return f"header 'captured_at' has value {captured_at.isoformat()!r}, which is out of range"
+    if ahead_s > max_skew_s:
+        return (
+            f"header 'captured_at' has value {captured_at.isoformat()!r}, {ahead_s:.0f} s after the ingest clock "
+            f"({now.isoformat(timespec='seconds')}); at most {max_skew_s:g} s ahead is accepted (max_capture_skew_s)"
+        )
+    if -ahead_s > max_age_s:
+        return (
+            f"header 'captured_at' has value {captured_at.isoformat()!r}, {-ahead_s:.0f} s before the ingest clock "
+            f"({now.isoformat(timespec='seconds')}); at most {max_age_s:g} s old is accepted (max_capture_age_s)"
+        )
+    return None
+
+
+def _side_problem(header: ImageHeader) -> str | None:
+    """Sides outside MIN..MAX_IMAGE_SIDE_PX, from the header (before decoding)."""
+    width, height = header.width_px, header.height_px
+    if min(height, width) < MIN_IMAGE_SIDE_PX:
+        return f"image {width}x{height} px is smaller than {MIN_IMAGE_SIDE_PX} px"
+    if max(height, width) > MAX_IMAGE_SIDE_PX:
+        return f"image {width}x{height} px is larger than {MAX_IMAGE_SIDE_PX} px"
+    return None
 
 
 def _shape_problem(image: np.ndarray) -> str | None:

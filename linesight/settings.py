@@ -166,6 +166,38 @@ class Settings(BaseSettings):
             data["database_url"] = f"sqlite:///{(Path(data.get('data_dir') or DEFAULT_DATA_DIR) / DATABASE_FILE).as_posix()}"
         return data
 
+    # --- input guards (issue 11: hostile input is refused before any work) ------------------------
+    # 20 MP: the largest common machine-vision sensors (5472x3648 = 19.96 MP, e.g. Sony IMX183) fit;
+    # an RGB decode of 20 MP is 60 MB, so a batch of them stays bounded. Bigger is a misconfigured
+    # camera or a decompression bomb (a 48 KB PNG can declare 20000x20000 = 1.2 GB decoded).
+    max_frame_pixels: int = Field(
+        20_000_000, ge=256, le=67_108_864,
+        description="largest width x height accepted, read from the PNG/JPEG header before decoding; larger "
+        "frames are dead-lettered as too_many_pixels (the API answers 413)",
+    )
+    max_capture_age_s: float = Field(
+        7 * 24 * 3600.0, gt=0,
+        description="frames captured longer ago than this (by the ingest clock) are dead-lettered as invalid_header",
+    )
+    max_capture_skew_s: float = Field(
+        300.0, ge=0,
+        description="frames whose captured_at is further ahead of the ingest clock are dead-lettered as invalid_header",
+    )
+    # The largest real build: 16 shots x 4 rotations x (448 px / 8)^2 = 56x56 patches = 200,704 rows in
+    # the first EfficientNet-Lite0 stage (measured: stage shapes at 448 px are 56/28/28/14 a side);
+    # 2^18 leaves 30 % headroom. Rows of a build: shots x 4 x (image_size_px / 8)^2; raise it for 1024 px.
+    max_bank_rows: int = Field(
+        262_144, ge=1,
+        description="most feature rows a bank file may hold in any stage; a bigger file is refused on load "
+        "before its tensors are read (the largest 16-shot build at 448 px with rotations has 200,704)",
+    )
+    api_inspect_concurrency: int = Field(
+        2, ge=1, le=1024, description="POST /api/inspect requests scored at once per API replica; more get 429"
+    )
+    api_inspect_requires_token: bool = Field(
+        False, description="POST /api/inspect needs the bearer token too (default: open, rate-limited)"
+    )
+
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -181,13 +213,9 @@ class Settings(BaseSettings):
     @field_validator("zero_shot_classes")
     @classmethod
     def _class_names(cls, value: str) -> str:
-        import re
+        from model.names import check_class_name
 
-        names = [n.strip() for n in value.split(",") if n.strip()]
-        bad = [n for n in names if not re.fullmatch(r"[A-Za-z0-9._:-]{1,64}", n)]
-        if bad:
-            raise ValueError(f"class name {bad[0]!r} must be 1-64 letters, digits, '.', '_', ':' or '-'")
-        return ",".join(names)
+        return ",".join(check_class_name(n.strip()) for n in value.split(",") if n.strip())
 
     @property
     def zero_shot_class_names(self) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,11 +26,14 @@ from torch import nn
 from model.calibration import Calibration
 from model.exceptions import BankFileError, ModelError
 
-__all__ = ["MemoryBank", "FORMAT_VERSION", "METADATA_KEY"]
+__all__ = ["MemoryBank", "DEFAULT_MAX_BANK_ROWS", "FORMAT_VERSION", "METADATA_KEY", "file_sha256"]
 
 FORMAT_VERSION = 2
 _READABLE_FORMATS = (1, 2)
 METADATA_KEY = "linesight"
+# Settings.max_bank_rows' default: the largest real build (16 shots x 4 rotations x 56x56 patches at
+# 448 px = 200,704 rows) with headroom. Scoring cost grows with rows: a 200x bank stalls the stream.
+DEFAULT_MAX_BANK_ROWS = 262_144
 _STAGE = "stage_{}"
 _TILES = "tiles_{}"
 
@@ -181,23 +185,63 @@ class MemoryBank(nn.Module):
             temporary.replace(path)
         except OSError as exc:
             raise BankFileError(f"cannot write bank file {str(path)!r}: {exc}") from exc
-        return _sha256(path)
+        return file_sha256(path)
 
     @classmethod
-    def load(cls, path: str | Path, *, expected_encoder: str | None = None) -> MemoryBank:
-        """Read a bank file; every problem is a :class:`BankFileError` naming the file and the problem."""
-        from safetensors import SafetensorError, safe_open
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        expected_encoder: str | None = None,
+        expected_sha256: str | None = None,
+        max_rows: int | None = DEFAULT_MAX_BANK_ROWS,
+    ) -> MemoryBank:
+        """Read a bank file; every problem is a :class:`BankFileError` naming the file and the problem.
+
+        Checked before the bank is used, in this order: no stage has more than ``max_rows`` rows
+        (from the file's header, before the tensors are read), the file's sha256 equals
+        ``expected_sha256`` (the hash recorded at registration; both named on a mismatch), the
+        calibration threshold is finite and in (0, 1] (anomaly maps are in [0, 1]), the features
+        are finite. The hash and the tensors come from the same read of one open file, so a file
+        replaced meanwhile cannot slip past the hash.
+        """
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_safetensors
 
         path = Path(path)
         where = f"bank file {str(path)!r}"
         if not path.is_file():
             raise BankFileError(f"{where}: no such file")
         try:
-            with safe_open(str(path), framework="pt", device="cpu") as handle:
-                header = handle.metadata() or {}
-                tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            with path.open("rb") as handle:
+                layout = _read_layout(handle, where)
+                if max_rows is not None:
+                    for name, info in layout.items():
+                        shape = info.get("shape") if isinstance(info, dict) and name != "__metadata__" else None
+                        if shape and isinstance(shape[0], int) and shape[0] > max_rows:
+                            raise BankFileError(
+                                f"{where}: tensor {name!r} has {shape[0]} rows; the limit is {max_rows} "
+                                "(max_bank_rows): a bank this large would stall scoring"
+                            )
+                handle.seek(0)
+                data = handle.read()
+        except OSError as exc:
+            raise BankFileError(f"{where}: cannot be read ({exc})") from None
+        if expected_sha256:
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != expected_sha256.lower():
+                raise BankFileError(
+                    f"{where}: sha256 is {actual}, but {expected_sha256} was recorded when it was registered "
+                    "(the file was changed or replaced; rebuild or re-register the bank)"
+                )
+        try:
+            tensors = load_safetensors(data)
+        except (SafetensorError, ValueError, RuntimeError) as exc:
             raise BankFileError(f"{where}: not a readable safetensors file ({exc})") from None
+        del data
+        header = layout.get("__metadata__") or {}
+        if not isinstance(header, dict):
+            raise BankFileError(f"{where}: not a readable safetensors file (__metadata__ is not an object)")
         meta = _parse_metadata(header, where)
         if expected_encoder is not None and meta["encoder_name"] != expected_encoder:
             raise BankFileError(
@@ -234,6 +278,12 @@ class MemoryBank(nn.Module):
             raise BankFileError(f"{where}: {exc}") from None
         if meta.get("stages") is not None and len(meta["stages"]) != len(stages):
             raise BankFileError(f"{where}: metadata lists stages {meta['stages']} for {len(stages)} tensors")
+
+        threshold = calibration.threshold
+        if not (math.isfinite(threshold) and 0.0 < threshold <= 1.0):
+            raise BankFileError(
+                f"{where}: calibration threshold {threshold!r} is outside (0, 1] (anomaly maps are in [0, 1])"
+            )
         return cls(
             stages,
             product_class=meta["product_class"],
@@ -251,6 +301,30 @@ class MemoryBank(nn.Module):
         )
 
 
+_MAX_HEADER_BYTES = 1 << 20  # a bank header is < 2 KB; safetensors itself allows 100 MB
+
+
+def _read_layout(handle: Any, where: str) -> dict[str, Any]:
+    """The JSON header of a safetensors file (tensor names -> dtype/shape/offsets, ``__metadata__``).
+
+    Format: 8-byte little-endian header length, then that many bytes of JSON.
+    """
+    prefix = handle.read(8)
+    if len(prefix) < 8:
+        raise BankFileError(f"{where}: not a readable safetensors file ({len(prefix)} bytes, no header)")
+    size = int.from_bytes(prefix, "little")
+    if not 2 <= size <= _MAX_HEADER_BYTES:
+        raise BankFileError(f"{where}: not a readable safetensors file (header length {size})")
+    raw = handle.read(size)
+    try:
+        layout = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BankFileError(f"{where}: not a readable safetensors file (header is not JSON: {exc})") from None
+    if not isinstance(layout, dict):
+        raise BankFileError(f"{where}: not a readable safetensors file (header is not a JSON object)")
+    return layout
+
+
 def _unit_rows(features: torch.Tensor) -> torch.Tensor:
     """Rows scaled to unit L2 norm; rows already unit (e.g. read back from a file) are kept bit-exact."""
     norms = features.norm(dim=1, keepdim=True)
@@ -259,9 +333,10 @@ def _unit_rows(features: torch.Tensor) -> torch.Tensor:
     return features / norms.clamp_min(1e-12)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """sha256 hex digest of a file, read in 1 MiB chunks (what :meth:`MemoryBank.save` returns)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with Path(path).open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()

@@ -1,8 +1,8 @@
 """Errors of the model package; all derive from :class:`linesight.errors.LinesightError`."""
 
-from linesight.errors import LinesightError
+from linesight.errors import ConfigError, LinesightError
 
-__all__ = ["ModelError", "BankFileError", "EncoderNotFoundError", "ShapeError"]
+__all__ = ["ModelError", "BankFileError", "ClassNameError", "EncoderNotFoundError", "ShapeError"]
 
 
 class ModelError(LinesightError):
@@ -19,3 +19,11 @@ class EncoderNotFoundError(ModelError):
 
 class ShapeError(ModelError):
     """An input tensor or image has the wrong shape (the message gives expected and actual)."""
+
+
+class ClassNameError(ModelError, ConfigError, ValueError):
+    """A product-class name breaks the rule of :mod:`model.names` (the message names the value).
+
+    A ``ConfigError`` (the CLI prints one line, the API answers 400) and a ``ValueError`` (pydantic
+    validators report it as a validation error).
+    """

@@ -7,7 +7,6 @@ and activating it is the hot swap (the stream reads the active version from SQL)
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,21 +16,13 @@ import numpy as np
 
 from linesight.errors import ConfigError
 from linesight.settings import Settings
+from model.names import check_class_name
 
-__all__ = ["IMAGE_SUFFIXES", "load_images", "validate_class_name", "build_and_register", "BankManager"]
+__all__ = ["IMAGE_SUFFIXES", "load_images", "build_and_register", "BankManager"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-_CLASS_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-
-
-def validate_class_name(product_class: str) -> str:
-    """The class name, or ConfigError naming it (1-64 of letters, digits, ``._:-``)."""
-    if not _CLASS_PATTERN.match(product_class or ""):
-        raise ConfigError(f"invalid product class {product_class!r}: use 1-64 letters, digits, '.', '_', ':' or '-'")
-    return product_class
-
 
 def load_images(folder: Path, *, limit: int | None = None) -> list[np.ndarray]:
     """uint8 RGB images of a folder (sorted by name); an unreadable file is an error naming it."""
@@ -85,9 +76,10 @@ class BankManager:
         activate: bool = True,
     ) -> Any:
         """Build, save, register (and by default activate) a new version; returns the bank row."""
+        from storage.banks import bank_file_path
         from training.fewshot import build_bank
 
-        validate_class_name(product_class)
+        check_class_name(product_class)
         if shots is not None and shots < 1:
             raise ConfigError(f"shots must be >= 1, got {shots}")
         chosen = list(images[:shots] if shots else images)
@@ -97,7 +89,7 @@ class BankManager:
         bank = build_bank(
             self.encoder, chosen, product_class, version, rotations=rotations, coreset_ratio=coreset_ratio, seed=seed
         )
-        path = (self.settings.banks_dir / product_class / f"v{version}.safetensors").resolve()
+        path = bank_file_path(self.settings.banks_dir, product_class, version)  # never outside banks_dir
         path.parent.mkdir(parents=True, exist_ok=True)
         sha256 = bank.save(path)
         row = self.repository.register_bank(
@@ -121,7 +113,10 @@ class BankManager:
         from model.bank import MemoryBank
 
         row = self.repository.get_bank(product_class, version)
-        MemoryBank.load(Path(row.path), expected_encoder=row.encoder)  # refuse to activate a broken file
+        MemoryBank.load(  # refuse to activate a broken, changed or oversized file
+            Path(row.path), expected_encoder=row.encoder, expected_sha256=row.sha256,
+            max_rows=self.settings.max_bank_rows,
+        )
         self.repository.activate_bank(product_class, version)
         log.info("activated bank %s@v%d", product_class, version)
         return self.repository.get_bank(product_class, version)

@@ -33,10 +33,11 @@ class InferenceWorker:
         map_fusion: str = "few_only",
         checkpoint_dir: str | None = None,
         zero_shot_classes: bool = False,
+        max_bank_rows: int | None = None,
     ) -> None:
         import torch
 
-        from model.bank import MemoryBank
+        from model.bank import DEFAULT_MAX_BANK_ROWS, MemoryBank
         from model.detector import Detector
         from model.encoders import build_encoder
 
@@ -53,8 +54,13 @@ class InferenceWorker:
                      map_fusion, "on" if zero_shot_classes else "off")
         self.detector = Detector(encoder, zero_shot=zero_shot, fusion=map_fusion)
         self.encoder_name = encoder.name
+        max_rows = DEFAULT_MAX_BANK_ROWS if max_bank_rows is None else max_bank_rows
         self.banks: BankCache[MemoryBank] = BankCache(
-            bank_cache_size, lambda ref: MemoryBank.load(Path(ref.path), expected_encoder=self.encoder_name)
+            bank_cache_size,
+            lambda ref: MemoryBank.load(  # the registered sha256, threshold range and row limit checked
+                Path(ref.path), expected_encoder=self.encoder_name, expected_sha256=ref.sha256 or None,
+                max_rows=max_rows,
+            ),
         )
         self.frames_scored = 0
         self.batches_scored = 0

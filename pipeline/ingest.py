@@ -153,7 +153,7 @@ class Ingestor:
         if self._banks and now - self._banks_read_at < self.settings.bank_poll_interval_s:
             return
         active = self._repository.active_banks()
-        banks = {cls: BankRef(cls, row.version, row.path) for cls, row in active.items()}
+        banks = {cls: BankRef(cls, row.version, row.path, row.sha256) for cls, row in active.items()}
         for cls in self.settings.zero_shot_class_names:  # no bank yet: the trained decoder alone
             banks.setdefault(cls, BankRef(cls, ZERO_SHOT_VERSION, ""))
         for cls, ref in banks.items():
@@ -190,7 +190,9 @@ class Ingestor:
             tp = _topic_partition(record)
             offsets[tp] = max(offsets.get(tp, -1), record.offset + 1)
             parsed = parse_record(
-                record, max_frame_bytes=self.settings.max_frame_bytes, known_classes=set(self._banks)
+                record, max_frame_bytes=self.settings.max_frame_bytes, known_classes=set(self._banks),
+                max_frame_pixels=self.settings.max_frame_pixels, max_capture_age_s=self.settings.max_capture_age_s,
+                max_capture_skew_s=self.settings.max_capture_skew_s, now=received_at,
             )
             if isinstance(parsed, BadFrame):
                 self._dead_letter(record, parsed.reason, parsed.detail)

@@ -132,6 +132,7 @@ class Pipeline:
                 settings.map_fusion,
                 str(settings.checkpoint_dir) if settings.checkpoint_dir else None,
                 bool(settings.zero_shot_classes),
+                max_bank_rows=settings.max_bank_rows,
             )
             for _ in range(settings.inference_actors)
         ]

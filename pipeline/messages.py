@@ -25,12 +25,14 @@ class BankRef:
     """Which bank file scores a class: the stream resolves it from SQL every `bank_poll_interval_s`.
 
     Version 0 (``ZERO_SHOT_VERSION``, no path) means no bank: the class is one of
-    ``zero_shot_classes`` and is scored by the trained decoder alone.
+    ``zero_shot_classes`` and is scored by the trained decoder alone. ``sha256`` is the hash
+    recorded at registration; the file is checked against it when loaded ("" = not checked).
     """
 
     product_class: str
     version: int
     path: str
+    sha256: str = ""
 
     @property
     def is_zero_shot(self) -> bool:

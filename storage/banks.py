@@ -8,10 +8,12 @@ partial unique index enforces it in the database too.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from model.names import check_class_name
 from storage.exceptions import InvalidRecordError, NotFoundError, StorageError
 from storage.models import Bank
 from storage.rows import BankRow
@@ -19,9 +21,29 @@ from storage.rows import BankRow
 if TYPE_CHECKING:
     from storage.db import Database
 
-__all__ = ["BankQueries"]
+__all__ = ["BankQueries", "bank_file_path"]
 
 _BANKS = Bank.__table__
+
+
+def bank_file_path(banks_dir: str | Path, product_class: str, version: int) -> Path:
+    """``<banks_dir>/<class>/v<version>.safetensors``, resolved; never outside ``banks_dir``.
+
+    The class name must follow :mod:`model.names` (``ClassNameError`` naming it); a resolved path
+    that still lands outside the folder (e.g. through a symlinked class folder) is an
+    :class:`InvalidRecordError` naming both paths.
+
+    >>> bank_file_path("/data/banks", "washer", 3).as_posix()
+    '/data/banks/washer/v3.safetensors'
+    """
+    check_class_name(product_class)
+    if int(version) < 1:
+        raise InvalidRecordError(f"bank {product_class!r}: version must be >= 1, got {version}")
+    root = Path(banks_dir).resolve()
+    path = (root / product_class / f"v{int(version)}.safetensors").resolve()
+    if not path.is_relative_to(root) or path.parent == root:
+        raise InvalidRecordError(f"bank file {str(path)!r} of class {product_class!r} is outside {str(root)!r}")
+    return path
 
 
 class BankQueries:
@@ -51,8 +73,7 @@ class BankQueries:
 
         A class/version registered before raises :class:`StorageError` naming both.
         """
-        if not product_class:
-            raise InvalidRecordError(f"product_class must be a non-empty string, got {product_class!r}")
+        check_class_name(product_class)
         if version < 1 or shots < 1:
             raise InvalidRecordError(
                 f"bank {product_class!r}: version and shots must be >= 1, got {version}, {shots}"

@@ -85,7 +85,10 @@ class BankInspector:
         product_class, version = parse_bank_key(key)
         row = self.manager.repository.get_bank(product_class, version)  # NotFoundError -> 404
         started = time.perf_counter()
-        bank = MemoryBank.load(Path(row.path), expected_encoder=row.encoder)
+        bank = MemoryBank.load(
+            Path(row.path), expected_encoder=row.encoder, expected_sha256=row.sha256,
+            max_rows=self.settings.max_bank_rows,
+        )
         log.info("loaded bank %s in %.1f ms", key, (time.perf_counter() - started) * 1000.0)
         return bank
 

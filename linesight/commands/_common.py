@@ -81,3 +81,13 @@ def time_or_ago(text: str):
                 f"expected an ISO 8601 time like 2026-11-21T08:00:00+00:00 or a time ago like 30m, 2h, 7d; got {text!r}"
             ) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+def class_name(text: str) -> str:
+    """argparse type: a product-class name (the rule of :mod:`model.names`)."""
+    from model.exceptions import ClassNameError
+    from model.names import check_class_name
+
+    try:
+        return check_class_name(text)
+    except ClassNameError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

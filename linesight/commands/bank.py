@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from linesight.commands._common import existing_dir, positive_int
+from linesight.commands._common import class_name, existing_dir, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="bank_command", metavar="ACTION", required=True)
 
     build = sub.add_parser("build", help="build a new bank version from a folder of normal images")
-    build.add_argument("--class", dest="product_class", required=True, help="product class name, e.g. 'washer'")
+    build.add_argument("--class", dest="product_class", type=class_name, required=True, help="product class name, e.g. 'washer'")
     build.add_argument("--images", type=existing_dir, required=True, help="folder of normal images (png/jpg/bmp)")
     build.add_argument("--shots", type=positive_int, default=None, help="use the first K images (default: all)")
     build.add_argument("--no-rotations", action="store_true", help="don't add 90/180/270 rotations (parts with a pose)")
@@ -30,12 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.set_defaults(handler=_build)
 
     listing = sub.add_parser("list", help="list bank versions")
-    listing.add_argument("--class", dest="product_class", default=None, help="only this class")
+    listing.add_argument("--class", dest="product_class", type=class_name, default=None, help="only this class")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=_list)
 
     activate = sub.add_parser("activate", help="activate a bank version (hot swap)")
-    activate.add_argument("product_class", metavar="CLASS")
+    activate.add_argument("product_class", type=class_name, metavar="CLASS")
     activate.add_argument("version", type=positive_int, metavar="VERSION")
     activate.set_defaults(handler=_activate)
 

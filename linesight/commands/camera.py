@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from linesight.commands._common import positive_int
+from linesight.commands._common import class_name, positive_int
 
 log = logging.getLogger("linesight.camera")
 
@@ -93,7 +93,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--path", help="image folder (jpg/png/bmp) or video file for --source folder/video")
     parser.add_argument(
-        "--class", dest="product_class", metavar="CLASS",
+        "--class", dest="product_class", type=class_name, metavar="CLASS",
         help="product class of the frames (required for folder/video; restricts the synthetic line to it)",
     )
     parser.add_argument("--fps", type=_rate, default=10.0, help="frames per second per line; 0 = unpaced (default 10)")

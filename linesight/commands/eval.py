@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from linesight.commands._common import positive_int
+from linesight.commands._common import class_name, positive_int
 
 _MODES = ("few_shot", "zero_shot", "fused")
 
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", type=Path, default=None, help="dataset root folder")
     parser.add_argument("--layout", choices=("auto", "mvtec", "visa", "folder"), default="auto",
                         help="dataset layout (default: detect)")
-    parser.add_argument("--classes", nargs="+", default=None, metavar="CLASS", help="only these classes")
+    parser.add_argument("--classes", nargs="+", type=class_name, default=None, metavar="CLASS", help="only these classes")
     parser.add_argument("--shots", nargs="+", type=positive_int, default=[1, 2, 4], metavar="K",
                         help="reference images per class (default: 1 2 4)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="seeded draws of the references (default 3)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from linesight.commands._common import positive_int, time_or_ago
+from linesight.commands._common import class_name, positive_int, time_or_ago
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--line", default=None, help="only this line id")
     parser.add_argument("--camera", default=None, help="only this camera id")
-    parser.add_argument("--class", dest="product_class", default=None, help="only this product class")
+    parser.add_argument("--class", dest="product_class", type=class_name, default=None, help="only this product class")
     flag = parser.add_mutually_exclusive_group()
     flag.add_argument("--anomalous", action="store_true", help="only flagged inspections")
     flag.add_argument("--normal", action="store_true", help="only inspections that were not flagged")

@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from linesight.commands._common import existing_file
+from linesight.commands._common import class_name, existing_file
 
 # columns of the batch table, CSV and JSON (also the keys of the single-image JSON)
 FIELDS = ("image", "product_class", "bank_version", "mode", "is_anomalous", "score", "threshold", "positions",
@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: linesight inspect shots/ --class washer --csv washer.csv",
     )
     parser.add_argument("image", type=_image_or_folder, metavar="IMAGE|FOLDER", help="a PNG/JPEG/BMP file or a folder")
-    parser.add_argument("--class", dest="product_class", required=True, help="product class of the image(s)")
+    parser.add_argument("--class", dest="product_class", type=class_name, required=True, help="product class of the image(s)")
     parser.add_argument("--bank", type=existing_file, default=None, help="a bank .safetensors file (default: active)")
     parser.add_argument("--zero-shot", action="store_true",
                         help="no bank: score with the trained decoder of LINESIGHT_CHECKPOINT_DIR (a new class)")
@@ -57,10 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from linesight.errors import ConfigError
     from linesight.settings import load_settings
-    from pipeline.banks import validate_class_name
 
     settings = load_settings()
-    validate_class_name(args.product_class)
     batch = args.image.is_dir()
     if batch and args.overlay is not None:
         raise ConfigError("--overlay names one file; for a folder use --out DIR")
@@ -220,7 +218,7 @@ def _bank(args: argparse.Namespace, settings, manager):
     from model.bank import MemoryBank
 
     if args.bank is not None:
-        bank = MemoryBank.load(args.bank, expected_encoder=settings.encoder)
+        bank = MemoryBank.load(args.bank, expected_encoder=settings.encoder, max_rows=settings.max_bank_rows)
     else:
         active = manager.repository.active_banks()
         if args.product_class not in active:
@@ -229,7 +227,11 @@ def _bank(args: argparse.Namespace, settings, manager):
                 f"no active bank for class {args.product_class!r} (active: {known}); build one with "
                 "`linesight bank build --class C --images DIR`, or score it with --zero-shot"
             )
-        bank = MemoryBank.load(Path(active[args.product_class].path), expected_encoder=settings.encoder)
+        row = active[args.product_class]
+        bank = MemoryBank.load(
+            Path(row.path), expected_encoder=settings.encoder, expected_sha256=row.sha256,
+            max_rows=settings.max_bank_rows,
+        )
     if bank.product_class != args.product_class:
         raise ConfigError(f"bank {str(args.bank)!r} is for class {bank.product_class!r}, not {args.product_class!r}")
     return bank

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from linesight.commands._common import existing_dir, positive_int
+from linesight.commands._common import class_name, existing_dir, positive_int
 
 _TILE_PX = 224
 _COLUMNS = 2  # samples per row; each sample is [anomaly | contour | mask]
@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", choices=("nsa", "cutpaste", "scratch", "stain"), default="nsa")
     parser.add_argument("--clone", choices=("normal", "mixed"), default="normal",
                         help="Poisson mode for nsa: normal (NORMAL_CLONE) or mixed (MIXED_CLONE, textures)")
-    parser.add_argument("--class", dest="product_class", default=None,
+    parser.add_argument("--class", dest="product_class", type=class_name, default=None,
                         help="class name for the patch-size bounds (default: the folder's name)")
     parser.set_defaults(handler=handle)
 

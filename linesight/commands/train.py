@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from linesight.commands._common import positive_float, positive_int
+from linesight.commands._common import class_name, positive_float, positive_int
 
 _DEFAULT_IMAGES_PER_CLASS = 6  # synthetic normal images per demo class (each gives one NSA pair per epoch)
 # TrainConfig's defaults, shown in --help without importing torch at parser build (a test keeps them equal)
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--synthetic", action="store_true", help="train on the built-in demo classes")
     parser.add_argument("--layout", choices=("auto", "mvtec", "visa", "folder"), default="auto",
                         help="dataset layout of --data (default: detect)")
-    parser.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+    parser.add_argument("--classes", nargs="+", type=class_name, default=None, metavar="CLASS",
                         help="product classes (default: all in --data, all demo classes with --synthetic)")
     parser.add_argument("--images-per-class", type=positive_int, default=None, metavar="N",
                         help=f"normal images per class (synthetic default {_DEFAULT_IMAGES_PER_CLASS}; --data: all)")

@@ -10,7 +10,7 @@ from linesight.api.auth import AUTH_RESPONSES, require_token
 from linesight.api.context import ApiContext, get_context
 from linesight.api.errors import ERROR_RESPONSES, ApiError
 from linesight.api.routes.inspect import read_upload
-from linesight.api.routes.params import CLASS_PATTERN
+from linesight.api.routes.params import ClassNameStr
 from linesight.api.schemas import BankChange, BankList, bank_json
 
 __all__ = ["router", "MAX_BANK_IMAGES"]
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/api/banks", tags=["banks"], responses=ERROR_RESPONSE
 
 MAX_BANK_IMAGES = 64  # normal images per upload (few-shot: a handful is enough)
 
-ClassName = Annotated[str, Path(pattern=CLASS_PATTERN, description="product class")]
+ClassName = Annotated[ClassNameStr, Path(description="product class")]
 
 
 def _swap_message(context: ApiContext, key: str) -> tuple[str, float | None]:
@@ -43,7 +43,7 @@ def list_banks(context: Annotated[ApiContext, Depends(get_context)]) -> dict[str
     response_model=BankChange,
     status_code=201,
     dependencies=[Depends(require_token)],
-    responses={**AUTH_RESPONSES, 413: {"description": "A file is larger than max_frame_bytes"},
+    responses={**AUTH_RESPONSES, 413: {"description": "A file is larger than max_frame_bytes or max_frame_pixels"},
                415: {"description": "Not a PNG or JPEG"}},
     summary="Build a new calibrated bank version from normal images",
 )
@@ -57,7 +57,8 @@ async def build_bank(
     """Build ``class@v(N+1)`` (threshold calibrated from the images, no manual threshold)."""
     if not 1 <= len(images) <= MAX_BANK_IMAGES:
         raise ApiError(400, f"send 1..{MAX_BANK_IMAGES} images in the 'images' field, got {len(images)}")
-    pixels = [await read_upload(upload, context.settings.max_frame_bytes) for upload in images]
+    settings = context.settings
+    pixels = [await read_upload(upload, settings.max_frame_bytes, settings.max_frame_pixels) for upload in images]
     row = await context.inspector.build_bank(product_class, pixels, activate=activate, rotations=rotations)
     if activate:
         message, within = _swap_message(context, row.key)

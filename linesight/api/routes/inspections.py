@@ -11,7 +11,7 @@ from fastapi.responses import Response
 
 from linesight.api.context import ApiContext, get_context
 from linesight.api.errors import ERROR_RESPONSES, ApiError
-from linesight.api.routes.params import CLASS_PATTERN, MAX_ID, TEXT_PATTERN, as_utc
+from linesight.api.routes.params import MAX_ID, TEXT_PATTERN, ClassNameStr, as_utc
 from linesight.api.schemas import Inspection, InspectionPage, Summary, inspection_json
 
 __all__ = ["router", "render_inspection_overlay"]
@@ -28,7 +28,7 @@ def list_inspections(
     context: Annotated[ApiContext, Depends(get_context)],
     line: Annotated[str | None, Query(pattern=TEXT_PATTERN, description="line id")] = None,
     camera: Annotated[str | None, Query(pattern=TEXT_PATTERN, description="camera id")] = None,
-    product_class: Annotated[str | None, Query(alias="class", pattern=CLASS_PATTERN)] = None,
+    product_class: Annotated[ClassNameStr | None, Query(alias="class")] = None,
     anomalous: Annotated[bool | None, Query(description="true: flagged only; false: normal only")] = None,
     since: Annotated[datetime | None, Query(description="captured at or after (ISO 8601; naive = UTC)")] = None,
     until: Annotated[datetime | None, Query(description="captured before (ISO 8601; naive = UTC)")] = None,

@@ -23,7 +23,7 @@ from connectors.schema import (
 )
 from linesight.errors import LinesightError
 
-CAPTURED_AT = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
+CAPTURED_AT = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=123456)  # inside the capture window
 
 
 @dataclass
@@ -214,5 +214,6 @@ def test_unknown_class_names_the_class_and_the_known_ones():
 
 def test_every_reason_code_is_listed():
     assert set(BAD_FRAME_REASONS) == {
-        "oversize", "missing_header", "invalid_header", "not_an_image", "bad_image_shape", "unknown_class",
+        "oversize", "missing_header", "invalid_header", "not_an_image", "undecodable", "too_many_pixels",
+        "bad_image_shape", "unknown_class",
     }
