@@ -59,6 +59,7 @@ class FrameTask:
     topic: str
     partition: int
     offset: int
+    content_sha256: str = ""  # sha256 hex of image_bytes: a reused frame_id with other bytes is a conflict
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,4 @@ class WriteResult:
     alerts_sent: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     bank_versions: dict[str, int] = field(default_factory=dict)  # "class@vN" -> frames scored with it
+    conflicts: list[int] = field(default_factory=list)  # indices of frames whose frame_id is stored with other bytes
