@@ -4,8 +4,9 @@ The original key, value and headers are kept; these headers are added:
 ``dlq.reason`` (a code from :data:`connectors.schema.BAD_FRAME_REASONS` or ``inference_error``),
 ``dlq.detail``, ``dlq.source_topic``, ``dlq.source_partition``, ``dlq.source_offset``, ``dlq.failed_at``
 (ISO 8601 UTC). A value too large for the producer's ``max_request_size`` (an ``oversize`` frame) is
-replaced by an empty value and ``dlq.value_dropped_bytes`` says how large it was; the original stays
-at its source offset.
+replaced by an empty value and ``dlq.value_dropped_bytes`` says how large it was; when the record's
+own headers are too large too, each header value over ``_MAX_KEPT_HEADER_BYTES`` is emptied and
+``dlq.headers_cut`` names them with their sizes. The original stays at its source offset.
 
 >>> sink = DeadLetterSink(producer, "linesight.dead-letter")  # doctest: +SKIP
 >>> sink.send(record, "not_an_image", "12 bytes that OpenCV cannot decode")  # doctest: +SKIP
@@ -26,6 +27,7 @@ DLQ_HEADERS = (
 )
 _MAX_DETAIL_CHARS = 1000
 _HEADER_ROOM_BYTES = 4096  # space kept for the added headers and record overhead
+_MAX_KEPT_HEADER_BYTES = 256  # header values longer than this are emptied when the record would not fit
 
 
 class DeadLetterSink(ProducerSink):
@@ -56,6 +58,16 @@ class DeadLetterSink(ProducerSink):
         if len(value) > self._max_value_bytes:
             headers.append(("dlq.value_dropped_bytes", str(len(value)).encode()))
             value = b""
+        if len(value) + sum(len(n) + len(v) for n, v in headers) > self._max_value_bytes:
+            def too_big(name: str, v: bytes) -> bool:
+                return not name.startswith("dlq.") and (len(v) > _MAX_KEPT_HEADER_BYTES
+                                                        or len(name) > _MAX_KEPT_HEADER_BYTES)
+
+            cut = [(n, len(v)) for n, v in headers if too_big(n, v)]
+            headers = [(n, b"" if too_big(n, v) else v) for n, v in headers if len(n) <= _MAX_KEPT_HEADER_BYTES
+                       or n.startswith("dlq.")]
+            names = ",".join(f"{n[:64]}:{size}" for n, size in cut)[:_MAX_DETAIL_CHARS]
+            headers.append(("dlq.headers_cut", names.encode("utf-8", "replace")))
         key = bytes(record.key) if record.key is not None else None
         label = f"dead letter of {record.topic}[{record.partition}]@{record.offset} ({reason})"
         self._produce(key=key, value=value, headers=headers, label=label)

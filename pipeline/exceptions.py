@@ -48,7 +48,9 @@ class DialogueUnavailableError(DialogueError):
 
 
 # --- faults of the stream (pipeline/ingest.py): not the frame's fault vs the batch's ------------
-FAULT_KINDS = ("database", "broker", "inference_actor", "sink_actor", "bank", "bank_lookup", "dead_letter", "no_actor")
+FAULT_KINDS = (
+    "database", "broker", "inference_actor", "sink_actor", "sink", "bank", "bank_lookup", "dead_letter", "no_actor",
+)
 
 
 class InfrastructureFault(PipelineError):
@@ -56,16 +58,18 @@ class InfrastructureFault(PipelineError):
 
     The ingest loop retries with backoff, stops polling meanwhile, never commits past it and never
     dead-letters a frame for it. ``kind`` is one of :data:`FAULT_KINDS`; ``actor_slot`` names the
-    inference actor that died, when one did.
+    inference actor that died, when one did, and ``during_task`` says it died while running this
+    attempt (not before: only such deaths count towards blaming a frame that kills actors).
     """
 
-    def __init__(self, kind: str, detail: str, *, actor_slot: int | None = None) -> None:
+    def __init__(self, kind: str, detail: str, *, actor_slot: int | None = None, during_task: bool = True) -> None:
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
         self.actor_slot = actor_slot
+        self.during_task = during_task
 
 
 class BatchFailed(PipelineError):

@@ -40,7 +40,7 @@ __all__ = ["IngestLoop"]
 
 log = logging.getLogger(__name__)
 
-_CLEARED_BY_A_WRITE = ("database", "inference_actor", "sink_actor", "bank", "no_actor")
+_CLEARED_BY_A_WRITE = ("database", "inference_actor", "sink_actor", "sink", "bank", "no_actor")
 
 
 @dataclass
@@ -135,7 +135,15 @@ class IngestLoop:
         self._advance(block=self._must_wait())
         self._commit()
         if poll and not self._holding() and len(self._pending) < self.config.max_inflight_batches:
-            records = self._collect_batch()
+            try:
+                records = self._collect_batch()
+            except InfrastructureFault as exc:  # the broker does not answer: wait, then poll again
+                self._fault(exc.kind, exc.detail)
+                self._stop.wait(self.config.retry_initial_s)
+                records = []
+            else:
+                if self._commit_retry_at == 0:
+                    self._clear("broker")
             if records:
                 self._dispatch(records)
         elif not poll or self._holding():
@@ -308,7 +316,7 @@ class IngestLoop:
         except InfrastructureFault as exc:
             self._fault(exc.kind, exc.detail)
             if exc.kind == "inference_actor":
-                unit.deaths += 1
+                unit.deaths += int(exc.during_task)
                 unit.avoid.add(slot)
                 if self._isolate_or_blame(batch, unit, deaths=True, detail=exc.detail):
                     return

@@ -98,7 +98,8 @@ def test_a_poison_frame_is_isolated_and_its_batch_retried_elsewhere_first():
     rig = Rig([frame_record(i) for i in range(4)], dispatcher=dispatcher)
     rig.steps(8)
     attempts = [h for h in dispatcher.submitted if len(h.tasks) == 4]
-    assert len(attempts) == 2 and attempts[0].slot != attempts[1].slot  # whole batch on another actor first
+    assert len(attempts) == 2
+    assert attempts[0].slot != attempts[1].slot  # the whole batch on another actor first
     assert sorted(dispatcher.stored) == ["f-0-0", "f-0-1", "f-0-3"]
     assert rig.dead.reasons() == ["inference_error"]
     assert rig.dead.written[0][0].offset == 2
