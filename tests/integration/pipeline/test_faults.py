@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -44,7 +45,9 @@ class PrivatePostgres:
         command = [str(self.bin / tool), *args]
         if shutil.which("runuser"):  # initdb and postgres refuse to run as root
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
 
     @property
     def url(self) -> str:
@@ -59,18 +62,22 @@ class PrivatePostgres:
 
 
 @pytest.fixture(scope="module")
-def private_postgres(tmp_path_factory):
+def private_postgres():
     from connectors.tansu import free_port
 
-    server = PrivatePostgres(tmp_path_factory.mktemp("pg"), free_port())
-    server.start()
+    folder = Path(tempfile.mkdtemp(prefix="linesight-pg-"))  # pytest's folders are closed to user postgres
     try:
-        yield server
-    finally:
+        server = PrivatePostgres(folder, free_port())
+        server.start()
         try:
-            server.stop()
-        except subprocess.CalledProcessError:
-            pass
+            yield server
+        finally:
+            try:
+                server.stop()
+            except RuntimeError:
+                pass
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
