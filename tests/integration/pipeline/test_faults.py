@@ -15,8 +15,10 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ray
 
@@ -113,7 +115,7 @@ def _reconcile(settings, broker, repository, good: list, own_fault: int = 0) -> 
     stored = [r.frame_id for r in rows]
     dead = _topic_records(settings, broker, settings.dead_letter_topic, own_fault)
     reasons = [dict(r.headers)["dlq.reason"].decode() for r in dead]
-    dead_ids = {dict(r.headers).get("frame_id", b"").decode() for r in dead}
+    dead_at = {(int(dict(r.headers)["dlq.source_partition"]), int(dict(r.headers)["dlq.source_offset"])) for r in dead}
     flagged = {r.frame_id for r in rows if r.is_anomalous}
     alerts = _topic_records(settings, broker, settings.alerts_topic, len(flagged))
     alerted = {r.key.decode() if r.key else "" for r in alerts} | {_alert_frame(r) for r in alerts}
@@ -122,7 +124,7 @@ def _reconcile(settings, broker, repository, good: list, own_fault: int = 0) -> 
     assert set(stored) == sent, f"{len(sent - set(stored))} good frames not stored"
     assert len(good) + own_fault == len(stored) + len(dead)
     assert all(reason in OWN_FAULTS for reason in reasons), f"dead letters for no fault of the frame: {reasons}"
-    assert not dead_ids & sent, "a good frame was dead-lettered"
+    assert not dead_at & {(m.partition, m.offset) for m in good}, "a good frame was dead-lettered"
     assert all(r.alert_sent_at is not None for r in rows if r.is_anomalous)
     assert flagged <= alerted, f"{len(flagged - alerted)} flagged frames have no alert on the topic"
     return {"sent": len(good) + own_fault, "stored": len(stored), "dead_lettered": len(dead), "flagged": len(flagged),
@@ -197,9 +199,11 @@ def test_inference_actors_killed_beyond_max_restarts_are_recreated(broker, ray_s
     print("inference kills:", _reconcile(settings, broker, repository, manifest), stats["restarts_by_role"])
 
 
-def test_a_poison_record_with_oversize_headers_does_not_stall_its_partition(broker, ray_session, encoder, tmp_path):
+def test_a_poison_record_and_a_reused_frame_id_are_dead_lettered_without_stalling(broker, ray_session, encoder,
+                                                                                tmp_path):
     from connectors.kafka import make_consumer, make_producer
-    from pipeline.job import Pipeline
+    from connectors.schema import FrameHeaders, encode_image, frame_message
+    from pipeline.job import Pipeline, wait_for
 
     settings = _settings(f"sqlite:///{tmp_path / 'p.db'}", tmp_path, max_frame_bytes=64 * 1024, frames_partitions=1)
     _prepare(settings, broker, encoder)
@@ -208,21 +212,28 @@ def test_a_poison_record_with_oversize_headers_does_not_stall_its_partition(brok
     headers = [("frame_id", b"p" * 300_000), ("line_id", b"line-1"), ("camera_id", b"cam-1"),
                ("product_class", b"brick"), ("captured_at", b"2026-12-01T00:00:00+00:00")]
     producer.send(settings.frames_topic, key=b"line-1", value=b"\xff\xd8junk", headers=headers).get(timeout=30)
-    producer.close()
     after = _publish(settings, broker, 20, seed=6)
+    reused = FrameHeaders(frame_id=before[0].frame_id, line_id="line-1", camera_id="cam-1", product_class="brick",
+                          captured_at=datetime.now(UTC))  # a stored frame_id, other bytes
+    key, value, kafka_headers = frame_message(reused, encode_image(np.full((64, 64, 3), 7, np.uint8)))
+    producer.send(settings.frames_topic, key=key, value=value, headers=kafka_headers).get(timeout=30)
+    producer.close()
     repository = _repository(settings)
     with Pipeline(settings, broker.bootstrap_servers) as pipeline:
         _wait_rows(repository, 40, timeout_s=120)
+        assert wait_for(lambda: pipeline.stats()["dead_lettered"] >= 2, 60)
         stats = pipeline.stop()
     assert stats["restarts"] == 0
     assert stats["errors"] == []
-    assert stats["dead_letter_reasons"] == {"invalid_header": 1}
-    figures = _reconcile(settings, broker, repository, before + after, own_fault=1)
-    (dead,) = _topic_records(settings, broker, settings.dead_letter_topic, 1)
-    assert b"frame_id:300000" in dict(dead.headers)["dlq.headers_cut"]
+    assert stats["dead_letter_reasons"] == {"invalid_header": 1, "frame_id_conflict": 1}
+    figures = _reconcile(settings, broker, repository, before + after, own_fault=2)
+    dead = {dict(r.headers)["dlq.reason"]: dict(r.headers) for r in _topic_records(
+        settings, broker, settings.dead_letter_topic, 2)}
+    assert b"frame_id:300000" in dead[b"invalid_header"]["dlq.headers_cut"]
+    assert dead[b"frame_id_conflict"]["frame_id"].decode() == before[0].frame_id
     consumer = make_consumer(broker.bootstrap_servers, group_id=settings.consumer_group)  # everything committed
     consumer.subscribe([settings.frames_topic])
     replayed = [r for _ in range(10) for rs in consumer.poll(timeout_ms=500).values() for r in rs]
     consumer.close(autocommit=False)
     assert replayed == []
-    print("poison record:", figures)
+    print("poison record + reused frame_id:", figures)
