@@ -33,7 +33,7 @@ from typing import Any
 
 from pipeline.counters import StreamCounters
 from pipeline.exceptions import BatchFailed, CommitRefused, InfrastructureFault
-from pipeline.messages import BankRef, FrameTask, WriteResult
+from pipeline.messages import BankRef, FrameTask, RecordView, WriteResult
 from pipeline.ports import BankLookup, DeadLetters, Dispatcher, FrameSource, IngestConfig, Reporter
 
 __all__ = ["IngestLoop"]
@@ -336,7 +336,7 @@ class IngestLoop:
         self._account(result)
         for index in result.conflicts:
             task = unit.tasks[index]
-            self._dead_letter(batch, _RecordView.of(task), "frame_id_conflict",
+            self._dead_letter(batch, RecordView.of(task), "frame_id_conflict",
                               f"frame_id {task.frame_id!r} is stored with other content (sha256 {task.content_sha256})")
 
     def _isolate_or_blame(self, batch: _Batch, unit: _Unit, *, deaths: bool, detail: str) -> bool:
@@ -361,7 +361,7 @@ class IngestLoop:
             batch.units.remove(unit)
             self.counters.inference_errors += 1
             why = f"killed its inference actor {unit.deaths} times" if deaths else f"failed alone {unit.failures} times"
-            self._dead_letter(batch, _RecordView.of(task), "inference_error", f"{why}: {detail}"[:500])
+            self._dead_letter(batch, RecordView.of(task), "inference_error", f"{why}: {detail}"[:500])
             return True
         return False
 
@@ -423,26 +423,3 @@ class IngestLoop:
             log.debug("%s: report failed: %s", self.name, exc)
         self._unreported_latencies = []
         self._reported_at = self._clock()
-
-
-@dataclass(frozen=True)
-class _RecordView:
-    """The fields of a Kafka record the dead-letter sink needs, rebuilt from a task."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-
-    @classmethod
-    def of(cls, task: FrameTask) -> _RecordView:
-        headers = [
-            ("frame_id", task.frame_id.encode()),
-            ("line_id", task.line_id.encode()),
-            ("camera_id", task.camera_id.encode()),
-            ("product_class", task.product_class.encode()),
-            ("captured_at", task.captured_at.isoformat().encode()),
-        ]
-        return cls(task.topic, task.partition, task.offset, task.line_id.encode(), task.image_bytes, headers)
