@@ -176,7 +176,7 @@ def test_a_database_outage_loses_nothing_and_the_stream_recovers(broker, ray_ses
     print("database outage:", _reconcile(settings, broker, repository, manifest), stats["fault_kinds"])
 
 
-def test_inference_actors_killed_beyond_max_restarts_are_recreated(broker, ray_session, encoder, tmp_path):
+def test_inference_and_sink_actors_killed_for_good_are_recreated(broker, ray_session, encoder, tmp_path):
     from pipeline.job import Pipeline, wait_for
     from pipeline.monitor import get_monitor
 
@@ -189,14 +189,16 @@ def test_inference_actors_killed_beyond_max_restarts_are_recreated(broker, ray_s
         for kill in range(8):  # max_restarts=2: the third kill of an actor is for good
             ray.kill(pipeline.inference[kill % 2], no_restart=False)
             time.sleep(1.5)
+        ray.kill(pipeline.sinks[0])  # no restarts for a sink: the supervisor replaces it
         publisher.join(60)
         _wait_rows(repository, len(manifest), timeout_s=240)
         assert wait_for(lambda: ray.get(get_monitor().snapshot.remote())["actor_restarts"]["inference"] >= 1, 10)
         stats = pipeline.stop()
     assert stats["restarts_by_role"]["inference"] >= 1  # Ray gave up; the supervisor recreated them
+    assert stats["restarts_by_role"]["sink"] == 1
     assert stats["restarts_by_role"]["ingest"] == 0
     assert stats["inference_errors"] == 0
-    print("inference kills:", _reconcile(settings, broker, repository, manifest), stats["restarts_by_role"])
+    print("inference and sink kills:", _reconcile(settings, broker, repository, manifest), stats["restarts_by_role"])
 
 
 def test_a_poison_record_and_a_reused_frame_id_are_dead_lettered_without_stalling(broker, ray_session, encoder,
