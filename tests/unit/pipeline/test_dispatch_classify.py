@@ -32,3 +32,20 @@ def test_a_record_the_sink_refuses_is_the_batch_s_problem():
 def test_an_unknown_fault_kind_is_refused_by_name():
     with pytest.raises(ValueError, match="'disk'"):
         InfrastructureFault("disk", "full")
+
+
+def test_a_bank_file_that_cannot_load_is_an_infrastructure_fault_of_the_inference_actor(tmp_path):
+    from types import SimpleNamespace
+
+    from pipeline.bank_cache import BankCache
+    from pipeline.exceptions import BankUnavailableError
+    from pipeline.inference import InferenceWorker
+    from pipeline.messages import BankRef
+
+    def load(ref):
+        raise FileNotFoundError(ref.path)
+
+    worker = SimpleNamespace(banks=BankCache(2, load))
+    ref = BankRef("brick", 3, str(tmp_path / "gone.safetensors"))
+    with pytest.raises(BankUnavailableError, match="brick@v3"):
+        InferenceWorker._bank(worker, ref)
