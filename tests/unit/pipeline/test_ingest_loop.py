@@ -93,6 +93,23 @@ def test_a_failed_dead_letter_flush_holds_the_commit_and_resends():
     assert rig.loop.counters.dead_lettered == 1
 
 
+def test_a_commit_the_broker_refuses_is_retried_and_nothing_read_meanwhile():
+    rig = Rig([frame_record(i) for i in range(4)])
+    rig.source.commit_fault = True
+    rig.steps(4)
+    assert rig.committed() == 0
+    assert "broker" in rig.loop.faults_active
+    rig.source.add(frame_record(4))
+    polls = rig.source.polls
+    rig.steps(4)
+    assert rig.source.polls == polls  # held: no new work while offsets cannot be committed
+    rig.source.commit_fault = False
+    rig.steps(6)
+    assert rig.committed() == 5
+    assert rig.loop.faults_active == {}
+    assert rig.dead.written == []
+
+
 def test_a_poison_frame_is_isolated_and_its_batch_retried_elsewhere_first():
     dispatcher = FakeDispatcher(poison={"f-0-2"})
     rig = Rig([frame_record(i) for i in range(4)], dispatcher=dispatcher)
