@@ -66,7 +66,7 @@ class DeadLetterSink(ProducerSink):
             cut = [(n, len(v)) for n, v in headers if too_big(n, v)]
             headers = [(n, b"" if too_big(n, v) else v) for n, v in headers if len(n) <= _MAX_KEPT_HEADER_BYTES
                        or n.startswith("dlq.")]
-            names = ",".join(f"{n[:64]}:{size}" for n, size in cut)[:_MAX_DETAIL_CHARS]
+            names = ",".join(f"{n[:64]}={size}" for n, size in cut)[:_MAX_DETAIL_CHARS]
             headers.append(("dlq.headers_cut", names.encode("utf-8", "replace")))
         key = bytes(record.key) if record.key is not None else None
         label = f"dead letter of {record.topic}[{record.partition}]@{record.offset} ({reason})"

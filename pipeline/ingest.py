@@ -241,7 +241,8 @@ class IngestLoop:
         for record in records:
             tp = (record.topic, record.partition)
             batch.offsets[tp] = max(batch.offsets.get(tp, -1), record.offset + 1)
-            parsed = parse_record(record, max_frame_bytes=self.config.max_frame_bytes, known_classes=set(self._banks))
+            parsed = parse_record(record, max_frame_bytes=self.config.max_frame_bytes, known_classes=set(self._banks),
+                                  **self.config.parse_options)
             if isinstance(parsed, BadFrame):
                 self._dead_letter(batch, record, parsed.reason, parsed.detail)
                 continue

@@ -9,7 +9,7 @@ Partitions are plain ``(topic, partition)`` tuples; offsets are the *next* offse
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline.messages import BankRef, FrameTask, WriteResult
@@ -91,6 +91,7 @@ class IngestConfig:
     blame_after_failures: int = 2  # errors of one frame alone on live actors before it is dead-lettered
     report_every_s: float = 1.0
     drain_timeout_s: float = 60.0  # on stop: give up draining (uncommitted frames replay) after this
+    parse_options: Mapping[str, Any] = field(default_factory=dict)  # more keyword arguments of parse_record
 
     @classmethod
     def from_settings(cls, settings: Any) -> IngestConfig:

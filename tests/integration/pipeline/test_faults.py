@@ -231,7 +231,7 @@ def test_a_poison_record_and_a_reused_frame_id_are_dead_lettered_without_stallin
     figures = _reconcile(settings, broker, repository, before + after, own_fault=2)
     dead = {dict(r.headers)["dlq.reason"]: dict(r.headers) for r in _topic_records(
         settings, broker, settings.dead_letter_topic, 2)}
-    assert b"frame_id:300000" in dead[b"invalid_header"]["dlq.headers_cut"]
+    assert b"frame_id=300000" in dead[b"invalid_header"]["dlq.headers_cut"]
     assert dead[b"frame_id_conflict"]["frame_id"].decode() == before[0].frame_id
     consumer = make_consumer(broker.bootstrap_servers, group_id=settings.consumer_group)  # everything committed
     consumer.subscribe([settings.frames_topic])
