@@ -196,6 +196,14 @@ class Settings(BaseSettings):
     )
     api_inspect_requires_token: bool = Field(
         False, description="POST /api/inspect needs the bearer token too (default: open, rate-limited)"
+
+    # --- faults and supervision (pipeline/ingest.py, pipeline/supervisor.py) --------------------
+    fault_retry_initial_s: float = Field(
+        0.2, gt=0, le=60, description="first retry delay after an infrastructure fault (database, broker, actor)"
+    )
+    fault_retry_max_s: float = Field(5.0, gt=0, le=300, description="longest retry delay after repeated faults")
+    supervise_interval_s: float = Field(
+        1.0, gt=0, le=60, description="how often dead inference, sink, verdict and ingest actors are looked for"
     )
 
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")

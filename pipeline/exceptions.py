@@ -10,6 +10,11 @@ __all__ = [
     "InspectionNotFoundError",
     "InvalidQuestionError",
     "DialogueUnavailableError",
+    "FAULT_KINDS",
+    "InfrastructureFault",
+    "BatchFailed",
+    "CommitRefused",
+    "BankUnavailableError",
 ]
 
 
@@ -40,3 +45,45 @@ class InvalidQuestionError(DialogueError, ConfigError):
 
 class DialogueUnavailableError(DialogueError):
     """The LLM, encoder or prompt learner needed for the dialogue could not be loaded."""
+
+
+# --- faults of the stream (pipeline/ingest.py): not the frame's fault vs the batch's ------------
+FAULT_KINDS = (
+    "database", "broker", "inference_actor", "sink_actor", "sink", "bank", "bank_lookup", "dead_letter", "no_actor",
+)
+
+
+class InfrastructureFault(PipelineError):
+    """Something other than the frame failed (database, broker, an actor, a bank file, the dead-letter topic).
+
+    The ingest loop retries with backoff, stops polling meanwhile, never commits past it and never
+    dead-letters a frame for it. ``kind`` is one of :data:`FAULT_KINDS`; ``actor_slot`` names the
+    inference actor that died, when one did, and ``during_task`` says it died while running this
+    attempt (not before: only such deaths count towards blaming a frame that kills actors).
+    """
+
+    def __init__(self, kind: str, detail: str, *, actor_slot: int | None = None, during_task: bool = True) -> None:
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
+        super().__init__(f"{kind}: {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.actor_slot = actor_slot
+        self.during_task = during_task
+
+
+class BatchFailed(PipelineError):
+    """Scoring or storing raised for this batch on a live actor: a frame in it may be a poison frame."""
+
+    def __init__(self, detail: str, *, actor_slot: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.actor_slot = actor_slot
+
+
+class CommitRefused(PipelineError):
+    """The broker refused an offset commit after a rebalance: the partition's new owner replays it."""
+
+
+class BankUnavailableError(PipelineError):
+    """A bank version named by a task could not be loaded (file missing or unreadable): not the frame's fault."""

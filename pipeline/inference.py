@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.bank_cache import BankCache
-from pipeline.exceptions import PipelineError
+from pipeline.exceptions import BankUnavailableError, PipelineError
 from pipeline.messages import BankRef, FrameTask, ScoredFrame
 
 __all__ = ["InferenceWorker"]
@@ -81,7 +81,7 @@ class InferenceWorker:
         banked = [i for i, task in enumerate(tasks) if not task.bank.is_zero_shot]
         zero = [i for i, task in enumerate(tasks) if task.bank.is_zero_shot]
         if banked:
-            banks = [self.banks.get(tasks[i].bank) for i in banked]
+            banks = [self._bank(tasks[i].bank) for i in banked]
             for i, result in zip(banked, self.detector.score_batch_mixed([tasks[i].image for i in banked], banks),
                                  strict=True):
                 results[i] = result
@@ -96,6 +96,14 @@ class InferenceWorker:
             ScoredFrame(task=task, result=result, scored_at=scored_at)
             for task, result in zip(tasks, results, strict=True)
         ]
+
+    def _bank(self, ref: BankRef):
+        """The loaded bank of ``ref``; a file that cannot load is the infrastructure's fault, not the frame's."""
+        try:
+            return self.banks.get(ref)
+        except Exception as exc:
+            raise BankUnavailableError(f"bank {ref.key} at {ref.path!r} could not be loaded: "
+                                       f"{type(exc).__name__}: {exc}") from exc
 
     def stats(self) -> dict[str, object]:
         """Counters for metrics and the demo summary."""

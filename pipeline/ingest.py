@@ -1,344 +1,426 @@
-"""The ingest loop: Kafka → validate → batch → inference → sink → commit (at-least-once).
+"""The ingest loop: poll → validate → batch → dispatch → commit a finished prefix (at-least-once).
 
-One :class:`Ingestor` owns one Kafka consumer of the frames topic. It
+:class:`IngestLoop` is given its source, dead-letter sink, bank lookup and dispatcher
+(:mod:`pipeline.ports`); it imports neither Kafka nor Ray, so its rules are unit-tested on fakes:
 
-1. polls up to ``max_batch_size`` records, waiting at most ``batch_wait_timeout_s`` to fill a batch;
-2. parses each record; bad frames go to the dead-letter topic with the reason;
-3. sends the good frames to an inference actor and chains the result into the sink actor
-   (``sink.write.remote(inference.score.remote(batch))``: no round trip through this loop);
-4. keeps at most ``max_inflight_batches`` batches in flight (backpressure: it stops polling);
-5. commits a batch's offsets only when it and every batch before it were written to SQL and the
-   dead letters were flushed. A crash before the commit replays the batch; the sink's idempotent
-   upsert keyed by ``frame_id`` stores nothing twice.
-
-Bank versions are re-read from SQL every ``bank_poll_interval_s``; every task carries the version
-that will score it, so a hot swap takes effect at the next batch and loses nothing.
+1. **Commit only a finished prefix.** Offsets of a batch are committed only when it and every
+   batch polled before it are finished (stored, or their frames dead-lettered for their own fault).
+2. **Dead letters before the commit.** The dead-letter topic is flushed before offsets are
+   committed; a failed flush is retried (the dead letters re-sent) and nothing is committed meanwhile.
+3. **Two kinds of failure.** A frame's own fault (decode, headers, unknown class, size, a
+   ``frame_id`` reused with other bytes, a frame that fails alone on live actors) goes to the
+   dead-letter topic. Anything else (:class:`~pipeline.exceptions.InfrastructureFault`: database,
+   broker, actor death, a bank that cannot load, the dead-letter topic) is retried with backoff
+   while polling stops, is never committed past and never dead-letters a frame; the loop resumes by
+   itself when the fault clears and reports it (``faults_active`` in :meth:`state`).
+4. **A failed batch is retried on another live actor before any frame is blamed**, then its
+   frames are tried alone; only a frame that fails alone is a poison frame (``inference_error``).
+5. **Adaptive batching.** When an inference actor is idle, what has arrived is dispatched at once
+   (up to ``max_batch_size``); only while all are busy does the loop wait to fill a batch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from linesight.settings import Settings
-from pipeline.messages import ZERO_SHOT_VERSION, BankRef, FrameTask, WriteResult
+from pipeline.counters import StreamCounters
+from pipeline.exceptions import BatchFailed, CommitRefused, InfrastructureFault
+from pipeline.messages import BankRef, FrameTask, RecordView, WriteResult
+from pipeline.ports import BankLookup, DeadLetters, Dispatcher, FrameSource, IngestConfig, Reporter
 
-__all__ = ["Ingestor", "IngestStats"]
+__all__ = ["IngestLoop"]
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class IngestStats:
-    """Counters of one ingest loop (read by ``stats()`` from another thread)."""
-
-    polled: int = 0
-    assigned_partitions: int = 0  # 0 until the consumer group join completes
-    batches: int = 0
-    stored: int = 0
-    redelivered: int = 0
-    dead_lettered: int = 0
-    alerts_sent: int = 0
-    committed_batches: int = 0
-    commit_failures: int = 0
-    inference_errors: int = 0
-    bank_swaps: int = 0
-    bank_versions: dict[str, int] = field(default_factory=dict)
-    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
-    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=20_000))
-
-    def as_dict(self) -> dict[str, Any]:
-        """A picklable snapshot."""
-        out = {k: v for k, v in self.__dict__.items() if k != "latencies_ms"}
-        out["bank_versions"] = dict(self.bank_versions)
-        out["dead_letter_reasons"] = dict(self.dead_letter_reasons)
-        out["latencies_ms"] = list(self.latencies_ms)
-        return out
+_CLEARED_BY_A_WRITE = ("database", "inference_actor", "sink_actor", "sink", "bank", "no_actor")
 
 
 @dataclass
-class _InFlight:
-    offsets: dict[Any, int]  # TopicPartition -> next offset to read once this batch is done
-    ref: Any | None  # ObjectRef[WriteResult] of the sink write, None when the batch had no good frame
+class _Unit:
+    """Frames sent together: a whole batch, or one frame being tried alone."""
+
     tasks: list[FrameTask]
-    dead_letters: int
+    handle: Any | None = None
+    retry_at: float = 0.0
+    attempts: int = 0
+    deaths: int = 0  # attempts that ended with the inference actor dying
+    failures: int = 0  # attempts that raised on a live actor
+    waiting_on_fault: bool = False  # an attempt hit an infrastructure fault and none succeeded since
+    avoid: set[int] = field(default_factory=set)
 
 
-class Ingestor:
+@dataclass
+class _Batch:
+    offsets: dict[tuple[str, int], int]  # (topic, partition) -> next offset once this batch is done
+    dead: list[tuple[Any, str, str]] = field(default_factory=list)  # (record, reason, detail)
+    units: list[_Unit] = field(default_factory=list)
+    resend_dead: bool = False  # its dead letters must be sent again (a send or flush failed)
+
+    @property
+    def done(self) -> bool:
+        return not self.units
+
+
+class IngestLoop:
     """One consumer's loop; :meth:`run` blocks until :meth:`stop` (then drains and commits)."""
 
     def __init__(
         self,
-        settings: Settings,
-        bootstrap_servers: str,
-        inference: list[Any],
-        sink: Any,
-        name: str,
-        monitor: Any | None = None,
+        config: IngestConfig,
+        source: FrameSource,
+        dead_letters: DeadLetters,
+        bank_lookup: BankLookup,
+        dispatcher: Dispatcher,
+        *,
+        name: str = "ingest",
+        report: Reporter | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not inference:
-            raise ValueError("Ingestor needs at least one inference actor")
-        self.settings = settings
-        self.bootstrap_servers = bootstrap_servers
-        self.inference = inference
-        self.sink = sink
+        self.config = config
+        self.source = source
+        self.dead_letters = dead_letters
+        self.bank_lookup = bank_lookup
+        self.dispatcher = dispatcher
         self.name = name
-        self.stats = IngestStats()
+        self.counters = StreamCounters()
+        self.latencies_ms: deque[float] = deque(maxlen=20_000)
+        self.faults_active: dict[str, str] = {}  # kind -> last detail, while it lasts
+        self._report_fn = report
+        self._clock = clock
         self._stop = threading.Event()
-        self._banks: dict[str, BankRef] = {}
+        self._banks: dict[str, BankRef] | None = None
         self._banks_read_at = 0.0
-        self._next_actor = 0
-        self._pending: deque[_InFlight] = deque()
-        self._ready_offsets: dict[Any, int] = {}
-        self.monitor = monitor
+        self._bank_failures = 0
+        self._pending: deque[_Batch] = deque()
+        self._finished: list[_Batch] = []  # done, offsets not committed yet
+        self._commit_retry_at = 0.0
+        self._commit_failures_in_a_row = 0
         self._unreported_latencies: list[float] = []
-        self._reported_at = 0.0
+        self._reported_at = -1e18
 
     # --- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
-        """Ask the loop to stop polling, drain what is in flight, commit and close."""
+        """Ask the loop to stop polling, drain what is in flight, commit and return from :meth:`run`."""
         self._stop.set()
 
     def run(self) -> None:
-        """Poll, dispatch and commit until :meth:`stop`; then drain in-flight batches."""
-        from connectors.dead_letter import DeadLetterSink
-        from connectors.kafka import make_producer
-        from connectors.source import KafkaFrameSource
-        from storage.db import Database
-        from storage.repository import Repository
-
-        settings = self.settings
-        self._repository = Repository(Database(settings.database_url))
-        self._source = KafkaFrameSource(
-            self.bootstrap_servers,
-            settings.frames_topic,
-            settings.consumer_group,
-            client_id=self.name,
-            max_poll_records=settings.max_batch_size,
-            session_timeout_ms=settings.session_timeout_ms,
-        )
-        producer = make_producer(self.bootstrap_servers, max_request_size=settings.max_frame_bytes * 2)
-        self._dead_letters = DeadLetterSink(producer, settings.dead_letter_topic)
-        log.info("%s: consuming %s as group %s", self.name, settings.frames_topic, settings.consumer_group)
+        """Step until :meth:`stop`; then drain (bounded by ``drain_timeout_s``) and close the source."""
+        log.info("%s: consuming", self.name)
         try:
             while not self._stop.is_set():
-                self._refresh_banks()
-                self._complete_ready(block=len(self._pending) >= settings.max_inflight_batches)
-                if len(self._pending) >= settings.max_inflight_batches:
-                    continue  # backpressure: don't poll more until a batch finishes
-                records = self._collect_batch()
-                if records:
-                    self._dispatch(records)
-                self._report()
-            log.info("%s: stopping, draining %d in-flight batches", self.name, len(self._pending))
-            while self._pending:
-                self._complete_ready(block=True)
+                self.step()
+            deadline = self._clock() + self.config.drain_timeout_s
+            log.info("%s: stopping, draining %d batches", self.name, len(self._pending))
+            while (self._pending or self._finished) and self._clock() < deadline:
+                self.step(poll=False)
+            if self._pending or self._finished:
+                log.warning("%s: gave up draining; %d uncommitted batches will be replayed", self.name,
+                            len(self._pending) + len(self._finished))
         finally:
             self._report(force=True, running=False)
-            try:
-                self._dead_letters.flush()
-            finally:
-                self._source.close()
-                producer.close()
-            log.info("%s: stopped (%s)", self.name, {k: v for k, v in self.stats.as_dict().items() if k != "latencies_ms"})
+            self.source.close()
+            log.info("%s: stopped (%s)", self.name, self.counters.as_dict())
 
-    # --- steps -------------------------------------------------------------------------------
+    def step(self, poll: bool = True) -> None:
+        """One turn: refresh banks, settle finished work, commit the finished prefix, maybe poll."""
+        self._refresh_banks()
+        self._advance(block=self._must_wait())
+        self._commit()
+        if poll and not self._holding() and len(self._pending) < self.config.max_inflight_batches:
+            try:
+                records = self._collect_batch()
+            except InfrastructureFault as exc:  # the broker does not answer: wait, then poll again
+                self._fault(exc.kind, exc.detail)
+                self._stop.wait(self.config.retry_initial_s)
+                records = []
+            else:
+                if self._commit_retry_at == 0:
+                    self._clear("broker")
+            if records:
+                self._dispatch(records)
+        elif not poll or self._holding():
+            self._idle_wait()
+        self._report()
+
+    def state(self) -> dict[str, Any]:
+        """Counters, latencies and the fault state (picklable)."""
+        out = self.counters.as_dict()
+        out["latencies_ms"] = list(self.latencies_ms)
+        out["faults_active"] = dict(self.faults_active)
+        out["holding"] = self._holding()
+        return out
+
+    # --- faults -------------------------------------------------------------------------------
+    def _fault(self, kind: str, detail: str) -> None:
+        self.counters.count_fault(kind)
+        if kind not in self.faults_active:
+            log.error("%s: infrastructure fault (%s): %s; retrying, not polling, not committing", self.name,
+                      kind, detail)
+        self.faults_active[kind] = detail[:300]
+
+    def _clear(self, *kinds: str) -> None:
+        for kind in kinds:
+            if self.faults_active.pop(kind, None) is not None:
+                log.info("%s: %s recovered; resuming", self.name, kind)
+
+    def _holding(self) -> bool:
+        """Back-pressure for a fault: no bank list yet, a unit waiting to retry, or a commit waiting."""
+        if self._banks is None or self._commit_retry_at > 0:
+            return True
+        return any(unit.waiting_on_fault for batch in self._pending for unit in batch.units)
+
+    def _must_wait(self) -> bool:
+        return len(self._pending) >= self.config.max_inflight_batches or self._holding()
+
+    def _idle_wait(self) -> None:
+        """Nothing to poll: wait a little for running work instead of spinning."""
+        handles = self._running_handles()
+        if handles:
+            self.dispatcher.wait(handles, 0.05)
+        else:
+            self._stop.wait(0.02)
+
+    # --- banks --------------------------------------------------------------------------------
     def _refresh_banks(self) -> None:
-        now = time.monotonic()
-        if self._banks and now - self._banks_read_at < self.settings.bank_poll_interval_s:
+        now = self._clock()
+        if self._bank_failures:  # SQL was down: retry with backoff
+            due = self._banks_read_at + self.config.backoff_s(self._bank_failures)
+        elif self._banks is None:
+            due = now
+        else:
+            due = self._banks_read_at + self.config.bank_poll_interval_s
+        if now < due:
             return
-        active = self._repository.active_banks()
-        banks = {cls: BankRef(cls, row.version, row.path, row.sha256) for cls, row in active.items()}
-        for cls in self.settings.zero_shot_class_names:  # no bank yet: the trained decoder alone
-            banks.setdefault(cls, BankRef(cls, ZERO_SHOT_VERSION, ""))
+        self._banks_read_at = now
+        try:
+            banks = self.bank_lookup()
+        except Exception as exc:  # SQL down: keep the last known banks, retry with backoff
+            self._bank_failures += 1
+            self._fault("bank_lookup", f"{type(exc).__name__}: {exc}")
+            return
+        self._bank_failures = 0
+        self._clear("bank_lookup")
         for cls, ref in banks.items():
-            old = self._banks.get(cls)
+            old = (self._banks or {}).get(cls)
             if old is not None and old.version != ref.version:
-                self.stats.bank_swaps += 1
+                self.counters.bank_swaps += 1
                 log.info("%s: hot swap %s -> %s", self.name, old.key, ref.key)
         self._banks = banks
-        self._banks_read_at = now
 
+    # --- polling and dispatch ------------------------------------------------------------------
     def _collect_batch(self) -> list[Any]:
-        """Up to ``max_batch_size`` records, waiting at most ``batch_wait_timeout_s`` after the first."""
-        size = self.settings.max_batch_size
-        records = self._source.poll(timeout_ms=100, max_records=size)
-        self.stats.assigned_partitions = len(self._source.assignment())
+        """Up to ``max_batch_size`` records; waits up to ``batch_wait_timeout_s`` to fill only while actors are busy."""
+        size = self.config.max_batch_size
+        records = list(self.source.poll(timeout_ms=100, max_records=size))
+        self.counters.assigned_partitions = len(self.source.assignment())
         if not records:
             return []
-        deadline = time.monotonic() + self.settings.batch_wait_timeout_s
-        while len(records) < size and not self._stop.is_set():
-            left_ms = int((deadline - time.monotonic()) * 1000)
+        deadline = self._clock() + self.config.batch_wait_timeout_s
+        while len(records) < size and not self._stop.is_set() and not self.dispatcher.idle():
+            left_ms = int((deadline - self._clock()) * 1000)
             if left_ms <= 0:
                 break
-            records.extend(self._source.poll(timeout_ms=left_ms, max_records=size - len(records)))
+            records.extend(self.source.poll(timeout_ms=min(left_ms, 10), max_records=size - len(records)))
         return records
 
     def _dispatch(self, records: list[Any]) -> None:
         from connectors.schema import BadFrame, parse_record
 
+        assert self._banks is not None
         received_at = datetime.now(UTC)
-        offsets: dict[Any, int] = {}
+        batch = _Batch(offsets={})
         tasks: list[FrameTask] = []
-        dead = 0
         for record in records:
-            tp = _topic_partition(record)
-            offsets[tp] = max(offsets.get(tp, -1), record.offset + 1)
-            parsed = parse_record(
-                record, max_frame_bytes=self.settings.max_frame_bytes, known_classes=set(self._banks),
-                max_frame_pixels=self.settings.max_frame_pixels, max_capture_age_s=self.settings.max_capture_age_s,
-                max_capture_skew_s=self.settings.max_capture_skew_s, now=received_at,
-            )
+            tp = (record.topic, record.partition)
+            batch.offsets[tp] = max(batch.offsets.get(tp, -1), record.offset + 1)
+            parsed = parse_record(record, max_frame_bytes=self.config.max_frame_bytes, known_classes=set(self._banks),
+                                  **self.config.parse_options)
             if isinstance(parsed, BadFrame):
-                self._dead_letter(record, parsed.reason, parsed.detail)
-                dead += 1
+                self._dead_letter(batch, record, parsed.reason, parsed.detail)
                 continue
             headers = parsed.headers
-            tasks.append(
-                FrameTask(
-                    frame_id=headers.frame_id,
-                    line_id=headers.line_id,
-                    camera_id=headers.camera_id,
-                    product_class=headers.product_class,
-                    captured_at=headers.captured_at,
-                    received_at=received_at,
-                    image=parsed.image,
-                    image_bytes=bytes(record.value),
-                    bank=self._banks[headers.product_class],
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
-            )
-        self.stats.polled += len(records)
-        ref = None
+            value = bytes(record.value)
+            tasks.append(FrameTask(
+                frame_id=headers.frame_id, line_id=headers.line_id, camera_id=headers.camera_id,
+                product_class=headers.product_class, captured_at=headers.captured_at, received_at=received_at,
+                image=parsed.image, image_bytes=value, bank=self._banks[headers.product_class],
+                topic=record.topic, partition=record.partition, offset=record.offset,
+                content_sha256=hashlib.sha256(value).hexdigest(),
+            ))
+        self.counters.polled += len(records)
+        self.counters.batches += 1
         if tasks:
-            actor = self.inference[self._next_actor % len(self.inference)]
-            self._next_actor += 1
-            ref = self.sink.write.remote(actor.score.remote(tasks))
-        self._pending.append(_InFlight(offsets, ref, tasks, dead))
-        self.stats.batches += 1
+            unit = _Unit(tasks)
+            batch.units.append(unit)
+            self._submit(unit)
+        self._pending.append(batch)
 
-    def _report(self, force: bool = False, running: bool = True) -> None:
-        """Push counters to the stream monitor about once a second (fire and forget)."""
-        if self.monitor is None or (not force and time.monotonic() - self._reported_at < 1.0):
-            return
-        counters = self.stats.as_dict()
-        counters.pop("latencies_ms")
-        self.monitor.report.remote(self.name, counters, self._unreported_latencies, running)
-        self._unreported_latencies = []
-        self._reported_at = time.monotonic()
+    def _submit(self, unit: _Unit) -> None:
+        unit.attempts += 1
+        try:
+            unit.handle = self.dispatcher.submit(unit.tasks, frozenset(unit.avoid))
+        except InfrastructureFault as exc:
+            self._fault(exc.kind, exc.detail)
+            self._retry_later(unit)
 
-    def _dead_letter(self, record: Any, reason: str, detail: str) -> None:
-        self._dead_letters.send(record, reason, detail)
-        self.stats.dead_lettered += 1
-        self.stats.dead_letter_reasons[reason] = self.stats.dead_letter_reasons.get(reason, 0) + 1
+    def _retry_later(self, unit: _Unit) -> None:
+        unit.handle = None
+        unit.waiting_on_fault = True
+        unit.retry_at = self._clock() + self.config.backoff_s(unit.attempts)
+
+    def _dead_letter(self, batch: _Batch, record: Any, reason: str, detail: str) -> None:
+        batch.dead.append((record, reason, detail))
+        self.counters.count_dead_letter(reason)
         log.warning("%s: dead-lettered %s[%d]@%d: %s (%s)", self.name, record.topic, record.partition,
                     record.offset, reason, detail)
-
-    def _complete_ready(self, block: bool) -> None:
-        """Collect finished batches in order; commit the offsets of the finished prefix."""
-        import ray
-
-        done_any = False
-        while self._pending:
-            head = self._pending[0]
-            if head.ref is not None:
-                ready, _ = ray.wait([head.ref], timeout=1.0 if block else 0)
-                if not ready:
-                    if block and not done_any:
-                        continue  # keep waiting for the oldest batch
-                    break
-                self._settle(head)
-            self._pending.popleft()
-            for tp, offset in head.offsets.items():
-                self._ready_offsets[tp] = max(self._ready_offsets.get(tp, -1), offset)
-            done_any = True
-            block = False
-        if done_any:
-            self._commit()
-
-    def _settle(self, batch: _InFlight) -> None:
-        """Account for a finished batch; a failed batch is re-scored frame by frame."""
-        import ray
-
         try:
-            result: WriteResult = ray.get(batch.ref)
-        except ray.exceptions.RayTaskError as exc:
-            log.error("%s: batch of %d failed (%s); re-scoring frame by frame", self.name, len(batch.tasks), exc)
-            result = self._rescore_one_by_one(batch.tasks)
-        self.stats.stored += result.stored
-        self.stats.redelivered += result.redelivered
-        self.stats.alerts_sent += result.alerts_sent
-        self.stats.latencies_ms.extend(result.latencies_ms)
-        self._unreported_latencies.extend(result.latencies_ms)
-        for key, count in result.bank_versions.items():
-            self.stats.bank_versions[key] = self.stats.bank_versions.get(key, 0) + count
+            self.dead_letters.send(record, reason, detail)
+        except Exception as exc:  # not the frame's fault: re-sent before the commit
+            batch.resend_dead = True
+            self._fault("dead_letter", f"{type(exc).__name__}: {exc}")
 
-    def _rescore_one_by_one(self, tasks: list[FrameTask]) -> WriteResult:
-        """Isolate the frame that broke a batch: it goes to the dead-letter topic, the others are stored."""
-        import ray
+    # --- completion ----------------------------------------------------------------------------
+    def _running_handles(self) -> list[Any]:
+        return [u.handle for b in self._pending for u in b.units if u.handle is not None]
 
-        total = WriteResult()
-        for task in tasks:
-            try:
-                result = ray.get(self.sink.write.remote(self.inference[0].score.remote([task])))
-            except ray.exceptions.RayTaskError as exc:
-                self.stats.inference_errors += 1
-                self._dead_letter(_RecordView.of(task), "inference_error", str(exc.cause if hasattr(exc, "cause") else exc)[:500])
-                continue
-            total.stored += result.stored
-            total.redelivered += result.redelivered
-            total.alerts_sent += result.alerts_sent
-            total.latencies_ms.extend(result.latencies_ms)
-            for key, count in result.bank_versions.items():
-                total.bank_versions[key] = total.bank_versions.get(key, 0) + count
-        return total
+    def _advance(self, block: bool) -> None:
+        """Settle finished units, resubmit units whose retry time came, move finished batches on."""
+        handles = self._running_handles()
+        if handles:
+            finished = set(map(id, self.dispatcher.wait(handles, 0.2 if block else 0.0)))
+            for batch in list(self._pending):
+                for unit in list(batch.units):
+                    if unit.handle is not None and id(unit.handle) in finished:
+                        self._settle(batch, unit)
+        now = self._clock()
+        for batch in self._pending:
+            for unit in batch.units:
+                if unit.handle is None and unit.retry_at <= now:
+                    self.counters.batch_retries += 1
+                    self._submit(unit)
+        while self._pending and self._pending[0].done:
+            self._finished.append(self._pending.popleft())
 
-    def _commit(self) -> None:
-        from kafka.errors import KafkaError
-
-        if not self._ready_offsets:
+    def _settle(self, batch: _Batch, unit: _Unit) -> None:
+        handle, unit.handle = unit.handle, None
+        slot = self.dispatcher.slot(handle)
+        try:
+            result = self.dispatcher.result(handle)
+        except InfrastructureFault as exc:
+            self._fault(exc.kind, exc.detail)
+            if exc.kind == "inference_actor":
+                unit.deaths += int(exc.during_task)
+                unit.avoid.add(slot)
+                if self._isolate_or_blame(batch, unit, deaths=True, detail=exc.detail):
+                    return
+            self._retry_later(unit)
             return
-        self._dead_letters.flush()  # dead letters are durable before their offsets are committed
+        except BatchFailed as exc:
+            unit.failures += 1
+            unit.avoid.add(slot)
+            log.warning("%s: %d frame(s) failed on inference actor %d: %s", self.name, len(unit.tasks), slot,
+                        exc.detail)
+            if not self._isolate_or_blame(batch, unit, deaths=False, detail=exc.detail):
+                unit.waiting_on_fault = False  # a live actor answered: not the infrastructure
+                unit.retry_at = self._clock()  # on another live actor, now
+            return
+        self._clear(*_CLEARED_BY_A_WRITE)
+        batch.units.remove(unit)
+        self._account(result)
+        for index in result.conflicts:
+            task = unit.tasks[index]
+            self._dead_letter(batch, RecordView.of(task), "frame_id_conflict",
+                              f"frame_id {task.frame_id!r} is stored with other content (sha256 {task.content_sha256})")
+
+    def _isolate_or_blame(self, batch: _Batch, unit: _Unit, *, deaths: bool, detail: str) -> bool:
+        """Split a repeatedly failing batch into single frames, or dead-letter a single frame that
+        keeps failing; returns True when ``unit`` was replaced or removed."""
+        config = self.config
+        if len(unit.tasks) > 1:
+            if (deaths and unit.deaths >= config.isolate_after_deaths) or (not deaths and unit.failures >= 2):
+                log.warning("%s: batch of %d failed %d times; trying its frames alone", self.name,
+                            len(unit.tasks), unit.attempts)
+                batch.units.remove(unit)
+                for task in unit.tasks:
+                    single = _Unit([task], avoid=set(unit.avoid) if not deaths else set())
+                    batch.units.append(single)
+                    self._submit(single)
+                return True
+            return False
+        if (deaths and unit.deaths >= config.poison_after_deaths) or (
+            not deaths and unit.failures >= config.blame_after_failures
+        ):
+            task = unit.tasks[0]
+            batch.units.remove(unit)
+            self.counters.inference_errors += 1
+            why = f"killed its inference actor {unit.deaths} times" if deaths else f"failed alone {unit.failures} times"
+            self._dead_letter(batch, RecordView.of(task), "inference_error", f"{why}: {detail}"[:500])
+            return True
+        return False
+
+    def _account(self, result: WriteResult) -> None:
+        self.counters.add_write(result.stored, result.redelivered, result.alerts_sent, result.bank_versions)
+        self.latencies_ms.extend(result.latencies_ms)
+        self._unreported_latencies.extend(result.latencies_ms)
+
+    # --- commit --------------------------------------------------------------------------------
+    def _commit(self) -> None:
+        """Flush dead letters, then commit the offsets of the finished prefix (retried on a fault)."""
+        if not self._finished or self._clock() < self._commit_retry_at:
+            return
         try:
-            self._source.commit(dict(self._ready_offsets))
-            self.stats.committed_batches += 1
-        except KafkaError as exc:  # e.g. a rebalance moved the partition: the new owner replays, idempotently
-            self.stats.commit_failures += 1
-            log.warning("%s: commit failed (%s); the frames will be replayed and deduplicated", self.name, exc)
-        self._ready_offsets.clear()
+            for batch in self._finished:
+                if batch.resend_dead:
+                    for record, reason, detail in batch.dead:
+                        self.dead_letters.send(record, reason, detail)
+                    batch.resend_dead = False
+            self.dead_letters.flush()
+        except Exception as exc:
+            for batch in [*self._finished, *self._pending]:
+                batch.resend_dead = bool(batch.dead)
+            self._commit_later("dead_letter", exc)
+            return
+        offsets: dict[tuple[str, int], int] = {}
+        for batch in self._finished:
+            for tp, offset in batch.offsets.items():
+                offsets[tp] = max(offsets.get(tp, -1), offset)
+        try:
+            self.source.commit(offsets)
+            self.counters.committed_batches += 1
+        except CommitRefused as exc:  # a rebalance moved the partition: its new owner replays, idempotently
+            self.counters.commit_failures += 1
+            log.warning("%s: commit refused (%s); the frames will be replayed and deduplicated", self.name, exc)
+        except Exception as exc:
+            self._commit_later("broker", exc)
+            return
+        self._finished.clear()
+        self._commit_retry_at = 0.0
+        self._commit_failures_in_a_row = 0
+        self._clear("dead_letter", "broker")
 
+    def _commit_later(self, kind: str, exc: BaseException) -> None:
+        self._commit_failures_in_a_row += 1
+        self._fault(kind, f"{type(exc).__name__}: {exc}")
+        self._commit_retry_at = self._clock() + self.config.backoff_s(self._commit_failures_in_a_row)
 
-@dataclass(frozen=True)
-class _RecordView:
-    """The fields of a Kafka record the dead-letter sink needs, rebuilt from a task."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    headers: list[tuple[str, bytes]]
-
-    @classmethod
-    def of(cls, task: FrameTask) -> _RecordView:
-        headers = [
-            ("frame_id", task.frame_id.encode()),
-            ("line_id", task.line_id.encode()),
-            ("camera_id", task.camera_id.encode()),
-            ("product_class", task.product_class.encode()),
-            ("captured_at", task.captured_at.isoformat().encode()),
-        ]
-        return cls(task.topic, task.partition, task.offset, task.line_id.encode(), task.image_bytes, headers)
-
-
-def _topic_partition(record: Any) -> Any:
-    from kafka import TopicPartition
-
-    return TopicPartition(record.topic, record.partition)
+    # --- reporting -----------------------------------------------------------------------------
+    def _report(self, force: bool = False, running: bool = True) -> None:
+        """Push the state to the monitor about once every ``report_every_s`` (never raises)."""
+        if self._report_fn is None or (not force and self._clock() - self._reported_at < self.config.report_every_s):
+            return
+        state = self.state()
+        state.pop("latencies_ms")
+        try:
+            self._report_fn(self.name, state, self._unreported_latencies, running)
+        except Exception as exc:  # the monitor is optional: never fail the stream for it
+            log.debug("%s: report failed: %s", self.name, exc)
+        self._unreported_latencies = []
+        self._reported_at = self._clock()

@@ -1,6 +1,10 @@
-"""The stream as Ray actors: start, watch (restart a dead ingest loop), stop with a drain.
+"""The stream as Ray actors: start, supervise (recreate dead actors), stop with a drain.
 
     ingest (Kafka consumer loop) ──► inference (encoder + bank + map) ──► sink (SQL + alerts)
+
+A supervisor thread (every ``supervise_interval_s``) recreates inference, sink, verdict and ingest
+actors that Ray gave up on (``max_restarts`` used up, killed, crashed) and hands the new handles to
+the actors that use them; restarts are counted per role in :meth:`Pipeline.stats` and the monitor.
 
 >>> # with Pipeline(settings, bootstrap_servers) as pipeline: ... pipeline.stats()
 """
@@ -14,8 +18,9 @@ import time
 from typing import Any
 
 from linesight.settings import Settings
+from pipeline.counters import StreamCounters
 from pipeline.exceptions import PipelineError
-from pipeline.ingest import Ingestor
+from pipeline.ingest_service import IngestService
 
 __all__ = ["Pipeline", "IngestService", "init_ray"]
 
@@ -24,46 +29,6 @@ log = logging.getLogger(__name__)
 INGEST_CPUS = 0.25  # I/O bound: Kafka client and parsing
 SINK_CPUS = 0.25  # I/O bound: SQL and the alert producer
 VERDICT_CPUS = 0.25  # LLM verdicts (issue 3): low priority, 1 torch thread, niced; fits beside the others
-
-
-class IngestService:
-    """Ray actor wrapper: runs one :class:`Ingestor` loop in a thread so ``stats``/``stop`` stay callable."""
-
-    def __init__(
-        self, settings: Settings, bootstrap_servers: str, inference: list[Any], sink: Any, name: str,
-        monitor: Any | None = None,
-    ):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self.ingestor = Ingestor(settings, bootstrap_servers, inference, sink, name, monitor)
-        self.thread: threading.Thread | None = None
-        self.error: str | None = None
-
-    def start(self) -> bool:
-        """Start the loop thread (returns at once)."""
-        self.thread = threading.Thread(target=self._run, name=self.ingestor.name, daemon=True)
-        self.thread.start()
-        return True
-
-    def _run(self) -> None:
-        try:
-            self.ingestor.run()
-        except Exception as exc:  # reported through stats(); the supervisor restarts the loop
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("%s: ingest loop failed", self.ingestor.name)
-
-    def stats(self) -> dict[str, Any]:
-        """Counters plus ``running`` and ``error``."""
-        out = self.ingestor.stats.as_dict()
-        out["running"] = bool(self.thread and self.thread.is_alive())
-        out["error"] = self.error
-        return out
-
-    def stop(self, timeout_s: float = 60.0) -> dict[str, Any]:
-        """Stop polling, drain in-flight batches, commit, close; returns the final stats."""
-        self.ingestor.stop()
-        if self.thread is not None:
-            self.thread.join(timeout_s)
-        return self.stats()
 
 
 def init_ray(settings: Settings, *, log_to_driver: bool = True) -> None:
@@ -91,19 +56,29 @@ def init_ray(settings: Settings, *, log_to_driver: bool = True) -> None:
 class Pipeline:
     """Owns the actors of one stream; use as a context manager or call start()/stop()."""
 
-    def __init__(self, settings: Settings, bootstrap_servers: str, *, ingest_loops: int = 1) -> None:
+    def __init__(self, settings: Settings, bootstrap_servers: str, *, ingest_loops: int = 1,
+                 supervise: bool = True) -> None:
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers
         self.ingest_loops = ingest_loops
         self.inference: list[Any] = []
         self.sinks: list[Any] = []
         self.ingest: list[Any] = []
-        self.restarts = 0
+        self.restarts_by_role: dict[str, int] = {"ingest": 0, "inference": 0, "sink": 0, "verdicts": 0}
         self.monitor: Any | None = None
         self.verdicts: Any | None = None  # LLM verdicts (issue 3): VerdictWorker actor when llm_verdicts
         self.verdict_stats: dict[str, Any] | None = None  # its final stats after stop()
+        self._supervise = supervise
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._lock = threading.RLock()  # supervision and stop never interleave
         self._generation = 0
         self._final_stats: list[dict[str, Any]] = []
+
+    @property
+    def restarts(self) -> int:
+        """Actors recreated by the supervisor, all roles together."""
+        return sum(self.restarts_by_role.values())
 
     def __enter__(self) -> Pipeline:
         return self.start()
@@ -112,35 +87,17 @@ class Pipeline:
         self.stop()
 
     def start(self) -> Pipeline:
-        """Create the actors, wait until the model is loaded, start the ingest loops."""
+        """Create the actors, wait until the model is loaded, start the ingest loops and the supervisor."""
         import ray
 
-        from pipeline.inference import InferenceWorker
         from pipeline.monitor import MONITOR_NAME, start_monitor
 
         settings = self.settings
         init_ray(settings)
         self.monitor = start_monitor()
-        inference_cls = ray.remote(num_cpus=settings.inference_cpus, max_restarts=2)(InferenceWorker)
-        self.inference = [
-            inference_cls.options(name=None).remote(
-                settings.encoder,
-                str(settings.encoder_path) if settings.encoder_path else None,
-                settings.image_size_px,
-                settings.torch_threads,
-                settings.bank_cache_size,
-                settings.map_fusion,
-                str(settings.checkpoint_dir) if settings.checkpoint_dir else None,
-                bool(settings.zero_shot_classes),
-                max_bank_rows=settings.max_bank_rows,
-            )
-            for _ in range(settings.inference_actors)
-        ]
+        self.inference = [self._new_inference() for _ in range(settings.inference_actors)]
         if settings.llm_verdicts:  # LLM verdicts (issue 3): one low-priority actor fed by the sinks
-            from pipeline.verdicts import VerdictWorker
-
-            verdict_cls = ray.remote(num_cpus=VERDICT_CPUS, max_restarts=1)(VerdictWorker)
-            self.verdicts = verdict_cls.remote(settings, MONITOR_NAME)  # by name: no handle among the arguments
+            self.verdicts = self._new_verdicts(MONITOR_NAME)
         self.sinks = [self._new_sink() for _ in range(self.ingest_loops)]
         verdicts = [self.verdicts] if self.verdicts is not None else []
         try:
@@ -154,10 +111,40 @@ class Pipeline:
             self.ingest_loops, len(self.inference), settings.max_batch_size,
             settings.batch_wait_timeout_s, settings.max_inflight_batches,
         )
+        if self._supervise:
+            self._supervisor = threading.Thread(target=self._supervise_loop, name="linesight-supervisor", daemon=True)
+            self._supervisor.start()
         return self
 
+    # --- actor factories -------------------------------------------------------------------------
+    def _new_inference(self) -> Any:
+        import ray
+
+        from pipeline.inference import InferenceWorker
+
+        settings = self.settings
+        return ray.remote(num_cpus=settings.inference_cpus, max_restarts=2)(InferenceWorker).remote(
+            settings.encoder,
+            str(settings.encoder_path) if settings.encoder_path else None,
+            settings.image_size_px,
+            settings.torch_threads,
+            settings.bank_cache_size,
+            settings.map_fusion,
+            str(settings.checkpoint_dir) if settings.checkpoint_dir else None,
+            bool(settings.zero_shot_classes),
+            max_bank_rows=settings.max_bank_rows,
+        )
+
+    def _new_verdicts(self, monitor_name: str) -> Any:
+        import ray
+
+        from pipeline.verdicts import VerdictWorker
+
+        verdict_cls = ray.remote(num_cpus=VERDICT_CPUS, max_restarts=1)(VerdictWorker)
+        return verdict_cls.remote(self.settings, monitor_name)  # by name: no handle among the arguments
+
     def _new_sink(self) -> Any:
-        """A sink actor (restarted by :meth:`watch` with its ingest loop, not by Ray)."""
+        """A sink actor (recreated by the supervisor, not by Ray)."""
         import ray
 
         from pipeline.sink import ResultSink
@@ -165,14 +152,6 @@ class Pipeline:
         return ray.remote(num_cpus=SINK_CPUS)(ResultSink).remote(
             self.settings, self.bootstrap_servers, self.settings.api_base_url, self.verdicts
         )
-
-    def _sink_alive(self, index: int) -> bool:
-        import ray
-
-        try:
-            return bool(ray.get(self.sinks[index].ready.remote(), timeout=30))
-        except Exception:
-            return False
 
     def _start_ingest(self, index: int) -> Any:
         import ray
@@ -185,17 +164,103 @@ class Pipeline:
         ray.get(service.start.remote())
         return service
 
+    # --- supervision -------------------------------------------------------------------------------
+    def _supervise_loop(self) -> None:
+        while not self._stopping.wait(self.settings.supervise_interval_s):
+            try:
+                self.watch()
+            except Exception as exc:  # never let the supervisor die; it tries again next interval
+                log.warning("supervision round failed: %s", _root_cause(exc))
+
+    def _count_restart(self, role: str) -> None:
+        self.restarts_by_role[role] += 1
+        if self.monitor is not None:
+            self.monitor.count_restart.remote(role)
+
+    def watch(self) -> int:
+        """Recreate every actor Ray gave up on (inference, sink, verdicts, ingest); returns how many.
+
+        A new ingest loop resumes from the last committed offsets: nothing is lost, and frames that
+        were in flight are replayed and deduplicated by the sink.
+        """
+        with self._lock:
+            if self._stopping.is_set() or not self.ingest:
+                return 0
+            before = self.restarts
+            self._replace_dead_inference()
+            self._replace_dead_verdicts()
+            self._replace_dead_sinks()
+            self._restart_dead_ingest()
+            return self.restarts - before
+
+    def _replace_dead_inference(self) -> None:
+        dead = [i for i, alive in enumerate(_alive(self.inference)) if not alive]
+        if not dead:
+            return
+        for slot in dead:
+            log.warning("inference actor %d is dead (Ray gave up on it); recreating it", slot)
+            _kill(self.inference[slot])
+            self.inference[slot] = self._new_inference()
+            self._count_restart("inference")
+        for service in self.ingest:
+            service.set_inference.remote(list(self.inference))
+
+    def _replace_dead_verdicts(self) -> None:
+        from pipeline.monitor import MONITOR_NAME
+
+        if self.verdicts is None or _alive([self.verdicts])[0]:
+            return
+        log.warning("the verdict actor is dead; recreating it")
+        self.verdicts = self._new_verdicts(MONITOR_NAME)
+        self._count_restart("verdicts")
+        for sink in self.sinks:
+            sink.set_verdicts.remote(self.verdicts)
+
+    def _replace_dead_sinks(self) -> None:
+        for index, alive in enumerate(_alive(self.sinks)):
+            if alive:
+                continue
+            log.warning("sink-%d is dead; recreating it", index)
+            _kill(self.sinks[index])
+            self.sinks[index] = self._new_sink()
+            self._count_restart("sink")
+            if index < len(self.ingest):
+                self.ingest[index].set_sink.remote(self.sinks[index])
+
+    def _restart_dead_ingest(self) -> None:
+        import ray
+
+        for index, service in enumerate(self.ingest):
+            try:
+                state = ray.get(service.stats.remote(), timeout=30)
+                alive = state["running"]
+            except Exception:
+                alive, state = False, {}
+            if alive:
+                continue
+            log.warning("ingest-%d is down (%s); restarting it", index, state.get("error", "actor died"))
+            _kill(service)
+            self.ingest[index] = self._start_ingest(index)
+            self._count_restart("ingest")
+
+    def kill_ingest(self, index: int = 0) -> None:
+        """Kill an ingest loop's process without a drain (crash drills and tests)."""
+        import ray
+
+        ray.kill(self.ingest[index], no_restart=True)
+
+    # --- state ------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Aggregated counters of all ingest loops (dead loops report ``running=False``)."""
         import ray
 
         per_loop = []
-        for service in self.ingest:
+        for service in list(self.ingest):
             try:
                 per_loop.append(ray.get(service.stats.remote(), timeout=30))
             except Exception as exc:
                 per_loop.append({"running": False, "error": _root_cause(exc)})
-        return _aggregate(per_loop + self._final_stats, self.restarts)
+        return _aggregate(per_loop + self._final_stats, self.restarts_by_role)
 
     def wait_until_consuming(self, timeout_s: float = 60.0) -> None:
         """Block until every ingest loop has joined the consumer group and holds partitions.
@@ -213,82 +278,78 @@ class Pipeline:
             raise PipelineError(f"the ingest loops did not join consumer group {self.settings.consumer_group!r} "
                                 f"within {timeout_s} s")
 
-    def watch(self) -> int:
-        """Restart ingest loops that died or failed; returns how many were restarted.
-
-        The new loop resumes from the last committed offsets: nothing is lost, and frames that
-        were in flight are replayed and deduplicated by the sink.
-        """
-        import ray
-
-        restarted = 0
-        for index, service in enumerate(self.ingest):
-            try:
-                state = ray.get(service.stats.remote(), timeout=30)
-                alive = state["running"]
-            except Exception:
-                alive, state = False, {}
-            if not alive:
-                log.warning("ingest-%d is down (%s); restarting it", index, state.get("error", "actor died"))
-                try:
-                    ray.kill(service)
-                except Exception:
-                    pass
-                if not self._sink_alive(index):  # a dead sink takes its loop down: replace both
-                    log.warning("sink-%d is down too; replacing it", index)
-                    self.sinks[index] = self._new_sink()
-                self.ingest[index] = self._start_ingest(index)
-                if self.monitor is not None:
-                    self.monitor.count_restart.remote()
-                restarted += 1
-        self.restarts += restarted
-        return restarted
-
-    def kill_ingest(self, index: int = 0) -> None:
-        """Kill an ingest loop's process without a drain (crash drills and tests)."""
-        import ray
-
-        ray.kill(self.ingest[index], no_restart=True)
-
     def stop(self, timeout_s: float = 120.0) -> dict[str, Any]:
-        """Drain and stop the ingest loops, then the sinks and inference actors."""
+        """Stop supervising, drain and stop the ingest loops, then the sinks and inference actors."""
         import ray
 
-        final = []
-        for service in self.ingest:
-            try:
-                final.append(ray.get(service.stop.remote(timeout_s), timeout=timeout_s + 10))
-            except Exception as exc:
-                log.warning("an ingest loop did not stop cleanly: %s", _root_cause(exc))
-        for sink in self.sinks:
-            try:
-                ray.get(sink.close.remote(), timeout=30)
-            except Exception as exc:
-                log.warning("a sink did not close cleanly: %s", _root_cause(exc))
-        self._final_stats = final
-        self.ingest = []
-        if self.verdicts is not None:  # LLM verdicts (issue 3): drain the bounded backlog, then stop
-            drain_s = self.settings.verdict_drain_s
-            try:
-                self.verdict_stats = ray.get(self.verdicts.close.remote(drain_s), timeout=drain_s + 60)
-            except Exception as exc:
-                log.warning("the verdict actor did not close cleanly: %s", _root_cause(exc))
-        self._kill_all()
-        total = _aggregate(final, self.restarts)
-        if self.verdict_stats is not None:
-            total["verdicts"] = self.verdict_stats
-        return total
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=60)
+        with self._lock:
+            final = []
+            for service in self.ingest:
+                try:
+                    final.append(ray.get(service.stop.remote(timeout_s), timeout=timeout_s + 10))
+                except Exception as exc:
+                    log.warning("an ingest loop did not stop cleanly: %s", _root_cause(exc))
+            for sink in self.sinks:
+                try:
+                    ray.get(sink.close.remote(), timeout=30)
+                except Exception as exc:
+                    log.warning("a sink did not close cleanly: %s", _root_cause(exc))
+            if final or self.ingest:
+                self._final_stats = final
+            self.ingest = []
+            if self.verdicts is not None:  # LLM verdicts (issue 3): drain the bounded backlog, then stop
+                drain_s = self.settings.verdict_drain_s
+                try:
+                    self.verdict_stats = ray.get(self.verdicts.close.remote(drain_s), timeout=drain_s + 60)
+                except Exception as exc:
+                    log.warning("the verdict actor did not close cleanly: %s", _root_cause(exc))
+            self._kill_all()
+            total = _aggregate(self._final_stats, self.restarts_by_role)
+            if self.verdict_stats is not None:
+                total["verdicts"] = self.verdict_stats
+            return total
 
     def _kill_all(self) -> None:
-        import ray
-
         extra = [a for a in (self.monitor, self.verdicts) if a is not None]
         for actor in [*self.inference, *self.sinks, *self.ingest, *extra]:
-            try:
-                ray.kill(actor)
-            except Exception:
-                pass
+            _kill(actor)
         self.inference, self.sinks, self.monitor, self.verdicts = [], [], None, None
+
+
+def _kill(actor: Any) -> None:
+    import ray
+
+    try:
+        ray.kill(actor)
+    except Exception:
+        pass
+
+
+def _alive(actors: list[Any], timeout_s: float = 2.0) -> list[bool]:
+    """Ping each actor's ``ready``; only an actor Ray declares dead is False (a busy one may not answer in time)."""
+    import ray
+
+    refs = [actor.ready.remote() for actor in actors]
+    if not refs:
+        return []
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    done = set(ready)
+    out = []
+    for ref in refs:
+        if ref not in done:
+            out.append(True)  # busy (its calls are queued behind a batch) or restarting: not given up on
+            continue
+        try:
+            ray.get(ref)
+            out.append(True)
+        except ray.exceptions.RayActorError:
+            out.append(False)
+        except Exception:
+            out.append(True)
+    return out
 
 
 def wait_for(predicate, timeout_s: float, interval_s: float = 0.2) -> bool:
@@ -301,26 +362,22 @@ def wait_for(predicate, timeout_s: float, interval_s: float = 0.2) -> bool:
     return bool(predicate())
 
 
-def _aggregate(per_loop: list[dict[str, Any]], restarts: int) -> dict[str, Any]:
-    keys = ("polled", "assigned_partitions", "batches", "stored", "redelivered", "dead_lettered", "alerts_sent",
-            "committed_batches", "commit_failures", "inference_errors")
-    total: dict[str, Any] = {key: sum(int(s.get(key, 0)) for s in per_loop) for key in keys}
-    versions: dict[str, int] = {}
-    reasons: dict[str, int] = {}
+def _aggregate(per_loop: list[dict[str, Any]], restarts_by_role: dict[str, int]) -> dict[str, Any]:
+    """The stream's totals: the loops' counters merged, their latencies, faults, running loops, restarts."""
+    total: dict[str, Any] = StreamCounters.total([StreamCounters.from_dict(s) for s in per_loop]).as_dict()
+    faults: dict[str, str] = {}
     latencies: list[float] = []
     for s in per_loop:
-        for k, v in s.get("bank_versions", {}).items():
-            versions[k] = versions.get(k, 0) + v
-        for k, v in s.get("dead_letter_reasons", {}).items():
-            reasons[k] = reasons.get(k, 0) + v
         latencies.extend(s.get("latencies_ms", []))
+        if s.get("running"):
+            faults.update(s.get("faults_active") or {})
     total.update(
-        bank_versions=versions,
-        dead_letter_reasons=reasons,
         latencies_ms=latencies,
+        faults_active=faults,
         running=sum(1 for s in per_loop if s.get("running")),
         errors=[s["error"] for s in per_loop if s.get("error")],
-        restarts=restarts,
+        restarts=sum(restarts_by_role.values()),
+        restarts_by_role=dict(restarts_by_role),
     )
     return total
 

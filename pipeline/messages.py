@@ -14,7 +14,7 @@ import numpy as np
 if TYPE_CHECKING:  # the detector pulls in torch; the ingest and sink processes need not
     from model.detector import FrameScore
 
-__all__ = ["ZERO_SHOT_VERSION", "BankRef", "FrameTask", "ScoredFrame", "WriteResult"]
+__all__ = ["ZERO_SHOT_VERSION", "BankRef", "FrameTask", "RecordView", "ScoredFrame", "WriteResult"]
 
 
 ZERO_SHOT_VERSION = 0  # bank_version stored for frames a zero-shot class had no bank for
@@ -61,6 +61,7 @@ class FrameTask:
     topic: str
     partition: int
     offset: int
+    content_sha256: str = ""  # sha256 hex of image_bytes: a reused frame_id with other bytes is a conflict
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,27 @@ class WriteResult:
     alerts_sent: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     bank_versions: dict[str, int] = field(default_factory=dict)  # "class@vN" -> frames scored with it
+    conflicts: list[int] = field(default_factory=list)  # indices of frames whose frame_id is stored with other bytes
+
+
+@dataclass(frozen=True)
+class RecordView:
+    """The fields of a Kafka record the dead-letter sink needs, rebuilt from a task (its frame, as received)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+    @classmethod
+    def of(cls, task: FrameTask) -> RecordView:
+        headers = [
+            ("frame_id", task.frame_id.encode()),
+            ("line_id", task.line_id.encode()),
+            ("camera_id", task.camera_id.encode()),
+            ("product_class", task.product_class.encode()),
+            ("captured_at", task.captured_at.isoformat().encode()),
+        ]
+        return cls(task.topic, task.partition, task.offset, task.line_id.encode(), task.image_bytes, headers)

@@ -1,7 +1,9 @@
 """The stream's live counters in one named Ray actor, read by ``/metrics`` and ``/healthz``.
 
-Ingest loops (and the verdict actor) push cumulative counters about once a second under a
+Ingest loops (and the verdict actor) push cumulative counters (:class:`pipeline.counters.StreamCounters`)
+and the infrastructure faults they are holding on (``faults_active``) about once a second under a
 source name that is unique per loop *generation*, so a restarted loop never resets the totals.
+The supervisor counts the actors it recreated per role.
 
 >>> monitor = StreamMonitor()
 >>> monitor.report("ingest-0#1", {"polled": 3, "stored": 3}, [12.0, 40.0, 700.0])
@@ -15,22 +17,17 @@ import bisect
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["MONITOR_NAME", "NAMESPACE", "LATENCY_BUCKETS_MS", "StreamMonitor", "start_monitor", "get_monitor"]
+from pipeline.counters import SNAPSHOT_NAMES, StreamCounters
+
+__all__ = [
+    "MONITOR_NAME", "NAMESPACE", "LATENCY_BUCKETS_MS", "ACTOR_ROLES", "StreamMonitor", "start_monitor", "get_monitor",
+]
 
 MONITOR_NAME = "linesight-monitor"
 NAMESPACE = "linesight"
 LATENCY_BUCKETS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 
-# snapshot key -> counter name reported by the ingest loops
-_INGEST_COUNTERS = {
-    "frames_in": "polled",
-    "frames_stored": "stored",
-    "frames_redelivered": "redelivered",
-    "alerts_sent": "alerts_sent",
-    "bank_swaps": "bank_swaps",
-    "commit_failures": "commit_failures",
-    "inference_errors": "inference_errors",
-}
+ACTOR_ROLES = ("ingest", "inference", "sink", "verdicts")  # actors the supervisor recreates
 _VERDICT_COUNTERS = ("verdict_backlog", "verdict_skipped", "verdicts_written", "verdicts_rejected")
 _WEBHOOK_COUNTERS = ("webhook_delivered", "webhook_failed", "webhook_retries", "webhook_dropped")
 
@@ -43,7 +40,7 @@ class StreamMonitor:
         self._bucket_counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)  # last one: above every bound
         self._latency_sum_ms = 0.0
         self._running: dict[str, bool] = {}
-        self._restarts = 0
+        self._restarts: dict[str, int] = dict.fromkeys(ACTOR_ROLES, 0)
         self._updated_at: datetime | None = None
 
     def report(self, source: str, counters: dict[str, Any], latencies_ms: list[float] | None = None,
@@ -60,23 +57,19 @@ class StreamMonitor:
         """Mark a source as stopped (its counters stay in the totals)."""
         self._running[source] = False
 
-    def count_restart(self) -> None:
-        """An ingest loop was restarted by the supervisor."""
-        self._restarts += 1
+    def count_restart(self, role: str = "ingest") -> None:
+        """The supervisor recreated an actor of ``role`` (one of :data:`ACTOR_ROLES`)."""
+        self._restarts[role] = self._restarts.get(role, 0) + 1
 
     def snapshot(self) -> dict[str, Any]:
         """Totals over all sources, in the shape the API's /metrics expects."""
         ingest = {k: v for k, v in self._sources.items() if k.startswith("ingest")}
-        out: dict[str, Any] = {
-            key: sum(int(c.get(name, 0)) for c in ingest.values()) for key, name in _INGEST_COUNTERS.items()
-        }
-        dead: dict[str, int] = {}
-        versions: dict[str, int] = {}
-        for counters in ingest.values():
-            for reason, count in counters.get("dead_letter_reasons", {}).items():
-                dead[reason] = dead.get(reason, 0) + int(count)
-            for key, count in counters.get("bank_versions", {}).items():
-                versions[key] = versions.get(key, 0) + int(count)
+        total = StreamCounters.total([StreamCounters.from_dict(c) for c in ingest.values()])
+        out: dict[str, Any] = {key: getattr(total, name) for key, name in SNAPSHOT_NAMES.items()}
+        faults: dict[str, str] = {}
+        for source, counters in ingest.items():  # infrastructure faults the running loops are holding on
+            if self._running.get(source):
+                faults.update(counters.get("faults_active") or {})
         verdicts = self._sources.get("verdicts", {})
         webhooks = [c for k, c in self._sources.items() if k.startswith("webhook")]
         cumulative, running_total = {}, 0
@@ -84,13 +77,14 @@ class StreamMonitor:
             running_total += count
             cumulative[bound] = running_total
         out.update(
-            dead_lettered=dead,
-            bank_versions=versions,
+            faults_active=faults,
+            stream_state="degraded" if faults else "ok",
             latency_ms_buckets=cumulative,
             latency_ms_sum=self._latency_sum_ms,
             latency_ms_count=running_total,
             ingest_running=sum(1 for k, up in self._running.items() if k.startswith("ingest") and up),
-            ingest_restarts=self._restarts,
+            ingest_restarts=self._restarts.get("ingest", 0),
+            actor_restarts=dict(self._restarts),
             updated_at=self._updated_at.isoformat() if self._updated_at else None,
             **{key: int(verdicts.get(key, 0)) for key in _VERDICT_COUNTERS},
             **{key: sum(int(c.get(key, 0)) for c in webhooks) for key in _WEBHOOK_COUNTERS},

@@ -53,6 +53,7 @@ def to_record(frame: ScoredFrame, stored_at: datetime):
         anomaly_map_png=png_from_map(frame.result.anomaly_map),
         mask_png=png_from_mask(frame.result.mask),
         frame_image=task.image_bytes,
+        content_sha256=task.content_sha256 or None,
     )
 
 
@@ -91,11 +92,16 @@ class ResultSink:
             return result
         stored_at = datetime.now(UTC)
         records = [to_record(frame, stored_at) for frame in frames]
-        inserted = set(self.repository.upsert_inspections(records))
+        inserted_ids = self.repository.upsert_inspections(records)
+        inserted = set(inserted_ids)
+        # a frame_id already stored with other bytes is a conflict (the ingest dead-letters it), not a redelivery
+        result.conflicts = self.repository.content_conflicts(records, inserted_ids)
         result.stored = len(inserted)
-        result.redelivered = len(frames) - len(inserted)
+        result.redelivered = len(frames) - len(inserted) - len(result.conflicts)
+        first_seen: set[str] = set()
         for frame, record in zip(frames, records, strict=True):
-            if frame.task.frame_id in inserted:
+            if frame.task.frame_id in inserted and frame.task.frame_id not in first_seen:
+                first_seen.add(frame.task.frame_id)
                 result.latencies_ms.append(record.latency_ms)
                 result.bank_versions[frame.task.bank.key] = result.bank_versions.get(frame.task.bank.key, 0) + 1
         flagged = [frame.task.frame_id for frame in frames if frame.result.is_anomalous]
@@ -115,6 +121,11 @@ class ResultSink:
         if self.verdicts is not None:  # LLM verdicts (issue 3): only now, after the rows and the alerts
             self._submit_verdicts(frames, records, inserted)
         return result
+
+    def set_verdicts(self, verdicts: Any | None) -> bool:
+        """Hand new LLM verdict jobs to this (recreated) verdict actor from now on."""
+        self.verdicts = verdicts
+        return True
 
     def _submit_verdicts(self, frames: list[ScoredFrame], records: list, inserted: set[str]) -> None:
         """Fire and forget: ``submit.remote`` without ``ray.get``, so the sink never waits for the LLM."""

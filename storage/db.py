@@ -7,7 +7,7 @@ problems surface as :class:`~storage.exceptions.StorageError` naming the URL (pa
 
 >>> db = Database("sqlite://")           # in-memory
 >>> db.migrate()
-'0001'
+'0002'
 >>> db.dispose()
 """
 

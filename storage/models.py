@@ -88,6 +88,8 @@ class Inspection(Base):
     source_partition: Mapped[int | None] = mapped_column(sa.Integer)
     source_offset: Mapped[int | None] = mapped_column(sa.BigInteger)
     alert_sent_at: Mapped[datetime | None]
+    # sha256 hex of the frame's bytes (migration 0002): same frame_id + other bytes = a conflict
+    content_sha256: Mapped[str | None] = mapped_column(sa.String(64))
 
     __table_args__ = (
         sa.UniqueConstraint("frame_id", name="uq_inspections_frame_id"),

@@ -63,6 +63,7 @@ class InspectionRecord:
     source_partition: int | None = None
     source_offset: int | None = None
     frame_image: bytes | None = field(default=None, repr=False)  # the encoded frame as received
+    content_sha256: str | None = None  # sha256 hex of the frame's bytes: tells a redelivery from a reused frame_id
 
     def __post_init__(self) -> None:
         for name in ("frame_id", "line_id", "camera_id", "product_class"):

@@ -7,7 +7,7 @@ A replayed batch (after a crash, before the Kafka commit) inserts nothing and re
 >>> from storage.db import Database
 >>> repo = Repository(Database("sqlite://"))
 >>> repo.database.migrate()
-'0001'
+'0002'
 >>> repo.next_bank_version("bottle")
 1
 """
@@ -72,6 +72,7 @@ def _record_row(record: InspectionRecord) -> dict[str, Any]:
         "source_partition": record.source_partition,
         "source_offset": record.source_offset,
         "alert_sent_at": None,
+        "content_sha256": record.content_sha256,
     }
 
 
@@ -136,6 +137,33 @@ class Repository(BankQueries):
                     )
                 connection.execute(_MASKS.insert(), masks)
         return [frame_id for frame_id in unique if frame_id in inserted]
+
+    def content_conflicts(self, records: Sequence[InspectionRecord], inserted: Iterable[str]) -> list[int]:
+        """Indices of ``records`` whose frame_id is stored with another content hash (after an upsert).
+
+        ``inserted`` is what :meth:`upsert_inspections` returned for them. Such a record reused a stored
+        frame_id with other bytes: a conflict, not a redelivery. A record or stored row without a hash
+        (stored before migration 0002) counts as a redelivery.
+        """
+        done = set(inserted)
+        seen: set[str] = set()
+        candidates: list[int] = []
+        for index, record in enumerate(records):
+            first_of_inserted = record.frame_id in done and record.frame_id not in seen
+            seen.add(record.frame_id)
+            if record.content_sha256 and not first_of_inserted:
+                candidates.append(index)
+        if not candidates:
+            return []
+        stored: dict[str, str | None] = {}
+        with self.database.transaction() as connection:
+            ids = list(dict.fromkeys(records[i].frame_id for i in candidates))
+            for chunk in _chunks(ids, _CHUNK_ROWS):
+                query = sa.select(_INSPECTIONS.c.frame_id, _INSPECTIONS.c.content_sha256).where(
+                    _INSPECTIONS.c.frame_id.in_(chunk)
+                )
+                stored.update((frame_id, sha) for frame_id, sha in connection.execute(query))
+        return [i for i in candidates if stored.get(records[i].frame_id) not in (None, records[i].content_sha256)]
 
     def pending_alerts(self, frame_ids: Sequence[str]) -> list[InspectionRow]:
         """Flagged rows among ``frame_ids`` whose alert was not sent yet (oldest id first)."""

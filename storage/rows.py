@@ -43,6 +43,7 @@ class InspectionRow:
     source_partition: int | None
     source_offset: int | None
     alert_sent_at: datetime | None
+    content_sha256: str | None = None  # sha256 hex of the frame's bytes (None for rows before migration 0002)
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> InspectionRow:

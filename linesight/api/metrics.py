@@ -40,6 +40,8 @@ _COUNTERS = (  # snapshot key, metric name (without _total), help
     ("alerts_sent", "linesight_alerts_sent", "Alerts published"),
     ("bank_swaps", "linesight_bank_swaps", "Hot swaps of a class's active bank seen by the stream"),
     ("ingest_restarts", "linesight_ingest_restarts", "Ingest loops restarted by the supervisor"),
+    ("inference_errors", "linesight_poison_frames", "Frames that failed alone on live inference actors"),
+    ("batch_retries", "linesight_batch_retries", "Batch attempts sent again after a failure"),
     ("verdict_skipped", "linesight_llm_verdicts_skipped", "Flagged frames whose LLM verdict was skipped"),
     ("verdicts_written", "linesight_llm_verdicts_written", "LLM verdicts accepted and stored"),
     ("verdicts_rejected", "linesight_llm_verdicts_rejected", "LLM verdicts rejected (contradicted the detector)"),
@@ -165,6 +167,21 @@ def _stream_families(snap: dict[str, Any]) -> Iterator[Metric]:
     for reason, count in sorted((snap.get("dead_lettered") or {}).items()):
         dead.add_metric([str(reason)], float(count))
     yield dead
+    faults = CounterMetricFamily("linesight_infra_faults", "Attempts failed by an infrastructure fault (retried)",
+                                 labels=["kind"])
+    for kind, count in sorted((snap.get("fault_kinds") or {}).items()):
+        faults.add_metric([str(kind)], float(count))
+    yield faults
+    active = GaugeMetricFamily("linesight_stream_fault_active", "1 while the stream holds on this fault",
+                               labels=["kind"])
+    for kind in sorted(snap.get("faults_active") or {}):
+        active.add_metric([str(kind)], 1.0)
+    yield active
+    restarts = CounterMetricFamily("linesight_actor_restarts", "Actors recreated by the supervisor",
+                                   labels=["actor"])
+    for role, count in sorted((snap.get("actor_restarts") or {}).items()):
+        restarts.add_metric([str(role)], float(count))
+    yield restarts
     by_bank = CounterMetricFamily("linesight_bank_frames", "Frames scored per bank version", labels=["bank"])
     for key, count in sorted((snap.get("bank_versions") or {}).items()):
         by_bank.add_metric([str(key)], float(count))

@@ -68,6 +68,10 @@ def check_stream(context: ApiContext) -> dict[str, Any]:
     }
     if not snap.get("ingest_running"):
         return {"status": "down", "detail": "no ingest loop is running", **part}
+    faults = snap.get("faults_active") or {}
+    if faults:  # an infrastructure fault: the stream holds back (no polling, no commit) and retries
+        detail = "; ".join(f"{kind}: {why}" for kind, why in sorted(faults.items()))
+        return {"status": "degraded", "detail": f"holding on a fault, retrying: {detail}", "faults": faults, **part}
     return {"status": "ok", **part}
 
 

@@ -13,10 +13,10 @@ pytestmark = pytest.mark.integration
 
 
 def test_migrate_from_several_processes_at_once(postgres_url: str):
-    assert run_in_processes(migrate_worker, [(postgres_url,)] * 3) == ["0001"] * 3
+    assert run_in_processes(migrate_worker, [(postgres_url,)] * 3) == ["0002"] * 3
     database = Database(postgres_url)
-    assert database.current_revision() == "0001"
-    assert database.migrate() == "0001"
+    assert database.current_revision() == "0002"
+    assert database.migrate() == "0002"
     assert schema_differences(database) == []
     columns = {c["name"]: c for c in sa.inspect(database.engine).get_columns("inspections")}
     assert isinstance(columns["captured_at"]["type"], sa.DateTime)

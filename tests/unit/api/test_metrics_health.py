@@ -162,3 +162,19 @@ def test_run_serves_metrics_over_http(repository, monitor):
             serve_metrics(build_registry(lambda: None), port, host="127.0.0.1")
     finally:
         server.shutdown()
+
+def test_a_stream_holding_on_an_infrastructure_fault_is_degraded_and_counted(settings, repository, monitor):
+    monitor.report("ingest-0#1", {"polled": 12, "infra_faults": 4, "fault_kinds": {"database": 4},
+                                  "faults_active": {"database": "OperationalError: connection refused"}})
+    monitor.count_restart("inference")
+    with _client(settings, repository, monitor.snapshot, expect_stream=True) as client:
+        health = client.get("/healthz")
+        samples = _samples(client.get("/metrics").text)
+    assert health.status_code == 503
+    stream = health.json()["parts"]["stream"]
+    assert stream["status"] == "degraded"
+    assert "database: OperationalError: connection refused" in stream["detail"]
+    assert samples[("linesight_infra_faults_total", (("kind", "database"),))] == 4
+    assert samples[("linesight_stream_fault_active", (("kind", "database"),))] == 1
+    assert samples[("linesight_actor_restarts_total", (("actor", "inference"),))] == 1
+    assert samples[("linesight_ingest_restarts_total", ())] == 1

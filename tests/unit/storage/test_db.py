@@ -21,7 +21,7 @@ def schema_differences(database: Database) -> list:
 
 def test_sqlite_creates_folder_and_enables_wal(tmp_path):
     database = Database(f"sqlite:///{tmp_path / 'a' / 'b' / 'x.db'}")
-    assert database.migrate() == "0001"
+    assert database.migrate() == "0002"
     assert (tmp_path / "a" / "b" / "x.db").exists()
     with database.transaction() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -31,8 +31,8 @@ def test_sqlite_creates_folder_and_enables_wal(tmp_path):
 
 
 def test_migrate_is_idempotent_and_matches_models(database):
-    assert database.current_revision() == "0001"
-    assert database.migrate() == "0001"
+    assert database.current_revision() == "0002"
+    assert database.migrate() == "0002"
     assert schema_differences(database) == []
     tables = set(sa.inspect(database.engine).get_table_names())
     assert {"inspections", "masks", "banks", "chat_turns", "alembic_version"} <= tables
@@ -41,7 +41,7 @@ def test_migrate_is_idempotent_and_matches_models(database):
 def test_in_memory_sqlite_shares_one_database():
     database = Database("sqlite://")
     database.migrate()
-    assert database.current_revision() == "0001"
+    assert database.current_revision() == "0002"
     database.dispose()
 
 
@@ -53,9 +53,9 @@ def test_alembic_config_needs_no_ini_file():
 
 def test_migrate_from_several_processes_at_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    assert run_in_processes(migrate_worker, [(url,)] * 3) == ["0001"] * 3
+    assert run_in_processes(migrate_worker, [(url,)] * 3) == ["0002"] * 3
     database = Database(url)
-    assert database.current_revision() == "0001"
+    assert database.current_revision() == "0002"
     assert schema_differences(database) == []
     database.dispose()
 
