@@ -196,6 +196,7 @@ class Settings(BaseSettings):
     )
     api_inspect_requires_token: bool = Field(
         False, description="POST /api/inspect needs the bearer token too (default: open, rate-limited)"
+    )
 
     # --- faults and supervision (pipeline/ingest.py, pipeline/supervisor.py) --------------------
     fault_retry_initial_s: float = Field(
