@@ -24,7 +24,7 @@ def heat_rgba(anomaly_map: np.ndarray, threshold: float, full_scale: float) -> n
     red and more opaque as the value goes from ``threshold`` to ``full_scale``.
 
     >>> heat_rgba(np.array([[0.1, 0.9]], np.float32), threshold=0.5, full_scale=1.0)[0, :, 3].tolist()
-    [0, 172]
+    [0, 171]
     """
     if not full_scale > threshold:
         raise ValueError(f"full_scale ({full_scale}) must be above the threshold ({threshold})")

@@ -6,8 +6,8 @@ A replayed batch (after a crash, before the Kafka commit) inserts nothing and re
 
 >>> from storage.db import Database
 >>> repo = Repository(Database("sqlite://"))
->>> repo.database.migrate()
-'0001'
+>>> repo.database.migrate()  # the newest revision
+'0003'
 >>> repo.next_bank_version("bottle")
 1
 """
