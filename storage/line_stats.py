@@ -30,6 +30,18 @@ __all__ = ["LineStatus", "TrendBucket", "MAX_TREND_BUCKETS", "line_status", "tre
 
 MAX_TREND_BUCKETS = 2000  # per (line, class) series; a shift at 1-minute buckets is 480
 _INSPECTIONS = Inspection.__table__
+# The newest row id of every line by a loose index scan of ix_inspections_line_id (line_id, id):
+# one index probe per line instead of a scan of the table (SQLite and PostgreSQL alike).
+_NEWEST_PER_LINE = sa.text("""
+WITH RECURSIVE lines(line_id) AS (
+    SELECT min(line_id) FROM inspections
+    UNION ALL
+    SELECT (SELECT min(i.line_id) FROM inspections i WHERE i.line_id > lines.line_id)
+    FROM lines WHERE lines.line_id IS NOT NULL
+)
+SELECT line_id, (SELECT max(i.id) FROM inspections i WHERE i.line_id = lines.line_id) AS id
+FROM lines WHERE line_id IS NOT NULL
+""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +95,9 @@ def line_status(
     """Every line that ever stored a frame, by line id; a line is up when its newest frame is at most
     ``down_after_s`` old.
 
-    Two queries: counts and newest capture time over the last ``share_window_s`` (the ``captured_at``
-    index), and the newest stored row per line (``max(id)``, the ``(line_id, id)`` index) for lines
-    with no frame in that window.
+    Counts and newest capture time over the last ``share_window_s`` (the ``captured_at`` index), and
+    the newest stored row per line (a loose scan of the ``(line_id, id)`` index) for lines with no
+    frame in that window.
     """
     _aware(now, "now")
     for value, name in ((rate_window_s, "rate_window_s"), (share_window_s, "share_window_s"),
@@ -94,22 +106,26 @@ def line_status(
     if rate_window_s > share_window_s:
         raise InvalidRecordError(f"rate_window_s ({rate_window_s}) must not exceed share_window_s ({share_window_s})")
     c = _INSPECTIONS.c
-    newest = sa.select(sa.func.max(c.id).label("id")).group_by(c.line_id).subquery()
-    last_query = sa.select(c.line_id, c.captured_at).join(newest, c.id == newest.c.id)
     rate_since = now - timedelta(seconds=rate_window_s)
     share_since = now - timedelta(seconds=share_window_s)
+    # coalesce(line_id) (a no-op: line_id is NOT NULL) keeps SQLite's planner on the captured_at
+    # index for the window instead of scanning the whole table in line_id order (measured 484 -> 57 ms
+    # at 200k rows, `python -m storage.bench_line_stats`)
+    line_key = sa.func.coalesce(c.line_id, "")
     counts_query = (
         sa.select(
-            c.line_id,
+            line_key,
             sa.func.count(),
             sa.func.sum(sa.case((c.is_anomalous.is_(True), 1), else_=0)),
             sa.func.sum(sa.case((c.captured_at >= rate_since, 1), else_=0)),
             sa.func.max(c.captured_at),
         )
         .where(c.captured_at >= share_since)
-        .group_by(c.line_id)
+        .group_by(line_key)
     )
     with database.transaction() as connection:
+        newest_ids = [row_id for _, row_id in connection.execute(_NEWEST_PER_LINE)]
+        last_query = sa.select(c.line_id, c.captured_at).where(c.id.in_(newest_ids))
         last = {line: at for line, at in connection.execute(last_query)}
         counts = {line: (int(n), int(f or 0), int(r or 0), at) for line, n, f, r, at in connection.execute(counts_query)}
     tiles = []

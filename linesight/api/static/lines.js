@@ -1,6 +1,9 @@
 /* The line screen (#/lines): per-line tiles, throughput and defect-share trends; and #/dead-letters. */
 "use strict";
 
+const TREND_HOUR_MS = 15000;  // 60 s buckets
+const TREND_SHIFT_MS = 60000;  // 300 s buckets
+
 function lineTile(tile) {
   const share = tile.flagged_share;
   return h("a", { class: "tile " + (tile.is_up ? "up" : "down"), href: `#/live?line=${encodeURIComponent(tile.line_id)}`,
@@ -60,11 +63,13 @@ function renderLines() {
   let timer = null;
   let alive = true;
   let wantedLine = params.get("line") || "";
-  async function tick() {
+  let trendAt = 0;  // the shift's trend scans hours of rows: refresh it less often than the tiles
+  async function tick(force = false) {
     try {
       const query = new URLSearchParams({ range: range.value });
       if (wantedLine) query.set("line", wantedLine);
-      const [lines, trend] = await Promise.all([api("/api/lines"), api(`/api/trends?${query}`)]);
+      const due = force || Date.now() - trendAt >= (range.value === "hour" ? TREND_HOUR_MS : TREND_SHIFT_MS);
+      const [lines, trend] = await Promise.all([api("/api/lines"), due ? api(`/api/trends?${query}`) : null]);
       if (!alive) return;
       tiles.replaceChildren(...(lines.lines.length ? lines.lines.map(lineTile) : [h("div", { class: "empty", text: "No line has sent a frame yet." })]));
       const down = lines.lines.filter((t) => !t.is_up).length;
@@ -75,6 +80,8 @@ function renderLines() {
       const known = new Set([...lineSelect.options].map((o) => o.value));
       lines.lines.forEach((t) => known.has(t.line_id) || lineSelect.append(h("option", { value: t.line_id, text: t.line_id })));
       lineSelect.value = wantedLine;
+      if (!trend) return;
+      trendAt = Date.now();
       const { throughput, share, xMin, xMax } = trendSeries(trend);
       const scope = wantedLine ? ` · ${wantedLine}` : "";
       charts.replaceChildren(
@@ -86,10 +93,10 @@ function renderLines() {
       if (alive) timer = setTimeout(tick, POLL_LINES_MS);
     }
   }
-  const refresh = () => { setHashQuery("/lines", [["range", range.value === "hour" ? "" : range.value], ["line", wantedLine]]); clearTimeout(timer); tick(); };
+  const refresh = () => { setHashQuery("/lines", [["range", range.value === "hour" ? "" : range.value], ["line", wantedLine]]); clearTimeout(timer); tick(true); };
   range.addEventListener("change", refresh);
   lineSelect.addEventListener("change", () => { wantedLine = lineSelect.value; refresh(); });
-  tick();
+  tick(true);
   return () => { alive = false; clearTimeout(timer); };
 }
 
