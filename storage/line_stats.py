@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from storage.exceptions import InvalidRecordError
-from storage.models import Inspection
+from storage.models import Acknowledgement, Inspection
 
 if TYPE_CHECKING:
     from storage.db import Database
@@ -30,6 +30,7 @@ __all__ = ["LineStatus", "TrendBucket", "MAX_TREND_BUCKETS", "line_status", "tre
 
 MAX_TREND_BUCKETS = 2000  # per (line, class) series; a shift at 1-minute buckets is 480
 _INSPECTIONS = Inspection.__table__
+_ACKS = Acknowledgement.__table__
 # The newest row id of every line by a loose index scan of ix_inspections_line_id (line_id, id):
 # one index probe per line instead of a scan of the table (SQLite and PostgreSQL alike).
 _NEWEST_PER_LINE = sa.text("""
@@ -56,6 +57,7 @@ class LineStatus:
     flagged_window: int  # of which flagged
     flagged_share: float | None  # flagged_window / frames_window; None when no frame in the window
     is_up: bool  # last_frame_age_s <= down_after_s
+    unacknowledged_window: int = 0  # flagged frames of the last share_window_s nobody acknowledged yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,9 @@ def line_status(
             sa.func.sum(sa.case((c.is_anomalous.is_(True), 1), else_=0)),
             sa.func.sum(sa.case((c.captured_at >= rate_since, 1), else_=0)),
             sa.func.max(c.captured_at),
+            sa.func.sum(sa.case((sa.and_(c.is_anomalous.is_(True), _ACKS.c.frame_id.is_(None)), 1), else_=0)),
         )
+        .select_from(_INSPECTIONS.outerjoin(_ACKS, _ACKS.c.frame_id == c.frame_id))
         .where(c.captured_at >= share_since)
         .group_by(line_key)
     )
@@ -127,16 +131,18 @@ def line_status(
         newest_ids = [row_id for _, row_id in connection.execute(_NEWEST_PER_LINE)]
         last_query = sa.select(c.line_id, c.captured_at).where(c.id.in_(newest_ids))
         last = {line: at for line, at in connection.execute(last_query)}
-        counts = {line: (int(n), int(f or 0), int(r or 0), at) for line, n, f, r, at in connection.execute(counts_query)}
+        counts = {line: (int(n), int(f or 0), int(r or 0), at, int(u or 0))
+                  for line, n, f, r, at, u in connection.execute(counts_query)}
     tiles = []
     for line_id in sorted(last):
-        total, flagged, recent, newest_at = counts.get(line_id, (0, 0, 0, None))
+        total, flagged, recent, newest_at, unacknowledged = counts.get(line_id, (0, 0, 0, None, 0))
         at = _as_utc(newest_at) if newest_at is not None else last[line_id]
         age_s = (now - at).total_seconds()
         tiles.append(LineStatus(
             line_id=line_id, last_frame_at=at, last_frame_age_s=age_s,
             frames_per_s=recent / rate_window_s, frames_window=total, flagged_window=flagged,
             flagged_share=(flagged / total) if total else None, is_up=age_s <= down_after_s,
+            unacknowledged_window=unacknowledged,
         ))
     return tiles
 

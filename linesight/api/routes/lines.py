@@ -36,6 +36,7 @@ class LineTile(BaseModel):
     flagged_window: int
     flagged_share: float | None
     is_up: bool
+    unacknowledged_window: int
 
 
 class Lines(BaseModel):

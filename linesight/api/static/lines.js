@@ -14,7 +14,10 @@ function lineTile(tile) {
       h("div", {}, h("div", { class: "value", text: tile.frames_per_s.toFixed(2) }), h("div", { class: "label", text: "frames/s (1 min)" })),
       h("div", {}, h("div", { class: "value" + (share > 0 ? " warn" : ""), text: share === null ? "–" : pct(share) }),
         h("div", { class: "label", text: `flagged (1 h): ${tile.flagged_window} of ${tile.frames_window}` }))),
-    h("div", { class: "muted last", title: clock(tile.last_frame_at), text: `last frame ${ago(tile.last_frame_at)}` }));
+    h("div", { class: "row last" },
+      h("span", { class: "muted", title: clock(tile.last_frame_at), text: `last frame ${ago(tile.last_frame_at)}` }),
+      tile.unacknowledged_window > 0 && h("span", { class: "to-ack", title: "flagged in the last hour, not acknowledged yet",
+        text: `${tile.unacknowledged_window} to acknowledge` })));
 }
 
 /* Buckets -> chart series: throughput per line (missing bucket = 0 frames), defect share per class (missing = gap). */

@@ -163,7 +163,7 @@ def _with_token(page, url: str) -> None:
 
 
 def test_line_screen_shows_tiles_and_trends(server, page, shots):
-    url, _ = server
+    url, repository = server
     page.goto(f"{url}/")  # the line screen is the landing page
     page.wait_for_selector("#line-tiles .tile")
     assert page.locator("#line-tiles .tile").count() == 3
@@ -174,6 +174,9 @@ def test_line_screen_shows_tiles_and_trends(server, page, shots):
     up = page.locator('.tile[data-line="line-1"]').inner_text()
     assert "frames/s" in up
     assert "flagged (1 h):" in up
+    waiting = sum(1 for r in repository.iter_history(line_id="line-1", anomalous=True)
+                  if repository.get_acknowledgement(r.frame_id) is None)
+    assert f"{waiting} to acknowledge" in up
     page.wait_for_selector("#chart-throughput polyline", state="attached")
     assert page.locator("#chart-throughput polyline").count() == 3  # one series per line
     assert page.locator("#chart-share polyline, #chart-share circle").count() >= 2  # brick, washer (+ line-3's)

@@ -44,6 +44,17 @@ def test_tiles_count_rate_share_and_up_down(repo):
     assert (c.frames_window, c.flagged_window, c.frames_per_s) == (10, 1, 0.0)
 
 
+def test_unacknowledged_counts_flagged_frames_nobody_acknowledged(repo):
+    _frames(repo, [("A", "bottle", 10 + i, i % 2 == 0) for i in range(8)] + [("A", "bottle", 5000, True)])
+    (tile,) = repo.line_status(now=NOW)
+    assert (tile.flagged_window, tile.unacknowledged_window) == (4, 4)  # the 5000 s old one is outside
+    repo.acknowledge("f-0")
+    repo.acknowledge("f-1")  # not flagged: acknowledging it changes nothing here
+    repo.acknowledge("f-8")  # outside the window
+    (tile,) = repo.line_status(now=NOW)
+    assert (tile.frames_window, tile.flagged_window, tile.unacknowledged_window) == (8, 4, 3)
+
+
 def test_last_frame_is_the_newest_capture_even_when_stored_out_of_order(repo):
     _frames(repo, [("A", "bottle", 10, False), ("A", "bottle", 50, False)])
     (tile,) = repo.line_status(now=NOW)
