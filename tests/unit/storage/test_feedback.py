@@ -98,3 +98,20 @@ def test_review_rows_go_with_their_inspection(stored, database):
         connection.execute(sa.text("DELETE FROM inspections WHERE frame_id = 'f-0'"))
     assert stored.get_feedback("f-0") is None
     assert stored.get_acknowledgement("f-0") is None
+
+
+def test_migration_0003_downgrades_to_0001_and_back(tmp_path):
+    import sqlalchemy as sa
+    from alembic import command
+
+    from storage.db import Database, alembic_config
+
+    database = Database(f"sqlite:///{tmp_path / 'm.db'}")
+    head = database.migrate()
+    with database.engine.begin() as connection:
+        command.downgrade(alembic_config(connection=connection), "0001")
+    assert database.current_revision() == "0001"
+    assert not {"feedback", "acknowledgements"} & set(sa.inspect(database.engine).get_table_names())
+    assert database.migrate() == head
+    assert {"feedback", "acknowledgements"} <= set(sa.inspect(database.engine).get_table_names())
+    database.dispose()
