@@ -207,6 +207,12 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60, description="how often dead inference, sink, verdict and ingest actors are looked for"
     )
 
+    # --- line screen (dashboard tiles and trends; issue 12) ------------------------------------
+    line_down_after_s: float = Field(
+        30.0, gt=0.0, description="the line screen shows a line as down when its newest frame is older than this"
+    )
+    shift_hours: float = Field(8.0, gt=0.0, le=24.0, description="length of the line screen's 'shift' trend range")
+
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

@@ -6,8 +6,8 @@ start with ``BEGIN IMMEDIATE`` so concurrent writers queue instead of failing. C
 problems surface as :class:`~storage.exceptions.StorageError` naming the URL (password masked).
 
 >>> db = Database("sqlite://")           # in-memory
->>> db.migrate()
-'0002'
+>>> db.migrate()  # the newest revision
+'0003'
 >>> db.dispose()
 """
 

@@ -26,6 +26,9 @@ __all__ = [
     "ChatTurn",
     "VERDICT_SOURCES",
     "CHAT_ROLES",
+    "Feedback",
+    "Acknowledgement",
+    "FEEDBACK_LABELS",
 ]
 
 VERDICT_SOURCES = ("template", "llm")
@@ -166,3 +169,42 @@ class ChatTurn(Base):
         sa.UniqueConstraint("inspection_id", "turn_index", name="uq_chat_turns_inspection_turn"),
         sa.CheckConstraint("role IN ('operator', 'assistant')", name="ck_chat_turns_role"),
     )
+
+
+# --- operator review: feedback labels and acknowledgements (issue 9 item 4, issue 12) ------------
+FEEDBACK_LABELS = ("false_alarm", "defect")
+
+
+class Feedback(Base):
+    """An operator's label of a stored frame; append-only, the newest row per frame is the label in force."""
+
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    frame_id: Mapped[str] = mapped_column(
+        sa.String(128),
+        sa.ForeignKey("inspections.frame_id", ondelete="CASCADE", name="fk_feedback_frame_id"),
+    )
+    label: Mapped[str] = mapped_column(sa.String(16))  # "false_alarm" | "defect"
+    note: Mapped[str | None] = mapped_column(sa.Text)
+    actor: Mapped[str] = mapped_column(sa.String(128))
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        sa.CheckConstraint("label IN ('false_alarm', 'defect')", name="ck_feedback_label"),
+        sa.Index("ix_feedback_frame_id", "frame_id", "id"),
+    )
+
+
+class Acknowledgement(Base):
+    """An operator saw a frame's alert; one row per frame, the first acknowledgement stands."""
+
+    __tablename__ = "acknowledgements"
+
+    frame_id: Mapped[str] = mapped_column(
+        sa.String(128),
+        sa.ForeignKey("inspections.frame_id", ondelete="CASCADE", name="fk_acknowledgements_frame_id"),
+        primary_key=True,
+    )
+    acknowledged_at: Mapped[datetime]
+    acknowledged_by: Mapped[str] = mapped_column(sa.String(128))

@@ -6,8 +6,8 @@ A replayed batch (after a crash, before the Kafka commit) inserts nothing and re
 
 >>> from storage.db import Database
 >>> repo = Repository(Database("sqlite://"))
->>> repo.database.migrate()
-'0002'
+>>> repo.database.migrate()  # the newest revision
+'0003'
 >>> repo.next_bank_version("bottle")
 1
 """
@@ -372,3 +372,79 @@ class Repository(BankQueries):
         query = sa.select(_CHAT).where(_CHAT.c.inspection_id == inspection_id).order_by(_CHAT.c.turn_index)
         with self.database.transaction() as connection:
             return [ChatTurnRow(**row) for row in connection.execute(query).mappings()]
+
+    # --- operator review: feedback and acknowledgements (storage/feedback.py) -------------------
+    def set_feedback(
+        self, frame_id: str, label: str, *, note: str | None = None, actor: str = "operator",
+        at: datetime | None = None,
+    ) -> Any:
+        """Label a frame ``false_alarm`` or ``defect``; see :func:`storage.feedback.set_feedback`."""
+        from storage import feedback
+
+        return feedback.set_feedback(self.database, frame_id, label, note=note, actor=actor, at=at)
+
+    def get_feedback(self, frame_id: str) -> Any:
+        """The label in force of a frame (a :class:`storage.feedback.FeedbackRow`), or ``None``."""
+        from storage import feedback
+
+        return feedback.latest_feedback(self.database, [frame_id]).get(frame_id)
+
+    def feedback_by_frame(self, frame_ids: Sequence[str]) -> dict[str, Any]:
+        """The label in force of each frame that has one (for a page of inspections)."""
+        from storage import feedback
+
+        return feedback.latest_feedback(self.database, frame_ids)
+
+    def feedback_history(self, frame_id: str) -> list[Any]:
+        """Every label given to a frame, oldest first."""
+        from storage import feedback
+
+        return feedback.feedback_history(self.database, frame_id)
+
+    def feedback_for_class(self, product_class: str, label: str) -> list[str]:
+        """frame_ids of a class whose label in force is ``label``, oldest label first."""
+        from storage import feedback
+
+        return feedback.feedback_for_class(self.database, product_class, label)
+
+    def labelled_frames(self, product_class: str, label: str = "false_alarm", *, after_feedback_id: int = 0) -> list[Any]:
+        """Labelled frames of a class with their stored frame bytes: the input of a bank rebuild from
+        false alarms; see :func:`storage.feedback.labelled_frames`."""
+        from storage import feedback
+
+        return feedback.labelled_frames(self.database, product_class, label, after_feedback_id=after_feedback_id)
+
+    def acknowledge(self, frame_id: str, *, actor: str = "operator", at: datetime | None = None) -> Any:
+        """Acknowledge a frame's alert (the first acknowledgement stands); an :class:`storage.feedback.AckRow`."""
+        from storage import feedback
+
+        return feedback.acknowledge(self.database, frame_id, actor=actor, at=at)
+
+    def get_acknowledgement(self, frame_id: str) -> Any:
+        """The acknowledgement of a frame, or ``None``."""
+        from storage import feedback
+
+        return feedback.acknowledgements(self.database, [frame_id]).get(frame_id)
+
+    def acknowledgements_by_frame(self, frame_ids: Sequence[str]) -> dict[str, Any]:
+        """The acknowledgement of each frame that has one."""
+        from storage import feedback
+
+        return feedback.acknowledgements(self.database, frame_ids)
+
+    # --- line screen aggregates (storage/line_stats.py) -----------------------------------------
+    def line_status(
+        self, *, now: datetime, rate_window_s: float = 60.0, share_window_s: float = 3600.0,
+        down_after_s: float = 30.0,
+    ) -> list[Any]:
+        """Per-line tiles (:class:`storage.line_stats.LineStatus`); see :func:`storage.line_stats.line_status`."""
+        from storage import line_stats
+
+        return line_stats.line_status(self.database, now=now, rate_window_s=rate_window_s,
+                                      share_window_s=share_window_s, down_after_s=down_after_s)
+
+    def trend(self, *, since: datetime, until: datetime, bucket_s: int, line_id: str | None = None) -> list[Any]:
+        """Frames and flagged per bucket, line and class (:class:`storage.line_stats.TrendBucket`)."""
+        from storage import line_stats
+
+        return line_stats.trend(self.database, since=since, until=until, bucket_s=bucket_s, line_id=line_id)

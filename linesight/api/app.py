@@ -26,7 +26,7 @@ from linesight.api.context import ApiContext, ray_monitor_snapshot
 from linesight.api.docs import install_offline_docs
 from linesight.api.errors import install_error_handlers
 from linesight.api.metrics import build_registry, request_counter
-from linesight.api.routes import banks, chat, health, inspect, inspections
+from linesight.api.routes import banks, chat, frames, health, inspect, inspections, lines, review
 from linesight.settings import Settings
 
 __all__ = ["create_app", "STATIC_DIR"]
@@ -95,7 +95,7 @@ def create_app(
     app.state.metrics_registry = build_registry(stream_snapshot, lambda: context.repository)
     _install_middleware(app, settings, request_counter(app.state.metrics_registry))
     install_error_handlers(app)
-    for module in (inspections, chat, inspect, banks, health):
+    for module in (inspections, frames, review, lines, chat, inspect, banks, health):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_offline_docs(app)

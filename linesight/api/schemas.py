@@ -15,6 +15,10 @@ from pydantic import BaseModel, Field
 __all__ = [
     "Inspection",
     "InspectionPage",
+    "FeedbackLabel",
+    "Acknowledgement",
+    "FeedbackIn",
+    "AckIn",
     "ChatQuestion",
     "ChatTurn",
     "ChatTurns",
@@ -30,6 +34,36 @@ __all__ = [
     "bank_json",
     "turn_json",
 ]
+
+
+class FeedbackLabel(BaseModel):
+    """An operator's label of an inspection: ``false_alarm`` or ``defect`` (the newest one is in force)."""
+
+    label: str
+    note: str | None
+    actor: str
+    created_at: datetime
+
+
+class Acknowledgement(BaseModel):
+    """The acknowledgement of an inspection's alert (the first one stands)."""
+
+    acknowledged_by: str
+    acknowledged_at: datetime
+
+
+class FeedbackIn(BaseModel):
+    """A label for a stored inspection."""
+
+    label: str = Field(description="false_alarm (a flagged frame that is fine) or defect (confirmed or missed)")
+    note: str | None = Field(None, max_length=2000, description="free text kept with the label")
+    actor: str | None = Field(None, max_length=128, description="who labels it (default 'api')")
+
+
+class AckIn(BaseModel):
+    """Who acknowledges an inspection's alert."""
+
+    actor: str | None = Field(None, max_length=128, description="who acknowledges it (default 'api')")
 
 
 class Inspection(BaseModel):
@@ -57,6 +91,8 @@ class Inspection(BaseModel):
     source_partition: int | None
     source_offset: int | None
     alert_sent_at: datetime | None
+    feedback: FeedbackLabel | None = Field(None, description="the operator's label in force, if any")
+    acknowledgement: Acknowledgement | None = Field(None, description="who acknowledged the alert, and when")
     links: dict[str, str]
 
 
@@ -164,13 +200,22 @@ class Health(BaseModel):
     parts: dict[str, dict[str, Any]]
 
 
-def inspection_json(row: Any) -> dict[str, Any]:
-    """The :class:`Inspection` dict of an :class:`~storage.rows.InspectionRow`."""
+_REVIEW_FIELDS = ("links", "feedback", "acknowledgement")
+
+
+def inspection_json(row: Any, feedback: Any | None = None, ack: Any | None = None) -> dict[str, Any]:
+    """The :class:`Inspection` dict of an :class:`~storage.rows.InspectionRow`, with its
+    :class:`~storage.feedback.FeedbackRow` and :class:`~storage.feedback.AckRow` when given."""
     base = f"/api/inspections/{row.id}"
-    fields = {name: getattr(row, name) for name in Inspection.model_fields if name != "links"}
+    fields = {name: getattr(row, name) for name in Inspection.model_fields if name not in _REVIEW_FIELDS}
     fields["positions"] = list(row.positions)
+    fields["feedback"] = None if feedback is None else {
+        "label": feedback.label, "note": feedback.note, "actor": feedback.actor, "created_at": feedback.created_at}
+    fields["acknowledgement"] = None if ack is None else {
+        "acknowledged_by": ack.acknowledged_by, "acknowledged_at": ack.acknowledged_at}
     fields["links"] = {"self": base, "overlay": f"{base}/overlay.png", "mask": f"{base}/mask.png",
-                       "chat": f"{base}/chat"}
+                       "frame": f"{base}/frame", "heat": f"{base}/heat.png", "chat": f"{base}/chat",
+                       "feedback": f"{base}/feedback", "ack": f"{base}/ack"}
     return fields
 
 

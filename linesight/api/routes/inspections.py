@@ -14,7 +14,7 @@ from linesight.api.errors import ERROR_RESPONSES, ApiError
 from linesight.api.routes.params import MAX_ID, TEXT_PATTERN, ClassNameStr, as_utc
 from linesight.api.schemas import Inspection, InspectionPage, Summary, inspection_json
 
-__all__ = ["router", "render_inspection_overlay"]
+__all__ = ["router", "render_inspection_overlay", "InspectionId"]
 
 router = APIRouter(prefix="/api", tags=["inspections"], responses=ERROR_RESPONSES)
 
@@ -47,7 +47,11 @@ def list_inspections(
     rows = context.repository.history(limit=limit + 1, before_id=before_id, **filters)
     more = len(rows) > limit
     rows = rows[:limit]
-    return {"items": [inspection_json(r) for r in rows], "next_cursor": rows[-1].id if more else None}
+    frame_ids = [r.frame_id for r in rows]
+    labels = context.repository.feedback_by_frame(frame_ids)
+    acks = context.repository.acknowledgements_by_frame(frame_ids)
+    items = [inspection_json(r, labels.get(r.frame_id), acks.get(r.frame_id)) for r in rows]
+    return {"items": items, "next_cursor": rows[-1].id if more else None}
 
 
 @router.get("/summary", response_model=Summary, summary="Per-class counts")
@@ -83,8 +87,10 @@ def _masks(context: ApiContext, inspection_id: int) -> Any:
 def get_inspection(
     inspection_id: InspectionId, context: Annotated[ApiContext, Depends(get_context)]
 ) -> dict[str, Any]:
-    """The stored inspection with links to its overlay, mask and chat."""
-    return inspection_json(_inspection(context, inspection_id))
+    """The stored inspection with its operator label and acknowledgement, and links to its pictures and chat."""
+    row = _inspection(context, inspection_id)
+    repository = context.repository
+    return inspection_json(row, repository.get_feedback(row.frame_id), repository.get_acknowledgement(row.frame_id))
 
 
 _PNG = {200: {"content": {"image/png": {}}, "description": "PNG image"}}
@@ -124,4 +130,6 @@ def render_inspection_overlay(masks: Any, row: Any) -> bytes:
     if image is None:
         image = np.full((height, width, 3), 96, np.uint8)
     label = f"{row.product_class} {row.score:.3f}{' > ' if row.is_anomalous else ' <= '}{row.threshold:.3f}"
-    return encode_png(render_overlay(image, heat, masks.mask(), label=label))
+    # heat only above the class threshold (yellow) up to twice it (red); the frame is untouched below
+    return encode_png(render_overlay(image, heat, masks.mask(), label=label, threshold=row.threshold,
+                                     full_scale=max(2 * row.threshold, row.threshold + 1e-3)))

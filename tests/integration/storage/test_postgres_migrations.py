@@ -7,16 +7,16 @@ import sqlalchemy as sa
 
 from storage.db import Database
 from tests.unit.storage.helpers import migrate_worker, run_in_processes, upsert_worker
-from tests.unit.storage.test_db import schema_differences
+from tests.unit.storage.test_db import HEAD, schema_differences
 
 pytestmark = pytest.mark.integration
 
 
 def test_migrate_from_several_processes_at_once(postgres_url: str):
-    assert run_in_processes(migrate_worker, [(postgres_url,)] * 3) == ["0002"] * 3
+    assert run_in_processes(migrate_worker, [(postgres_url,)] * 3) == [HEAD] * 3
     database = Database(postgres_url)
-    assert database.current_revision() == "0002"
-    assert database.migrate() == "0002"
+    assert database.current_revision() == HEAD
+    assert database.migrate() == HEAD
     assert schema_differences(database) == []
     columns = {c["name"]: c for c in sa.inspect(database.engine).get_columns("inspections")}
     assert isinstance(columns["captured_at"]["type"], sa.DateTime)

@@ -6,11 +6,14 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from storage.db import Database, alembic_config, mask_url
 from storage.exceptions import DatabaseUnavailableError, StorageError
 from storage.models import Base
 from tests.unit.storage.helpers import migrate_worker, run_in_processes, upsert_worker
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()  # the newest migration
 
 
 def schema_differences(database: Database) -> list:
@@ -21,7 +24,7 @@ def schema_differences(database: Database) -> list:
 
 def test_sqlite_creates_folder_and_enables_wal(tmp_path):
     database = Database(f"sqlite:///{tmp_path / 'a' / 'b' / 'x.db'}")
-    assert database.migrate() == "0002"
+    assert database.migrate() == HEAD
     assert (tmp_path / "a" / "b" / "x.db").exists()
     with database.transaction() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -31,17 +34,17 @@ def test_sqlite_creates_folder_and_enables_wal(tmp_path):
 
 
 def test_migrate_is_idempotent_and_matches_models(database):
-    assert database.current_revision() == "0002"
-    assert database.migrate() == "0002"
+    assert database.current_revision() == HEAD
+    assert database.migrate() == HEAD
     assert schema_differences(database) == []
     tables = set(sa.inspect(database.engine).get_table_names())
-    assert {"inspections", "masks", "banks", "chat_turns", "alembic_version"} <= tables
+    assert {"inspections", "masks", "banks", "chat_turns", "feedback", "acknowledgements", "alembic_version"} <= tables
 
 
 def test_in_memory_sqlite_shares_one_database():
     database = Database("sqlite://")
     database.migrate()
-    assert database.current_revision() == "0002"
+    assert database.current_revision() == HEAD
     database.dispose()
 
 
@@ -53,9 +56,9 @@ def test_alembic_config_needs_no_ini_file():
 
 def test_migrate_from_several_processes_at_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    assert run_in_processes(migrate_worker, [(url,)] * 3) == ["0002"] * 3
+    assert run_in_processes(migrate_worker, [(url,)] * 3) == [HEAD] * 3
     database = Database(url)
-    assert database.current_revision() == "0002"
+    assert database.current_revision() == HEAD
     assert schema_differences(database) == []
     database.dispose()
 
