@@ -1,7 +1,7 @@
 """Operator review: feedback labels (false alarm / confirmed defect) and acknowledgements.
 
 Revision ID: 0003
-Revises: 0001 (the lead re-chains migrations when branches merge)
+Revises: 0002
 Create Date: 2026-12-01
 """
 
