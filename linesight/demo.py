@@ -117,7 +117,7 @@ def _stream(settings, config, bootstrap, pipeline, manager):
     errors: list[BaseException] = []
 
     def publish(index: int) -> None:
-        producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes)
+        producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes, security=settings.kafka_security)
         try:
             publisher = CameraPublisher(producer, settings.frames_topic)
             manifests[index] = publisher.publish(_frames(config, index), fps=config.fps_per_line, progress=False)
@@ -198,7 +198,9 @@ def _send_corrupt_frames(settings: Settings, bootstrap: str) -> list[str]:
         "unknown_class": (good_image, headers(product_class="no-such-class")),
         "oversize": (encode_image(noise, fmt="png"), headers()),
     }
-    producer = make_producer(bootstrap, max_request_size=8 * settings.max_frame_bytes)
+    producer = make_producer(
+        bootstrap, max_request_size=8 * settings.max_frame_bytes, security=settings.kafka_security
+    )
     try:
         for value, kafka_headers in cases.values():
             producer.send(settings.frames_topic, key=b"line-1", value=value, headers=kafka_headers)
@@ -211,7 +213,7 @@ def _send_corrupt_frames(settings: Settings, bootstrap: str) -> list[str]:
 def _count_dead_letters(settings: Settings, bootstrap: str, expected: int) -> dict[str, int]:
     from connectors.kafka import make_consumer
 
-    consumer = make_consumer(bootstrap, group_id=f"demo-dlq-{uuid.uuid4().hex[:6]}")
+    consumer = make_consumer(bootstrap, group_id=f"demo-dlq-{uuid.uuid4().hex[:6]}", security=settings.kafka_security)
     consumer.subscribe([settings.dead_letter_topic])
     reasons: dict[str, int] = {}
     deadline = time.monotonic() + 30

@@ -121,8 +121,11 @@ class Ingestor:
             client_id=self.name,
             max_poll_records=settings.max_batch_size,
             session_timeout_ms=settings.session_timeout_ms,
+            security=settings.kafka_security,
         )
-        producer = make_producer(self.bootstrap_servers, max_request_size=settings.max_frame_bytes * 2)
+        producer = make_producer(
+            self.bootstrap_servers, max_request_size=settings.max_frame_bytes * 2, security=settings.kafka_security
+        )
         self._dead_letters = DeadLetterSink(producer, settings.dead_letter_topic)
         log.info("%s: consuming %s as group %s", self.name, settings.frames_topic, settings.consumer_group)
         try:

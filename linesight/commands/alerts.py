@@ -42,8 +42,13 @@ def handle(args: argparse.Namespace) -> int:
               "which has no alerts unless something publishes to it", file=sys.stderr)
     shown = 0
     with broker_for(settings) as bootstrap:
-        ensure_topics(bootstrap, {settings.alerts_topic: 1})
-        with AlertTail(bootstrap, settings.alerts_topic, from_beginning=args.from_beginning) as tail:
+        ensure_topics(
+            bootstrap, {settings.alerts_topic: 1}, replication_factor=settings.kafka_replication_factor,
+            configs_by_topic=settings.topic_configs, security=settings.kafka_security,
+        )
+        with AlertTail(
+            bootstrap, settings.alerts_topic, from_beginning=args.from_beginning, security=settings.kafka_security
+        ) as tail:
             try:
                 for alert in tail.alerts(count=args.count, timeout_s=args.timeout_s):
                     print(alert_to_json_line(alert) if args.json else format_alert(alert), flush=True)

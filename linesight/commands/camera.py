@@ -113,8 +113,13 @@ def handle(args: argparse.Namespace) -> int:
               "broker that stops when this command exits", file=sys.stderr)
     total = args.lines * args.count
     with broker_for(settings) as bootstrap:
-        ensure_topics(bootstrap, {settings.frames_topic: settings.frames_partitions})
-        producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes, client_id="linesight-camera")
+        ensure_topics(
+            bootstrap, {settings.frames_topic: settings.frames_partitions},
+            replication_factor=settings.kafka_replication_factor, configs_by_topic=settings.topic_configs,
+            security=settings.kafka_security,
+        )
+        producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes, client_id="linesight-camera",
+                                 security=settings.kafka_security)
         started = time.monotonic()
         try:
             publisher = CameraPublisher(producer, settings.frames_topic, fmt=args.fmt)
