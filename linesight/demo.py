@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from linesight.errors import ConfigError
 from linesight.settings import Settings, load_settings
 
 __all__ = ["DemoConfig", "run_demo"]
@@ -64,16 +65,17 @@ def demo_settings(config: DemoConfig) -> Settings:
 
 def run_demo(config: DemoConfig = DemoConfig()) -> dict[str, Any]:
     """Run the demo; returns the figures (also printed as the last line by the CLI)."""
-    from connectors.tansu import EmbeddedBroker
+    from connectors.tansu import broker_for
     from pipeline.job import Pipeline, init_ray
     from pipeline.prepare import prepare
 
+    _refuse_live_broker(config.out_dir)
     if config.out_dir.exists():
         shutil.rmtree(config.out_dir)
     config.out_dir.mkdir(parents=True)
     settings = demo_settings(config)
-    with EmbeddedBroker() as broker:
-        bootstrap = broker.bootstrap_servers
+    # the out folder's shared broker: `LINESIGHT_DATA_DIR=<out> linesight alerts` watches the demo's alerts
+    with broker_for(settings) as bootstrap:
         prepare(settings, bootstrap)
         manager = _build_banks(settings, config)
         print("starting Ray and the pipeline actors ...", flush=True)
@@ -83,6 +85,21 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict[str, Any]:
             final = pipeline.stop()
         dead_letters = _count_dead_letters(settings, bootstrap, expected=len(corrupt))
     return _report(settings, config, manifest, corrupt, dead_letters, final, timing)
+
+
+def _refuse_live_broker(out_dir: Path) -> None:
+    """The demo wipes its folder and needs empty topics: a live broker recorded there is someone else's."""
+    from connectors.shared_broker import broker_status
+
+    if not out_dir.exists():
+        return
+    status = broker_status(out_dir)
+    if status.state in ("running", "hung") and status.record is not None:
+        raise ConfigError(
+            f"an embedded broker recorded in {out_dir} runs on {status.record.bootstrap_servers} (pid "
+            f"{status.record.pid}); the demo wipes that folder and needs empty topics: stop it with "
+            f"`LINESIGHT_DATA_DIR={out_dir} linesight broker stop` or choose another --out"
+        )
 
 
 def _build_banks(settings: Settings, config: DemoConfig):

@@ -38,8 +38,9 @@ def handle(args: argparse.Namespace) -> int:
         logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = load_settings()
     if not settings.kafka_bootstrap_servers:
-        print("linesight: note: LINESIGHT_KAFKA_BOOTSTRAP_SERVERS is empty; tailing a fresh embedded broker, "
-              "which has no alerts unless something publishes to it", file=sys.stderr)
+        print(f"linesight: note: LINESIGHT_KAFKA_BOOTSTRAP_SERVERS is empty; tailing the embedded broker of "
+              f"{settings.data_dir} (the one `run`/`serve`/`demo` use there; `linesight broker status` shows it)",
+              file=sys.stderr)
     shown = 0
     with broker_for(settings) as bootstrap:
         ensure_topics(
