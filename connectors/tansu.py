@@ -240,7 +240,10 @@ def _kafka_answers(bootstrap_servers: str, deadline: float) -> bool:
 
     timeout_ms = max(1000, int((deadline - time.monotonic()) * 1000))
     try:
-        client = KafkaConsumer(bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms, enable_auto_commit=False)
+        client = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
+            enable_auto_commit=False,
+        )
     except KafkaError:
         return False
     try:
