@@ -13,7 +13,7 @@
 
 Pure functions except :func:`create_placement_group` (needs ``ray.init``); the job wires them in:
 
->>> plan = inference_placement("cpu", actors=2, num_cpus=0.5, num_gpus=0.5, strategy="SPREAD")
+>>> plan = inference_placement("cpu", actors=2, num_cpus=0.5, num_gpus=0.5, strategy="SPREAD", cluster_gpus=0)
 >>> inference_actor_options(plan, 0)
 {'num_cpus': 0.5, 'num_gpus': 0, 'scheduling_strategy': 'SPREAD'}
 """
@@ -92,16 +92,29 @@ class InferencePlacement:
 
 
 def inference_placement(
-    device: str, *, actors: int, num_cpus: float, num_gpus: float, strategy: str = "SPREAD"
+    device: str, *, actors: int, num_cpus: float, num_gpus: float, strategy: str = "SPREAD",
+    cluster_gpus: float | None = None,
 ) -> InferencePlacement:
-    """Validate and combine the settings (``device`` already resolved, or ``auto`` resolved here).
+    """Validate and combine the settings into the inference actors' placement.
 
-    ``num_gpus`` is the share of a GPU per actor on cuda (0.5 = two actors per GPU); on cpu it is ignored.
+    ``device`` is the setting (auto|cpu|cuda). On a cluster the driver often has no GPU while workers do,
+    so pass ``cluster_gpus`` (``ray.cluster_resources().get("GPU", 0)``): ``auto`` then means cuda when the
+    cluster has GPUs, and ``cuda`` with none is a ConfigError. ``cluster_gpus=None`` asks this machine's
+    torch instead (:func:`resolve_device`). ``num_gpus`` is the share of a GPU per actor on cuda
+    (0.5 = two actors per GPU); on cpu it is ignored.
 
-    >>> inference_placement("cuda", actors=4, num_cpus=1, num_gpus=0.5).bundles[0]
+    >>> inference_placement("cuda", actors=4, num_cpus=1, num_gpus=0.5, cluster_gpus=2).bundles[0]
     {'CPU': 1, 'GPU': 0.5}
     """
-    resolved = device if device in ("cpu", "cuda") else resolve_device(device)
+    if cluster_gpus is None:
+        resolved = resolve_device(device)
+    elif (device or "").strip().lower() == "cuda" and not cluster_gpus > 0:
+        raise ConfigError(
+            "LINESIGHT_DEVICE='cuda' but the Ray cluster has no GPU resources (ray.cluster_resources() shows "
+            "no 'GPU'): start GPU workers with `ray start --num-gpus=N` or set LINESIGHT_DEVICE=auto|cpu"
+        )
+    else:
+        resolved = resolve_device(device, cuda_available=cluster_gpus > 0)
     if actors < 1:
         raise ConfigError(f"inference_actors must be >= 1, got {actors}")
     if not num_cpus > 0:
@@ -175,9 +188,13 @@ def io_actor_options(num_cpus: float) -> dict[str, Any]:
     return {"num_cpus": num_cpus, "num_gpus": 0}
 
 
-def inference_placement_for(settings: Any) -> InferencePlacement:
-    """:func:`inference_placement` from ``Settings`` (device, inference_actors/_cpus/_gpus, placement_strategy)."""
+def inference_placement_for(settings: Any, *, cluster_gpus: float | None = None) -> InferencePlacement:
+    """:func:`inference_placement` from ``Settings`` (device, inference_actors/_cpus/_gpus, placement_strategy).
+
+    On a Ray cluster pass ``cluster_gpus=ray.cluster_resources().get("GPU", 0)``; inside the actor, put the
+    model on ``placement.device`` (Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU share).
+    """
     return inference_placement(
         settings.device, actors=settings.inference_actors, num_cpus=settings.inference_cpus,
-        num_gpus=settings.inference_gpus, strategy=settings.placement_strategy,
+        num_gpus=settings.inference_gpus, strategy=settings.placement_strategy, cluster_gpus=cluster_gpus,
     )

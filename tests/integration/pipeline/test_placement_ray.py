@@ -10,7 +10,6 @@ from pipeline.placement import (
     create_placement_group,
     inference_actor_options,
     inference_placement,
-    resolve_device,
 )
 
 pytestmark = pytest.mark.integration
@@ -69,7 +68,8 @@ def test_cuda_actor_gets_its_gpu_share(ray_session):
 
     if not torch.cuda.is_available() or not ray.cluster_resources().get("GPU"):
         pytest.skip("no GPU on this machine (torch.cuda / Ray see none)")
-    plan = inference_placement(resolve_device("auto"), actors=2, num_cpus=0.25, num_gpus=0.5, strategy="SPREAD")
+    plan = inference_placement("auto", actors=2, num_cpus=0.25, num_gpus=0.5, strategy="SPREAD",
+                               cluster_gpus=ray.cluster_resources().get("GPU", 0))
     assert plan.device == "cuda"
     actors = _start(plan)
     places = ray.get([a.where.remote() for a in actors], timeout=120)

@@ -54,7 +54,7 @@ def test_cpu_actors_request_no_gpu_and_spread():
 
 
 def test_cuda_actors_request_their_gpu_share():
-    plan = inference_placement("cuda", actors=4, num_cpus=1, num_gpus=0.5, strategy="SPREAD")
+    plan = inference_placement("cuda", actors=4, num_cpus=1, num_gpus=0.5, strategy="SPREAD", cluster_gpus=1)
     assert inference_actor_options(plan, 3) == {"num_cpus": 1, "num_gpus": 0.5, "scheduling_strategy": "SPREAD"}
     assert plan.bundles == [{"CPU": 1, "GPU": 0.5}] * 4
 
@@ -83,7 +83,8 @@ def test_group_strategies_need_the_group():
     ],
 )
 def test_bad_placement_names_the_value(kwargs, named):
-    arguments = {"device": "cpu", "actors": 2, "num_cpus": 0.5, "num_gpus": 0.5, "strategy": "SPREAD", **kwargs}
+    arguments = {"device": "cpu", "actors": 2, "num_cpus": 0.5, "num_gpus": 0.5, "strategy": "SPREAD",
+                 "cluster_gpus": 1, **kwargs}
     device = arguments.pop("device")
     with pytest.raises(ConfigError, match=named):
         inference_placement(device, **arguments)
@@ -93,6 +94,13 @@ def test_actor_index_out_of_range_is_named():
     plan = inference_placement("cpu", actors=2, num_cpus=0.5, num_gpus=0, strategy="SPREAD")
     with pytest.raises(ConfigError, match="got 2"):
         inference_actor_options(plan, 2)
+
+
+def test_cluster_gpus_decide_auto_on_a_cluster():
+    assert inference_placement("auto", actors=2, num_cpus=1, num_gpus=0.5, cluster_gpus=2).num_gpus == 0.5
+    assert inference_placement("auto", actors=2, num_cpus=1, num_gpus=0.5, cluster_gpus=0).device == "cpu"
+    with pytest.raises(ConfigError, match="LINESIGHT_DEVICE='cuda' but the Ray cluster has no GPU"):
+        inference_placement("cuda", actors=2, num_cpus=1, num_gpus=0.5, cluster_gpus=0)
 
 
 def test_placement_from_settings():
