@@ -138,3 +138,18 @@ def test_two_uses_in_one_process_count_twice(tmp_path):
             assert _record(tmp_path)["clients"] == [os.getpid(), os.getpid()]
         assert broker_status(tmp_path).state == "running"  # the outer use still holds it
     assert broker_status(tmp_path).state == "stopped"
+
+
+def test_the_demo_refuses_to_wipe_a_folder_whose_broker_runs(tmp_path):
+    from linesight.demo import DemoConfig, run_demo
+    from linesight.errors import ConfigError
+
+    out = tmp_path / "demo"
+    record, _ = start_broker(out)
+    try:
+        with pytest.raises(ConfigError, match=f"runs on {record.bootstrap_servers}"):
+            run_demo(DemoConfig(out_dir=out))
+        assert (out / BROKER_FILE).exists()  # nothing wiped
+    finally:
+        stop_broker(out)
+    assert not _pid_alive(record.pid)
