@@ -255,3 +255,44 @@ def test_deployment_doc_covers_the_deployment_settings():
         "placement_strategy")]
     missing = [f"LINESIGHT_{name.upper()}" for name in ours if f"LINESIGHT_{name.upper()}" not in text]
     assert not missing, f"docs/deployment.md does not mention {missing}"
+
+
+def _ingest_loops(argv: list[str]) -> int:
+    return _parse_command(argv).ingest_loops
+
+
+def test_compose_workers_hold_the_stream_actors():
+    from pipeline.job import INGEST_CPUS, SINK_CPUS
+
+    services = _compose()["services"]
+    env = _compose()["x-linesight-env"]
+    worker = services["ray-worker"]
+    cpus = int(next(a for a in worker["command"] if a.startswith("--num-cpus=")).split("=")[1])
+    workers = worker["deploy"]["replicas"]
+    actors, per_actor = int(env["LINESIGHT_INFERENCE_ACTORS"]), float(env["LINESIGHT_INFERENCE_CPUS"])
+    loops = _ingest_loops(services["linesight-stream"]["command"])
+    assert actors * per_actor + loops * (INGEST_CPUS + SINK_CPUS) <= workers * cpus
+    assert per_actor <= cpus  # one actor fits a worker
+    if env["LINESIGHT_PLACEMENT_STRATEGY"] == "STRICT_SPREAD":
+        head_cpus = int(next(a for a in services["ray-head"]["command"] if a.startswith("--num-cpus=")).split("=")[1])
+        nodes_that_fit = workers + (1 if per_actor <= head_cpus else 0)
+        assert actors <= nodes_that_fit, "STRICT_SPREAD needs a node per inference actor"
+    assert loops <= int(env["LINESIGHT_FRAMES_PARTITIONS"])
+
+
+def test_k8s_workers_hold_the_stream_actors():
+    from pipeline.job import INGEST_CPUS, SINK_CPUS
+
+    (config_map,) = _by_kind("ConfigMap")
+    (service,) = _by_kind("RayService")
+    data = config_map["data"]
+    groups = {g["groupName"]: g for g in service["spec"]["rayClusterConfig"]["workerGroupSpecs"]}
+    cpu = groups["cpu"]
+    worker_cpus = cpu["replicas"] * int(cpu["rayStartParams"]["num-cpus"])
+    (stream,) = [d for d in _by_kind("Deployment") if d["metadata"]["name"] == "linesight-stream"]
+    loops = _ingest_loops(_containers(stream)[0]["args"])
+    need = int(data["LINESIGHT_INFERENCE_ACTORS"]) * float(data["LINESIGHT_INFERENCE_CPUS"])
+    assert need + loops * (INGEST_CPUS + SINK_CPUS) <= worker_cpus  # without the (0-replica) GPU group
+    assert loops <= int(data["LINESIGHT_FRAMES_PARTITIONS"])
+    requested = _containers(service)[1]["resources"]["requests"]["cpu"]
+    assert int(requested) >= int(cpu["rayStartParams"]["num-cpus"])  # the pod has the CPUs Ray announces
