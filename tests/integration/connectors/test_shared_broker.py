@@ -153,3 +153,32 @@ def test_the_demo_refuses_to_wipe_a_folder_whose_broker_runs(tmp_path):
     finally:
         stop_broker(out)
     assert not _pid_alive(record.pid)
+
+
+def test_camera_then_run_on_a_kept_broker_the_documented_workflow(tmp_path):
+    """`broker start`, `camera` publishes, `run` (another process) consumes from the same broker; its
+    heartbeat file counts them. No bank exists, so every frame is dead-lettered as unknown_class."""
+    env = {**os.environ, "LINESIGHT_DATA_DIR": str(tmp_path), "LINESIGHT_KAFKA_BOOTSTRAP_SERVERS": "",
+           "LINESIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}", "LINESIGHT_RAY_NUM_CPUS": "2",
+           "LINESIGHT_FRAMES_PARTITIONS": "1", "RAY_AUTH_MODE": "disabled"}
+    assert _cli(tmp_path, "broker", "start").returncode == 0
+    try:
+        camera = _cli(tmp_path, "camera", "--count", "6", "--fps", "0", "--no-progress")
+        assert camera.returncode == 0, camera.stderr
+        beat = tmp_path / "stream.json"
+        run = subprocess.Popen(
+            [sys.executable, "-m", "linesight.cli", "run", "--max-seconds", "300", "--report-every-s", "1",
+             "--health-file", str(beat)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            _wait_for(lambda: beat.exists() and json.loads(beat.read_text())["dead_lettered"] >= 6, timeout_s=240)
+        finally:
+            run.send_signal(signal.SIGTERM)
+            output = run.communicate(timeout=120)[0]
+        assert run.returncode == 0, output[-2000:]
+        assert json.loads(beat.read_text())["dead_lettered"] == 6
+        assert f"reusing the embedded broker on 127.0.0.1:{_record(tmp_path)['port']}" in output
+        assert _record(tmp_path)["clients"] == []  # run left; the kept broker stays for the next command
+    finally:
+        assert _cli(tmp_path, "broker", "stop").returncode == 0
