@@ -298,8 +298,28 @@ def ensure_topics(
         admin.wait_for_topics(list(partitions_by_topic), timeout_ms=int(timeout_s * 1000))
         if created:
             log.info("created topics %s on %s", created, bootstrap_servers)
+        existing = [topic for topic in partitions_by_topic if topic not in created]
+        if existing:
+            _warn_partition_mismatch(admin, {t: partitions_by_topic[t] for t in existing}, bootstrap_servers)
         return created
     except KafkaError as exc:
         raise ConnectorError(f"cannot create topics {list(partitions_by_topic)} on {bootstrap_servers!r}: {exc}") from exc
     finally:
         admin.close()
+
+
+def _warn_partition_mismatch(admin: KafkaAdminClient, wanted: Mapping[str, int], bootstrap_servers: str) -> None:
+    """Log when an existing topic has fewer partitions than configured: the extra ingest loops would idle."""
+    try:
+        described = admin.describe_topics(list(wanted))
+    except KafkaError as exc:  # a broker that cannot describe: creation succeeded, the check is advisory
+        log.debug("cannot describe topics %s on %s: %s", list(wanted), bootstrap_servers, exc)
+        return
+    for entry in described:
+        have, want = len(entry.get("partitions") or ()), wanted.get(entry.get("topic") or entry.get("name"), 0)
+        if 0 < have < want:
+            log.warning(
+                "topic %r on %s has %d partitions but %d are configured: at most %d consumers of one group get "
+                "work (existing topics are not changed; add partitions with Kafka's tools)",
+                entry.get("topic") or entry.get("name"), bootstrap_servers, have, want, have,
+            )

@@ -67,3 +67,15 @@ def test_topic_configs_are_accepted_at_creation(broker):
 def test_a_replication_factor_below_one_is_named(broker):
     with pytest.raises(ConnectorError, match="replication_factor must be >= 1, got 0"):
         ensure_topics(broker.bootstrap_servers, {"x-rf": 1}, replication_factor=0)
+
+
+def test_an_existing_topic_with_fewer_partitions_is_reported(broker, caplog):
+    name = f"narrow-{uuid.uuid4().hex[:8]}"
+    ensure_topics(broker.bootstrap_servers, {name: 2})
+    with caplog.at_level("WARNING", logger="connectors.kafka"):
+        assert ensure_topics(broker.bootstrap_servers, {name: 6}) == []
+    assert f"topic '{name}' on {broker.bootstrap_servers} has 2 partitions but 6 are configured" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="connectors.kafka"):
+        ensure_topics(broker.bootstrap_servers, {name: 2})
+    assert "partitions but" not in caplog.text
