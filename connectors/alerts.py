@@ -20,7 +20,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -161,14 +161,20 @@ class AlertTail:
     ...         print(format_alert(alert))
     """
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, from_beginning: bool = False) -> None:
+    def __init__(
+        self, bootstrap_servers: str, topic: str, *, from_beginning: bool = False,
+        security: Mapping[str, Any] | None = None,
+    ) -> None:
+        """``security``: TLS/SASL options as ``connectors.kafka.security_config`` returns them."""
         from connectors.kafka import make_consumer
 
         self.topic = topic
         self.from_beginning = from_beginning
         self.skipped = 0  # records on the topic that were not alerts
         self._started_ms = int(time.time() * 1000)
-        self._consumer = make_consumer(bootstrap_servers, group_id=f"linesight-alerts-tail-{uuid.uuid4().hex[:10]}")
+        self._consumer = make_consumer(
+            bootstrap_servers, group_id=f"linesight-alerts-tail-{uuid.uuid4().hex[:10]}", security=security
+        )
         self._consumer.subscribe([topic])
 
     def alerts(self, count: int | None = None, timeout_s: float | None = None) -> Iterator[Alert]:

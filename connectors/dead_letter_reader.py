@@ -95,7 +95,7 @@ def _dead_letter(record: Any) -> DeadLetter:
     )
 
 
-def _consumer(bootstrap_servers: str, timeout_s: float) -> Any:
+def _consumer(bootstrap_servers: str, timeout_s: float, security: dict[str, Any] | None = None) -> Any:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaError
 
@@ -103,7 +103,7 @@ def _consumer(bootstrap_servers: str, timeout_s: float) -> Any:
     try:
         return KafkaConsumer(
             bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False,
-            request_timeout_ms=max(timeout_ms, 5000), bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=max(timeout_ms, 5000), bootstrap_timeout_ms=timeout_ms, **(security or {}),
         )
     except (KafkaError, ValueError, OSError) as exc:
         raise ConnectorError(f"cannot read from Kafka at {bootstrap_servers!r}: {exc}") from None
@@ -118,14 +118,14 @@ def _partitions(consumer: Any, topic: str) -> list[Any]:
 
 def read_dead_letters(
     bootstrap_servers: str, topic: str, *, limit: int = 200, timeout_s: float = 5.0,
-    reason: str | None = None, line_id: str | None = None,
+    reason: str | None = None, line_id: str | None = None, security: dict[str, Any] | None = None,
 ) -> list[DeadLetter]:
     """The newest ``limit`` dead letters (by failure time, then offset), newest first; ``[]`` when the
     topic does not exist yet. ``reason``/``line_id`` filter the letters read (the last ``limit`` per
     partition)."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ConnectorError(f"limit must be in 1..{MAX_LIMIT}, got {limit}")
-    consumer = _consumer(bootstrap_servers, timeout_s)
+    consumer = _consumer(bootstrap_servers, timeout_s, security)
     try:
         partitions = _partitions(consumer, topic)
         if not partitions:
@@ -161,10 +161,11 @@ def read_dead_letters(
     return letters[:limit]
 
 
-def _fetch(bootstrap_servers: str, topic: str, partition: int, offset: int, timeout_s: float) -> Any:
+def _fetch(bootstrap_servers: str, topic: str, partition: int, offset: int, timeout_s: float,
+           security: dict[str, Any] | None = None) -> Any:
     from kafka import TopicPartition
 
-    consumer = _consumer(bootstrap_servers, timeout_s)
+    consumer = _consumer(bootstrap_servers, timeout_s, security)
     try:
         tp = TopicPartition(topic, partition)
         if tp not in _partitions(consumer, topic):
@@ -192,7 +193,7 @@ def _fetch(bootstrap_servers: str, topic: str, partition: int, offset: int, time
 
 def replay_dead_letter(
     bootstrap_servers: str, dead_letter_topic: str, partition: int, offset: int, frames_topic: str, *,
-    max_request_size: int, timeout_s: float = 5.0,
+    max_request_size: int, timeout_s: float = 5.0, security: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Re-publish the dead letter at ``partition``/``offset`` to ``frames_topic``; returns where it went.
 
@@ -201,7 +202,7 @@ def replay_dead_letter(
     """
     from connectors.kafka import make_producer
 
-    record = _fetch(bootstrap_servers, dead_letter_topic, partition, offset, timeout_s)
+    record = _fetch(bootstrap_servers, dead_letter_topic, partition, offset, timeout_s, security)
     letter = _dead_letter(record)
     if not letter.replayable:
         why = (f"its {letter.value_dropped_bytes}-byte value was dropped (oversize); the original is at "
@@ -211,7 +212,7 @@ def replay_dead_letter(
     headers = [(name, bytes(value) if value is not None else b"") for name, value in (record.headers or [])
                if not name.startswith("dlq.") and name != REPLAY_HEADER]
     headers.append((REPLAY_HEADER, f"{dead_letter_topic}[{partition}]@{offset}".encode()))
-    producer = make_producer(bootstrap_servers, max_request_size=max_request_size, linger_ms=0)
+    producer = make_producer(bootstrap_servers, max_request_size=max_request_size, linger_ms=0, security=security)
     try:
         sent = producer.send(frames_topic, key=record.key, value=record.value, headers=headers).get(timeout=timeout_s)
     except Exception as exc:

@@ -39,6 +39,7 @@ class KafkaFrameSource:
         client_id: str | None = None,
         max_poll_records: int = 64,
         session_timeout_ms: int = 6000,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
         if not group_id:
             raise ConnectorError(f"a frame source needs a consumer group id, got {group_id!r}")
@@ -52,6 +53,7 @@ class KafkaFrameSource:
             max_poll_records=max_poll_records,
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, min(1000, session_timeout_ms // 3)),
+            security=security,
         )
         try:
             self._consumer.subscribe([topic])

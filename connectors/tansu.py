@@ -86,6 +86,23 @@ class EmbeddedBroker:
         return f"{self.host}:{self._port}"
 
     @property
+    def pid(self) -> int | None:
+        """Process id of the running broker, else None."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    def detach(self) -> subprocess.Popen[bytes]:
+        """Hand the running process to the caller: no stop at exit, ``stop()`` becomes a no-op.
+
+        The shared broker of a data folder (``connectors.shared_broker``) outlives the command that
+        started it when other commands still use it; it stops the process itself.
+        """
+        if self._process is None or not self.running:
+            raise BrokerError("the embedded broker is not running: nothing to detach")
+        process, self._process = self._process, None
+        atexit.unregister(self.stop)
+        return process
+
+    @property
     def running(self) -> bool:
         """True while the broker process is alive."""
         return self._process is not None and self._process.poll() is None
@@ -223,7 +240,10 @@ def _kafka_answers(bootstrap_servers: str, deadline: float) -> bool:
 
     timeout_ms = max(1000, int((deadline - time.monotonic()) * 1000))
     try:
-        client = KafkaConsumer(bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms)
+        client = KafkaConsumer(
+            bootstrap_servers=bootstrap_servers, request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
+            enable_auto_commit=False,
+        )
     except KafkaError:
         return False
     try:
@@ -237,10 +257,12 @@ def _kafka_answers(bootstrap_servers: str, deadline: float) -> bool:
 
 @contextlib.contextmanager
 def broker_for(settings: Settings) -> Iterator[str]:
-    """Yield the bootstrap servers to use: the configured ones, or an embedded broker's.
+    """Yield the bootstrap servers to use: the configured ones, or the data folder's shared embedded broker.
 
-    With ``settings.kafka_bootstrap_servers`` set nothing is started; otherwise an
-    :class:`EmbeddedBroker` runs for the duration of the ``with`` block.
+    With ``settings.kafka_bootstrap_servers`` set nothing is started. Otherwise the one embedded broker
+    of ``settings.data_dir`` is used (``connectors.shared_broker``): reused when ``<data_dir>/broker.json``
+    names a live one, started (and recorded there) when not; it is stopped when the last command
+    using it leaves the block, unless ``linesight broker start`` started it.
 
     >>> from linesight.settings import load_settings
     >>> with broker_for(load_settings(kafka_bootstrap_servers="kafka:9092")) as servers:
@@ -250,5 +272,7 @@ def broker_for(settings: Settings) -> Iterator[str]:
     if settings.kafka_bootstrap_servers:
         yield settings.kafka_bootstrap_servers
         return
-    with EmbeddedBroker() as broker:
-        yield broker.bootstrap_servers
+    from connectors.shared_broker import shared_broker
+
+    with shared_broker(settings.data_dir) as servers:
+        yield servers

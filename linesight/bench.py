@@ -126,7 +126,7 @@ def pipeline_run(settings: Settings, frames: int, rate_fps: float | None) -> dic
         source = [("line-1", "cam-1", f.product_class, f.image, {}) for f in (line.next_frame() for _ in range(frames))]
 
         def publish() -> None:
-            producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes)
+            producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes, security=settings.kafka_security)
             CameraPublisher(producer, settings.frames_topic).publish(iter(source), fps=rate_fps, progress=False)
             producer.close()
 

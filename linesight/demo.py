@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from linesight.errors import ConfigError
 from linesight.settings import Settings, load_settings
 
 __all__ = ["DemoConfig", "run_demo"]
@@ -63,17 +64,18 @@ def demo_settings(config: DemoConfig) -> Settings:
 
 def run_demo(config: DemoConfig = DemoConfig()) -> dict[str, Any]:
     """Run the demo; returns the figures (also printed as the last line by the CLI)."""
-    from connectors.tansu import EmbeddedBroker
+    from connectors.tansu import broker_for
     from linesight.data_folder import prepare_demo_folder
     from pipeline.job import Pipeline, init_ray
     from pipeline.prepare import prepare
 
+    _refuse_live_broker(config.out_dir)
     removed = prepare_demo_folder(config.out_dir)
     if removed:
         log.info("reset the demo folder %s: removed %s", config.out_dir, ", ".join(removed))
     settings = demo_settings(config)
-    with EmbeddedBroker() as broker:
-        bootstrap = broker.bootstrap_servers
+    # the out folder's shared broker: `LINESIGHT_DATA_DIR=<out> linesight alerts` watches the demo's alerts
+    with broker_for(settings) as bootstrap:
         prepare(settings, bootstrap)
         manager = _build_banks(settings, config)
         print("starting Ray and the pipeline actors ...", flush=True)
@@ -83,6 +85,21 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict[str, Any]:
             final = pipeline.stop()
         dead_letters = _count_dead_letters(settings, bootstrap, expected=len(corrupt))
     return _report(settings, config, manifest, corrupt, dead_letters, final, timing)
+
+
+def _refuse_live_broker(out_dir: Path) -> None:
+    """The demo wipes its folder and needs empty topics: a live broker recorded there is someone else's."""
+    from connectors.shared_broker import broker_status
+
+    if not out_dir.exists():
+        return
+    status = broker_status(out_dir)
+    if status.state in ("running", "hung") and status.record is not None:
+        raise ConfigError(
+            f"an embedded broker recorded in {out_dir} runs on {status.record.bootstrap_servers} (pid "
+            f"{status.record.pid}); the demo wipes that folder and needs empty topics: stop it with "
+            f"`LINESIGHT_DATA_DIR={out_dir} linesight broker stop` or choose another --out"
+        )
 
 
 def _build_banks(settings: Settings, config: DemoConfig):
@@ -117,7 +134,7 @@ def _stream(settings, config, bootstrap, pipeline, manager):
     errors: list[BaseException] = []
 
     def publish(index: int) -> None:
-        producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes)
+        producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes, security=settings.kafka_security)
         try:
             publisher = CameraPublisher(producer, settings.frames_topic)
             manifests[index] = publisher.publish(_frames(config, index), fps=config.fps_per_line, progress=False)
@@ -198,7 +215,9 @@ def _send_corrupt_frames(settings: Settings, bootstrap: str) -> list[str]:
         "unknown_class": (good_image, headers(product_class="no-such-class")),
         "oversize": (encode_image(noise, fmt="png"), headers()),
     }
-    producer = make_producer(bootstrap, max_request_size=8 * settings.max_frame_bytes)
+    producer = make_producer(
+        bootstrap, max_request_size=8 * settings.max_frame_bytes, security=settings.kafka_security
+    )
     try:
         for value, kafka_headers in cases.values():
             producer.send(settings.frames_topic, key=b"line-1", value=value, headers=kafka_headers)
@@ -211,7 +230,7 @@ def _send_corrupt_frames(settings: Settings, bootstrap: str) -> list[str]:
 def _count_dead_letters(settings: Settings, bootstrap: str, expected: int) -> dict[str, int]:
     from connectors.kafka import make_consumer
 
-    consumer = make_consumer(bootstrap, group_id=f"demo-dlq-{uuid.uuid4().hex[:6]}")
+    consumer = make_consumer(bootstrap, group_id=f"demo-dlq-{uuid.uuid4().hex[:6]}", security=settings.kafka_security)
     consumer.subscribe([settings.dead_letter_topic])
     reasons: dict[str, int] = {}
     deadline = time.monotonic() + 30

@@ -213,6 +213,44 @@ class Settings(BaseSettings):
     )
     shift_hours: float = Field(8.0, gt=0.0, le=24.0, description="length of the line screen's 'shift' trend range")
 
+    # --- deployment (issue 13): Kafka security and topics, device, actor placement ------------
+    # Production Kafka: TLS and SASL for every client (connectors.kafka.security_config validates them).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how every Kafka client connects; anything but PLAINTEXT needs kafka_bootstrap_servers"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism for SASL_PLAINTEXT/SASL_SSL (needs kafka_sasl_username and _password)"
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password")
+    kafka_ssl_cafile: Path | None = Field(None, description="PEM file of the CA that signed the brokers' certificates")
+    kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate (mutual TLS)")
+    kafka_ssl_keyfile: Path | None = Field(None, description="PEM client private key (mutual TLS; needs the certfile)")
+    kafka_ssl_password: SecretStr | None = Field(None, description="password of the client private key")
+    kafka_ssl_check_hostname: bool = Field(True, description="check that the broker certificate matches its host name")
+    kafka_replication_factor: int = Field(
+        1, ge=1, le=32, description="replication factor of the topics linesight creates (3 on a production cluster)"
+    )
+    frames_retention_ms: int | None = Field(
+        None, ge=60_000, description="retention of the frames topic set at creation; empty = the broker's default"
+    )
+    alerts_retention_ms: int | None = Field(
+        None, ge=60_000, description="retention of the alerts topic set at creation; empty = the broker's default"
+    )
+    dead_letter_retention_ms: int | None = Field(
+        None, ge=60_000, description="retention of the dead-letter topic set at creation; empty = the broker's default"
+    )
+    # Device and placement of the inference actors (pipeline/placement.py).
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="inference device: auto = cuda when torch sees a GPU, else cpu; cuda without one = error"
+    )
+    inference_gpus: float = Field(
+        0.5, gt=0, le=8, description="GPUs reserved per inference actor on cuda (0.5 = two actors share a GPU)"
+    )
+    placement_strategy: Literal["SPREAD", "PACK", "STRICT_SPREAD", "DEFAULT"] = Field(
+        "SPREAD", description="how inference actors are spread over Ray nodes (STRICT_SPREAD = one per node)"
+    )
+
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -251,6 +289,66 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator(
+        "kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password", "kafka_ssl_cafile",
+        "kafka_ssl_certfile", "kafka_ssl_keyfile", "kafka_ssl_password", "frames_retention_ms",
+        "alerts_retention_ms", "dead_letter_retention_ms", mode="before",
+    )
+    @classmethod
+    def _deployment_empty_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _kafka_security_consistent(self) -> Settings:
+        from connectors.exceptions import ConnectorError
+
+        if self.kafka_security_protocol != "PLAINTEXT" and not self.kafka_bootstrap_servers:
+            raise ValueError(
+                f"kafka_security_protocol={self.kafka_security_protocol!r} needs kafka_bootstrap_servers: the "
+                "embedded Tansu broker speaks PLAINTEXT only; set LINESIGHT_KAFKA_BOOTSTRAP_SERVERS"
+            )
+        try:
+            self.kafka_security  # noqa: B018 - validates the combination and the files
+        except ConnectorError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+    @property
+    def kafka_security(self) -> dict[str, object]:
+        """kafka-python TLS/SASL keyword arguments for every client (``connectors.kafka.security_config``).
+
+        Holds the SASL and key passwords in clear: pass it to clients, never log it.
+
+        >>> Settings().kafka_security
+        {'security_protocol': 'PLAINTEXT'}
+        """
+        from connectors.kafka import security_config
+
+        def secret(value: SecretStr | None) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
+        return security_config(
+            self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            sasl_username=self.kafka_sasl_username,
+            sasl_password=secret(self.kafka_sasl_password),
+            ssl_cafile=self.kafka_ssl_cafile,
+            ssl_certfile=self.kafka_ssl_certfile,
+            ssl_keyfile=self.kafka_ssl_keyfile,
+            ssl_password=secret(self.kafka_ssl_password),
+            ssl_check_hostname=self.kafka_ssl_check_hostname,
+        )
+
+    @property
+    def topic_configs(self) -> dict[str, dict[str, int]]:
+        """Topic configs set when linesight creates its topics (retention), by topic name."""
+        retention = {
+            self.frames_topic: self.frames_retention_ms,
+            self.alerts_topic: self.alerts_retention_ms,
+            self.dead_letter_topic: self.dead_letter_retention_ms,
+        }
+        return {topic: {"retention.ms": ms} for topic, ms in retention.items() if ms is not None}
+
     @property
     def banks_dir(self) -> Path:
         """Folder holding ``<class>/v<version>.safetensors`` bank files."""
@@ -262,6 +360,15 @@ class Settings(BaseSettings):
         return self.data_dir / "overlays"
 
 
+def _shown(err: object) -> str:
+    """The bad value of a field error, masked when the field is a secret."""
+    name = str(err["loc"][0])  # type: ignore[index]
+    field = Settings.model_fields.get(name)
+    if field is not None and "SecretStr" in str(field.annotation):
+        return "'**********'"
+    return repr(err.get("input"))  # type: ignore[attr-defined]
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment plus ``overrides``; a bad value raises :class:`ConfigError`.
 
@@ -271,8 +378,9 @@ def load_settings(**overrides: object) -> Settings:
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
+        # a whole-model error's input is every setting, secrets included: name the field values only
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}={err.get('input')!r}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc'])}={_shown(err)}: {err['msg']}" if err["loc"] else err["msg"]
             for err in exc.errors()
         )
         raise ConfigError(f"invalid setting: {problems}") from None

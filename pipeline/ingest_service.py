@@ -57,8 +57,11 @@ class IngestService:
         source = KafkaFrameSource(
             self.bootstrap_servers, settings.frames_topic, settings.consumer_group, client_id=self.name,
             max_poll_records=settings.max_batch_size, session_timeout_ms=settings.session_timeout_ms,
+            security=settings.kafka_security,
         )
-        producer = make_producer(self.bootstrap_servers, max_request_size=settings.max_frame_bytes * 2)
+        producer = make_producer(
+            self.bootstrap_servers, max_request_size=settings.max_frame_bytes * 2, security=settings.kafka_security
+        )
         banks = SqlBankLookup(Repository(Database(settings.database_url)), settings.zero_shot_class_names)
         monitor = self.monitor
 

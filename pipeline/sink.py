@@ -70,7 +70,9 @@ class ResultSink:
 
         self.settings = settings
         self.repository = Repository(Database(settings.database_url), store_frames=settings.store_frames)
-        self._producer = make_producer(bootstrap_servers, max_request_size=settings.max_frame_bytes)
+        self._producer = make_producer(
+            bootstrap_servers, max_request_size=settings.max_frame_bytes, security=settings.kafka_security
+        )
         self.alerts = AlertSink(self._producer, settings.alerts_topic)
         self.api_base_url = api_base_url
         self.overlays_dir: Path | None = settings.overlays_dir if settings.write_overlays else None

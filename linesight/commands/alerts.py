@@ -38,12 +38,18 @@ def handle(args: argparse.Namespace) -> int:
         logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = load_settings()
     if not settings.kafka_bootstrap_servers:
-        print("linesight: note: LINESIGHT_KAFKA_BOOTSTRAP_SERVERS is empty; tailing a fresh embedded broker, "
-              "which has no alerts unless something publishes to it", file=sys.stderr)
+        print(f"linesight: note: LINESIGHT_KAFKA_BOOTSTRAP_SERVERS is empty; tailing the embedded broker of "
+              f"{settings.data_dir} (the one `run`/`serve`/`demo` use there; `linesight broker status` shows it)",
+              file=sys.stderr)
     shown = 0
     with broker_for(settings) as bootstrap:
-        ensure_topics(bootstrap, {settings.alerts_topic: 1})
-        with AlertTail(bootstrap, settings.alerts_topic, from_beginning=args.from_beginning) as tail:
+        ensure_topics(
+            bootstrap, {settings.alerts_topic: 1}, replication_factor=settings.kafka_replication_factor,
+            configs_by_topic=settings.topic_configs, security=settings.kafka_security,
+        )
+        with AlertTail(
+            bootstrap, settings.alerts_topic, from_beginning=args.from_beginning, security=settings.kafka_security
+        ) as tail:
             try:
                 for alert in tail.alerts(count=args.count, timeout_s=args.timeout_s):
                     print(alert_to_json_line(alert) if args.json else format_alert(alert), flush=True)

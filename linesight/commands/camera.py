@@ -75,8 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Act as one camera per production line and publish frames to LINESIGHT_FRAMES_TOPIC "
             "(key = line id, value = JPEG/PNG, identity in headers), paced at --fps per line. "
-            "Without LINESIGHT_KAFKA_BOOTSTRAP_SERVERS an embedded broker is started and stopped again when "
-            "the command ends (its frames are lost): point it at the broker `linesight run` uses."
+            "Without LINESIGHT_KAFKA_BOOTSTRAP_SERVERS it publishes to the embedded broker of LINESIGHT_DATA_DIR, "
+            "the one `run` and `serve` use (see `linesight broker`); if none runs it starts one that stops when the "
+            "command ends, losing its frames: start it first with `linesight broker start`."
         ),
         epilog=(
             "examples:\n"
@@ -149,12 +150,17 @@ def handle(args: argparse.Namespace) -> int:
     sources = _sources(args, settings.image_size_px)
     lines = len(sources)
     if not settings.kafka_bootstrap_servers:
-        print("linesight: note: LINESIGHT_KAFKA_BOOTSTRAP_SERVERS is empty; publishing to a temporary embedded "
-              "broker that stops when this command exits", file=sys.stderr)
+        print(f"linesight: note: LINESIGHT_KAFKA_BOOTSTRAP_SERVERS is empty; publishing to the embedded broker of "
+              f"{settings.data_dir} (memory only; `linesight broker status` shows it)", file=sys.stderr)
     total = lines * args.count
     with broker_for(settings) as bootstrap:
-        ensure_topics(bootstrap, {settings.frames_topic: settings.frames_partitions})
-        producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes, client_id="linesight-camera")
+        ensure_topics(
+            bootstrap, {settings.frames_topic: settings.frames_partitions},
+            replication_factor=settings.kafka_replication_factor, configs_by_topic=settings.topic_configs,
+            security=settings.kafka_security,
+        )
+        producer = make_producer(bootstrap, max_request_size=settings.max_frame_bytes, client_id="linesight-camera",
+                                 security=settings.kafka_security)
         started = time.monotonic()
         try:
             publisher = CameraPublisher(producer, settings.frames_topic, fmt=args.fmt)

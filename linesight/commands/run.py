@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import threading
 import time
+from pathlib import Path
 
 from linesight.commands._common import positive_float, positive_int
 
@@ -38,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report-every-s", type=positive_float, default=10.0, help="log counters this often")
     parser.add_argument("--metrics-port", type=_port, default=None,
                         help="serve Prometheus /metrics on this port (default LINESIGHT_METRICS_PORT; empty = off)")
+
+    parser.add_argument(
+        "--health-file", type=Path, default=None,
+        help="rewrite this JSON file with the counters every --report-every-s (a container healthcheck checks its age)",
+    )
     parser.set_defaults(handler=handle)
 
 
@@ -66,6 +73,8 @@ def handle(args: argparse.Namespace) -> int:
                     stats["stored"], stats["dead_lettered"], stats["alerts_sent"], stats["redelivered"],
                     stats["restarts"],
                 )
+                if args.health_file is not None:
+                    _heartbeat(args.health_file, stats)
                 if args.max_seconds and time.monotonic() - started >= args.max_seconds:
                     break
             log.info("stopping: draining in-flight frames")
@@ -84,3 +93,9 @@ def _serve_metrics(settings, port: int):
     server = serve_metrics(build_registry(ray_monitor_snapshot, lambda: repository), port)
     log.info("Prometheus metrics at http://0.0.0.0:%d/metrics", port)
     return server
+
+def _heartbeat(path: Path, stats: dict) -> None:
+    """Replace ``path`` with the counters and the time (atomic rename: a reader never sees half a file)."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps({"at": time.time(), **{k: v for k, v in stats.items() if isinstance(v, int)}}))
+    temporary.replace(path)

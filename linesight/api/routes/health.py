@@ -20,8 +20,9 @@ router = APIRouter(tags=["operations"])
 BROKER_TIMEOUT_MS = 2000
 
 
-def check_broker(bootstrap_servers: str | None) -> dict[str, Any]:
-    """A metadata request to the brokers: ``{"status": "ok"|"down"|"skipped", ...}``."""
+def check_broker(bootstrap_servers: str | None, security: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A metadata request to the brokers (``security``: TLS/SASL options of ``connectors.kafka.security_config``):
+    ``{"status": "ok"|"down"|"skipped", ...}``."""
     if not bootstrap_servers:
         return {"status": "skipped", "detail": "no Kafka broker configured for this server"}
     from kafka import KafkaConsumer
@@ -30,7 +31,7 @@ def check_broker(bootstrap_servers: str | None) -> dict[str, Any]:
     try:
         client = KafkaConsumer(
             bootstrap_servers=bootstrap_servers, request_timeout_ms=BROKER_TIMEOUT_MS,
-            bootstrap_timeout_ms=BROKER_TIMEOUT_MS,
+            bootstrap_timeout_ms=BROKER_TIMEOUT_MS, **(security or {}),
         )
     except (KafkaError, ValueError, OSError) as exc:
         return {"status": "down", "servers": bootstrap_servers, "detail": f"{type(exc).__name__}: {exc}"}
@@ -81,7 +82,7 @@ def healthz(context: Annotated[ApiContext, Depends(get_context)]) -> JSONRespons
     """200 when every part is ok (or not used by this server), else 503; each part says why."""
     parts = {
         "database": check_database(context),
-        "broker": check_broker(context.bootstrap_servers),
+        "broker": check_broker(context.bootstrap_servers, security=context.settings.kafka_security),
         "stream": check_stream(context),
     }
     healthy = all(part["status"] in ("ok", "skipped") for part in parts.values())

@@ -170,7 +170,7 @@ def dead_letters(
         return {"topic": topic, "available": False, "detail": _NO_BROKER, "items": []}
     try:
         letters = read_dead_letters(context.bootstrap_servers, topic, limit=limit, timeout_s=DEAD_LETTER_TIMEOUT_S,
-                                    reason=reason, line_id=line)
+                                    reason=reason, line_id=line, security=context.settings.kafka_security)
     except ConnectorError as exc:
         raise ApiError(503, str(exc)) from None
     return {"topic": topic, "available": True, "items": [dataclasses.asdict(d) for d in letters]}
@@ -197,6 +197,7 @@ def replay(
         sent = replay_dead_letter(
             _servers(context), settings.dead_letter_topic, partition, offset, settings.frames_topic,
             max_request_size=settings.max_frame_bytes + 64 * 1024, timeout_s=DEAD_LETTER_TIMEOUT_S,
+            security=settings.kafka_security,
         )
     except DeadLetterNotFound as exc:
         raise ApiError(404, str(exc)) from None
