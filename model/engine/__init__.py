@@ -5,7 +5,7 @@
 this CPU (:func:`detect_cpu_features`). Pure model code: no settings are read here.
 """
 
-from model.engine.accelerate import accelerate, self_check
+from model.engine.accelerate import MIN_PATCH_COSINE, accelerate, probe_pixels, self_check
 from model.engine.choice import ENGINES, PRECISIONS, EngineChoice, available_engines, choose_engine
 from model.engine.cpu import CpuFeatures, detect_cpu_features, parse_cpu_flags
 from model.engine.exceptions import (
@@ -20,6 +20,7 @@ from model.engine.runtime import EngineEncoder
 
 __all__ = [
     "ENGINES",
+    "MIN_PATCH_COSINE",
     "PRECISIONS",
     "CompileError",
     "CpuFeatures",
@@ -36,6 +37,7 @@ __all__ = [
     "detect_cpu_features",
     "export_onnx",
     "parse_cpu_flags",
+    "probe_pixels",
     "self_check",
     "weights_hash",
 ]

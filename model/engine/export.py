@@ -50,8 +50,8 @@ def weights_hash(encoder: nn.Module) -> str:
     tensors = dict(encoder.named_parameters())
     tensors.update(encoder.named_buffers())
     for name in sorted(tensors):
-        tensor = tensors[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        tensor = tensors[name].detach().cpu().contiguous().reshape(-1)  # 0-dim tensors cannot be viewed as bytes
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensors[name].shape)}|".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()[:16]
 
