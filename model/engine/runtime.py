@@ -6,6 +6,7 @@ text tower, and replaces ``forward`` by the compiled graph. Outputs come back as
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +67,12 @@ class OpenVinoRunner:
             raise CompileError(f"openvino cannot compile {model_file} with {config}: {exc}") from exc
         self._request = self._compiled.create_infer_request()
         self._ports = [self._compiled.output(name) for name in outputs]
+        self._lock = threading.Lock()  # one infer request: calls from several threads take turns
 
     def __call__(self, pixels: np.ndarray) -> list[np.ndarray]:
-        result = self._request.infer({INPUT_NAME: pixels}, share_inputs=True)
-        return [np.array(result[port], copy=True) for port in self._ports]  # the request reuses its buffers
+        with self._lock:
+            result = self._request.infer({INPUT_NAME: pixels}, share_inputs=True)
+            return [np.array(result[port], copy=True) for port in self._ports]  # the request reuses its buffers
 
 
 def make_runner(engine: str, model_file: Path, outputs: list[str], *, threads: int, precision: str):
@@ -88,7 +91,8 @@ def make_runner(engine: str, model_file: Path, outputs: list[str], *, threads: i
 class EngineEncoder(ImageEncoder):
     """An :class:`ImageEncoder` whose ``forward`` runs an exported graph; the rest is the torch encoder's.
 
-    ``engine``, ``precision`` and ``engine_description`` say what runs it.
+    ``engine``, ``precision`` and ``engine_description`` say what runs it. The compiled runtime
+    cannot be pickled: build it where it runs (inside the Ray actor), not before shipping it.
     """
 
     def __init__(self, encoder: ImageEncoder, runner, *, precision: str, description: str, model_file: Path) -> None:
