@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from model.encoders.base import ImageEncoder
+from model.encoders.base import EncoderOutput, ImageEncoder
 from model.engine.choice import available_engines, choose_engine
 from model.engine.cpu import detect_cpu_features
 from model.engine.exceptions import CompileError, EngineError
@@ -65,6 +65,7 @@ def accelerate(
     available = set(available_engines())
     wanted_precision = precision
     notes: list[str] = []
+    reference: dict[str, EncoderOutput] = {}  # the torch encoder's probe outputs, computed once
     while True:
         choice = choose_engine(engine, wanted_precision, features, available=available)
         description = f"{choice.engine} {choice.precision} (" + "; ".join([f"cpu: {features.describe()}", *notes]) + ")"
@@ -75,7 +76,7 @@ def accelerate(
         try:
             model_file = export_onnx(encoder, Path(cache_dir))
             fast = build_engine_encoder(encoder, model_file, choice.engine, choice.precision, threads, description)
-            worst = self_check(fast, encoder, strict=precision != "bf16")
+            worst = self_check(fast, encoder, strict=precision != "bf16", cache=reference)
         except _AccuracyError as exc:
             if choice.precision == "bf16" and precision == "auto":  # keep the engine, drop to fp32
                 _log.warning("%s; using fp32", exc)
@@ -119,14 +120,20 @@ def probe_pixels(encoder: ImageEncoder, generator_seed: int = 0) -> torch.Tensor
 
 
 @torch.no_grad()
-def self_check(fast: ImageEncoder, reference: ImageEncoder, *, strict: bool = True) -> float:
+def self_check(
+    fast: ImageEncoder, reference: ImageEncoder, *, strict: bool = True, cache: dict[str, EncoderOutput] | None = None
+) -> float:
     """Worst per-patch cosine of ``fast`` to ``reference`` over every stage on :func:`probe_pixels`.
 
     Raises a :class:`CompileError` when the shapes differ, and when the cosine is below
-    ``MIN_PATCH_COSINE[fast.precision]`` (with ``strict=False`` that is only logged).
+    ``MIN_PATCH_COSINE[fast.precision]`` (with ``strict=False`` that is only logged). ``cache``
+    keeps the reference's outputs between calls.
     """
     pixels = probe_pixels(reference)
-    want, got = reference(pixels), fast(pixels)
+    cache = {} if cache is None else cache
+    if "want" not in cache:
+        cache["want"] = reference(pixels)
+    want, got = cache["want"], fast(pixels)
     shapes = [tuple(t.shape) for t in (*want.patch_features, want.global_vector)]
     shapes_got = [tuple(t.shape) for t in (*got.patch_features, got.global_vector)]
     if shapes != shapes_got:
