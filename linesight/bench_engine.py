@@ -9,7 +9,9 @@ machine). Two runtimes in one process spin against each other's thread pools, an
 The table goes to stdout and the LAST line is one JSON object: CPU features, frames/s per image
 size, backend and batch, each backend's worst patch cosine to torch fp32 on the probe images, the
 engine ``auto`` picks here, ``torch_bare_fps``, ``engine_bare_fps`` and ``engine_to_torch_ratio``.
-:func:`measure_backends` returns that object (for ``linesight/bench.py``).
+:func:`measure_backends` returns that object (for ``linesight/bench.py``). ``--accuracy`` measures
+instead the few-shot image AUROC on the synthetic demo classes with each backend
+(:func:`measure_accuracy`): does bf16 move detection?
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["backends_for_this_host", "measure_backends", "main"]
+__all__ = ["backends_for_this_host", "main", "measure_accuracy", "measure_backends"]
 
 # (label, engine, precision, threads); threads=None: the ``threads`` argument of measure_backends
 _TORCH = [("torch-1t fp32", "torch", "fp32", 1), ("torch-2t fp32", "torch", "fp32", 2)]
@@ -87,6 +89,39 @@ def _auto_choice(args: argparse.Namespace) -> None:
     encoder = build_encoder(args.encoder, Path(args.encoder_path) if args.encoder_path else None, args.size)
     fast = accelerate(encoder, cache_dir=Path(args.cache_dir), threads=args.threads)
     print(json.dumps({"engine": fast.engine, "precision": fast.precision, "description": fast.engine_description}))
+
+
+def _accuracy_worker(args: argparse.Namespace) -> None:
+    """Few-shot image AUROC on the synthetic demo classes with one engine (runs in a subprocess)."""
+    import torch
+
+    from model.encoders import build_encoder
+    from model.engine import accelerate
+    from training.datasets import export_synthetic_dataset, load_dataset
+    from training.evaluate import EvalConfig, evaluate
+
+    torch.set_num_threads(1)
+    encoder = build_encoder(args.encoder, Path(args.encoder_path) if args.encoder_path else None, args.size)
+    if args.engine != "torch":
+        encoder = accelerate(encoder, engine=args.engine, precision=args.precision, cache_dir=Path(args.cache_dir))
+    with tempfile.TemporaryDirectory() as folder:
+        root = export_synthetic_dataset(folder, None, n_train=8, n_test=24, seed=0, image_size_px=args.size)
+        result = evaluate(load_dataset(root), encoder, EvalConfig(shots=(1, 4), seeds=2), progress=False)
+    auroc = {f"k{k}": round(100 * result.macro("few_shot", k).mean.image_auroc, 2) for k in (1, 4)}
+    print(json.dumps({"image_auroc": auroc, "description": encoder.engine_description}), flush=True)
+
+
+def measure_accuracy(image_size_px: int = 224, *, threads: int = 2, encoder: str = "efficientnet-lite0",
+                     cache_dir: Path | None = None, timeout_s: float = 1800.0) -> dict[str, Any]:
+    """Few-shot image AUROC (k=1 and 4, 2 draws, synthetic demo classes) per backend, one subprocess each."""
+    cache = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="engine-cache-"))
+    results = {}
+    for label, engine, precision, _ in backends_for_this_host(threads):
+        if label.startswith("torch-2t"):
+            continue  # same numbers as 1 thread
+        results[label] = _run_child(["--accuracy-worker", "--engine", engine, "--precision", precision, "--encoder",
+                                     encoder, "--size", str(image_size_px), "--cache-dir", str(cache)], timeout_s)
+    return results
 
 
 def _run_child(argv: list[str], timeout_s: float) -> dict[str, Any]:
@@ -182,7 +217,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--encoder", default="efficientnet-lite0")
     parser.add_argument("--encoder-path", default=None)
     parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--accuracy", action="store_true",
+                        help="instead of speed: few-shot image AUROC on the synthetic demo classes per backend")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--accuracy-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--auto-choice", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="torch", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
@@ -194,6 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.auto_choice:
         _auto_choice(args)
+        return 0
+    if args.accuracy_worker:
+        _accuracy_worker(args)
+        return 0
+    if args.accuracy:
+        accuracy = measure_accuracy(int(args.sizes.split(",")[0]), threads=args.threads, encoder=args.encoder,
+                                    cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+        for label, row in accuracy.items():
+            print(f"{label:<24} image AUROC {row.get('image_auroc', row)}", flush=True)
+        print(json.dumps({"image_auroc": accuracy}), flush=True)
         return 0
     from model.engine import detect_cpu_features
 
