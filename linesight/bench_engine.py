@@ -114,7 +114,11 @@ def _accuracy_worker(args: argparse.Namespace) -> None:
 def measure_accuracy(image_size_px: int = 224, *, threads: int = 2, encoder: str = "efficientnet-lite0",
                      cache_dir: Path | None = None, timeout_s: float = 1800.0) -> dict[str, Any]:
     """Few-shot image AUROC (k=1 and 4, 2 draws, synthetic demo classes) per backend, one subprocess each."""
-    cache = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="engine-cache-"))
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory(prefix="engine-cache-") as folder:
+            return measure_accuracy(image_size_px, threads=threads, encoder=encoder, cache_dir=Path(folder),
+                                    timeout_s=timeout_s)
+    cache = Path(cache_dir)
     results = {}
     for label, engine, precision, _ in backends_for_this_host(threads):
         if label.startswith("torch-2t"):
@@ -155,7 +159,12 @@ def measure_backends(
     """
     from model.engine import detect_cpu_features
 
-    cache = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="engine-cache-"))
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory(prefix="engine-cache-") as folder:
+            return measure_backends(image_size_px, batches, rounds, duration_s=duration_s, threads=threads,
+                                    encoder=encoder, encoder_path=encoder_path, cache_dir=Path(folder),
+                                    timeout_s=timeout_s)
+    cache = Path(cache_dir)
     common = ["--encoder", encoder, "--size", str(image_size_px), "--cache-dir", str(cache)]
     if encoder_path:
         common += ["--encoder-path", str(encoder_path)]
@@ -246,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from model.engine import detect_cpu_features
 
     features = detect_cpu_features()
-    cache = Path(args.cache_dir) if args.cache_dir else Path(tempfile.mkdtemp(prefix="engine-cache-"))
+    cache = Path(args.cache_dir) if args.cache_dir else None  # None: a temporary folder per size
     per_size = {}
     for size in (int(s) for s in args.sizes.split(",") if s):
         result = measure_backends(size, args.batches, args.rounds, duration_s=args.duration_s, threads=args.threads,
