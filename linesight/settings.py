@@ -251,6 +251,17 @@ class Settings(BaseSettings):
         "SPREAD", description="how inference actors are spread over Ray nodes (STRICT_SPREAD = one per node)"
     )
 
+    # --- inference engine (issue 10: model/engine/, docs/engine.md) ----------------------------
+    engine: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
+        "auto",
+        description="runtime of the frozen encoder; auto = openvino, else onnxruntime, else torch (falls back on failure)",
+    )
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="encoder precision; auto = bf16 on openvino where the CPU has amx/avx512_bf16 and bf16 passes "
+        "the accuracy check, else fp32",
+    )
+
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

@@ -30,13 +30,18 @@ class ImageEncoder(nn.Module, ABC):
     """Frozen image encoder: ``preprocess`` (uint8 RGB -> pixels) then ``forward`` (pixels -> features).
 
     Subclasses set ``name``, ``image_size_px``, ``stage_channels`` (C_i per stage) and
-    ``global_dim`` (C_global) and implement ``normalize`` and ``forward``.
+    ``global_dim`` (C_global) and implement ``normalize`` and ``forward``. ``engine``,
+    ``precision`` and ``engine_description`` say what runs ``forward``: eager torch fp32 here,
+    another runtime for the encoders ``model.engine.accelerate`` returns.
     """
 
     name: str
     image_size_px: int
     stage_channels: tuple[int, ...]
     global_dim: int
+    engine: str = "torch"  # "torch" | "onnxruntime" | "openvino"
+    precision: str = "fp32"  # "fp32" | "bf16"
+    engine_description: str = "torch fp32"  # for logs, /healthz and the bench
 
     @abstractmethod
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
