@@ -20,9 +20,20 @@ from typing import Any
 from model.detector import DETECTOR_FUSIONS, Detector
 from model.exceptions import ModelError
 
-__all__ = ["DetectorConfig", "build_detector", "build_scoring_encoder"]
+__all__ = ["DetectorConfig", "build_detector", "build_scoring_encoder", "default_engine_cache_dir"]
 
 log = logging.getLogger(__name__)
+
+
+def default_engine_cache_dir() -> Path:
+    """Where exported encoders are cached: ``$LINESIGHT_ENGINE_CACHE``, else ``$XDG_CACHE_HOME/linesight/engine``
+    (``~/.cache/...``); shared by every data folder, so each encoder/size is exported once per machine."""
+    import os
+
+    explicit = os.environ.get("LINESIGHT_ENGINE_CACHE")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "linesight" / "engine"
 
 
 @dataclass(frozen=True)
@@ -63,9 +74,9 @@ class DetectorConfig:
             "zero_shot": bool(getattr(settings, "zero_shot_classes", "")),
             "engine": getattr(settings, "engine", "torch"),
             "precision": getattr(settings, "precision", "auto"),
-            "engine_cache_dir": Path(settings.data_dir) / "engine-cache",
+            "engine_cache_dir": default_engine_cache_dir(),
             "threads": settings.torch_threads,
-            "device": getattr(settings, "resolved_device", "cpu"),
+            "device": "cuda" if getattr(settings, "device", "cpu") == "cuda" else "cpu",
         }
         values.update(overrides)
         return cls(**values)

@@ -57,12 +57,19 @@ class BankManager:
 
     @property
     def encoder(self) -> Any:
-        """The frozen encoder named by the settings (built on first use)."""
+        """The frozen encoder of the settings on the chosen engine (model.factory; built on first use)."""
         if self._encoder is None:
-            from model.encoders import build_encoder
+            from model.factory import DetectorConfig, build_scoring_encoder
 
-            self._encoder = build_encoder(self.settings.encoder, self.settings.encoder_path, self.settings.image_size_px)
+            self._encoder = build_scoring_encoder(DetectorConfig.from_settings(self.settings))
         return self._encoder
+
+    def detector(self, **overrides: Any) -> Any:
+        """The settings' :class:`~model.detector.Detector` on this manager's encoder (``overrides``: DetectorConfig
+        fields, e.g. ``zero_shot=True``)."""
+        from model.factory import DetectorConfig, build_detector
+
+        return build_detector(DetectorConfig.from_settings(self.settings, **overrides), encoder=self.encoder)
 
     def build(
         self,

@@ -11,8 +11,9 @@ import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+from model.factory import DetectorConfig
 from pipeline.bank_cache import BankCache
-from pipeline.exceptions import BankUnavailableError, PipelineError
+from pipeline.exceptions import BankUnavailableError
 from pipeline.messages import BankRef, FrameTask, ScoredFrame
 
 __all__ = ["InferenceWorker"]
@@ -25,34 +26,18 @@ class InferenceWorker:
 
     def __init__(
         self,
-        encoder_name: str = "efficientnet-lite0",
-        encoder_path: str | None = None,
-        image_size_px: int = 224,
-        torch_threads: int = 2,
+        config: DetectorConfig | None = None,
         bank_cache_size: int = 16,
-        map_fusion: str = "few_only",
-        checkpoint_dir: str | None = None,
-        zero_shot_classes: bool = False,
         max_bank_rows: int | None = None,
     ) -> None:
-        import torch
-
         from model.bank import DEFAULT_MAX_BANK_ROWS, MemoryBank
-        from model.detector import Detector
-        from model.encoders import build_encoder
+        from model.factory import build_detector
 
-        torch.set_num_threads(torch_threads)  # actors share the cores: don't oversubscribe
-        encoder = build_encoder(encoder_name, Path(encoder_path) if encoder_path else None, image_size_px)
-        zero_shot = None
-        if map_fusion != "few_only" or zero_shot_classes:
-            from model.zero_shot import load_zero_shot_head
-
-            if checkpoint_dir is None:
-                raise PipelineError("map_fusion / zero_shot_classes need checkpoint_dir with a trained decoder")
-            zero_shot = load_zero_shot_head(checkpoint_dir, encoder)
-            log.info("inference: trained decoder from %s (fusion %s, zero-shot classes %s)", checkpoint_dir,
-                     map_fusion, "on" if zero_shot_classes else "off")
-        self.detector = Detector(encoder, zero_shot=zero_shot, fusion=map_fusion)
+        config = config or DetectorConfig(engine="torch")
+        self.detector = build_detector(config)  # inside the actor: compiled engines do not pickle
+        encoder = self.detector.encoder
+        log.info("inference: %s at %d px on %s", encoder.name, encoder.image_size_px,
+                 getattr(encoder, "engine_description", "torch fp32"))
         self.encoder_name = encoder.name
         max_rows = DEFAULT_MAX_BANK_ROWS if max_bank_rows is None else max_bank_rows
         self.banks: BankCache[MemoryBank] = BankCache(

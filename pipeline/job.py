@@ -123,16 +123,10 @@ class Pipeline:
         from pipeline.inference import InferenceWorker
 
         settings = self.settings
+        from model.factory import DetectorConfig
+
         return ray.remote(num_cpus=settings.inference_cpus, max_restarts=2)(InferenceWorker).remote(
-            settings.encoder,
-            str(settings.encoder_path) if settings.encoder_path else None,
-            settings.image_size_px,
-            settings.torch_threads,
-            settings.bank_cache_size,
-            settings.map_fusion,
-            str(settings.checkpoint_dir) if settings.checkpoint_dir else None,
-            bool(settings.zero_shot_classes),
-            max_bank_rows=settings.max_bank_rows,
+            DetectorConfig.from_settings(settings), settings.bank_cache_size, max_bank_rows=settings.max_bank_rows,
         )
 
     def _new_verdicts(self, monitor_name: str) -> Any:

@@ -37,6 +37,7 @@ from training.metrics import (
     MetricSet,
     accuracy,
     aupro,
+    confusion,
     f1_max,
     image_auroc,
     nan_mean,
@@ -78,6 +79,8 @@ class EvalConfig:
     max_test_images: int | None = None  # cap per class (None = all), for quick runs
     examples_per_kind: int = 2  # overlays kept per class: this many hits and this many misses
     fpr_limit: float = 0.3  # AUPRO integration limit
+    tile_px: int | str | None = None  # banks tile frames (training.fewshot.build_bank); images load at full size
+    stages: tuple[int, ...] | None = None  # encoder stages the banks match; None = build_bank's default
 
     def __post_init__(self) -> None:
         if not self.shots or any(k < 1 for k in self.shots):
@@ -220,7 +223,8 @@ def evaluate(
     from tqdm import tqdm
 
     from model.decoder import fuse
-    from model.detector import ZERO_SHOT_THRESHOLD, Detector
+    from model.detector import ZERO_SHOT_THRESHOLD
+    from model.factory import build_detector
 
     size = encoder.image_size_px
     result = EvaluationResult(config, str(dataset.root), dataset.layout, encoder.name, tuple(dataset.classes))
@@ -234,12 +238,13 @@ def evaluate(
         for k in config.shots:
             if "few_shot" in modes or "fused" in modes:
                 draw_references(data, k, 0)
-    detector = Detector(encoder)
+    detector = build_detector(encoder=encoder)
+    load_px = None if config.tile_px is not None else size  # tiled banks see the camera's full frame
     for name, data in dataset.classes.items():
         test = data.test[: config.max_test_images] if config.max_test_images else data.test
         labels = np.array([s.label for s in test], np.int64)
-        images = [s.load_image(size) for s in test]
-        masks = np.stack([s.load_mask(size) for s in test]) if data.has_masks else None
+        images = [s.load_image(load_px) for s in test]
+        masks = np.stack([s.load_mask(load_px) for s in test]) if data.has_masks else None
         zero = None
         steps = len(config.shots) * config.seeds * len([m for m in modes if m != "zero_shot"]) + ("zero_shot" in modes)
         with tqdm(total=steps, desc=name, unit="draw", disable=not progress, leave=False) as bar:
@@ -281,14 +286,15 @@ def evaluate(
 def _few_shot(detector, encoder, data: ClassData, refs: list[int], images, name: str, seed: int, config: EvalConfig):
     from training.fewshot import build_bank
 
-    size = encoder.image_size_px
+    size = None if config.tile_px is not None else encoder.image_size_px
     references = [data.train[i].load_image(size) for i in refs]
     rotations = config.rotations
     if rotations is None:
         from training.synthetic import PRODUCT_CLASSES, rotations_ok
 
         rotations = rotations_ok(name) if name in PRODUCT_CLASSES else True
-    bank = build_bank(encoder, references, name, 1, rotations=rotations, seed=seed)
+    bank = build_bank(encoder, references, name, 1, rotations=rotations, seed=seed, tile_px=config.tile_px,
+                      **({"stages": config.stages} if config.stages is not None else {}))
     frames = []
     for start in range(0, len(images), config.batch_size):
         frames.extend(detector.score_batch(images[start : start + config.batch_size], bank))
@@ -299,7 +305,26 @@ def _few_shot(detector, encoder, data: ClassData, refs: list[int], images, name:
     return maps, scores, decisions, thresholds
 
 
+_PIXEL_METRIC_PX = 256  # pixel AUROC / AUPRO of large frames are computed on maps and masks brought to this side
+
+
+def _at_metric_resolution(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masks resized (nearest) to the maps' shape; both brought down to _PIXEL_METRIC_PX when larger."""
+    import cv2
+
+    height, width = maps.shape[1:]
+    scale = min(1.0, _PIXEL_METRIC_PX / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if masks.shape[1:] != (size[1], size[0]):
+        masks = np.stack([cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) for m in masks])
+    if maps.shape[1:] != (size[1], size[0]):
+        maps = np.stack([cv2.resize(m, size, interpolation=cv2.INTER_AREA) for m in maps])
+    return masks, maps
+
+
 def _metrics(labels, scores, decisions, masks, maps, config: EvalConfig) -> MetricSet:
+    if masks is not None:
+        masks, maps = _at_metric_resolution(masks, np.asarray(maps, np.float32))
     has_pixels = masks is not None and bool(masks.any())
     return MetricSet(
         image_auroc=image_auroc(labels, scores),
@@ -307,6 +332,7 @@ def _metrics(labels, scores, decisions, masks, maps, config: EvalConfig) -> Metr
         aupro=aupro(masks, maps, config.fpr_limit) if has_pixels else float("nan"),
         f1_max=f1_max(labels, scores),
         accuracy=accuracy(labels, decisions),
+        **confusion(labels, decisions),
     )
 
 
@@ -324,9 +350,14 @@ def _keep_examples(result: EvaluationResult, name: str, mode: str, k: int, test,
     hits.sort(key=lambda i: -int(labels[i]))  # defective hits first: they show a heat map worth seeing
     n = result.config.examples_per_kind
     for i in hits[:n] + misses[:n]:
+        import cv2
+
+        size = (maps[i].shape[1], maps[i].shape[0])
         mask = masks[i] if masks is not None else np.zeros(maps[i].shape, np.uint8)
+        mask = mask if mask.shape == maps[i].shape else cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        image = images[i] if images[i].shape[:2] == maps[i].shape else cv2.resize(images[i], size, interpolation=cv2.INTER_AREA)
         result.examples.append(
-            Example(name, mode, k, str(test[i].path), images[i], maps[i], mask, int(labels[i]), bool(decisions[i]),
+            Example(name, mode, k, str(test[i].path), image, maps[i], mask, int(labels[i]), bool(decisions[i]),
                     float(scores[i]))
         )
 

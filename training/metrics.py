@@ -21,7 +21,9 @@ import numpy as np
 from training.exceptions import TrainingError
 
 __all__ = [
+    "COUNT_NAMES",
     "METRIC_NAMES",
+    "confusion",
     "MetricError",
     "MetricSet",
     "accuracy",
@@ -34,7 +36,9 @@ __all__ = [
     "pro_curve",
 ]
 
-METRIC_NAMES = ("image_auroc", "pixel_auroc", "aupro", "f1_max", "accuracy")
+COUNT_NAMES = ("true_positives", "false_positives", "true_negatives", "false_negatives")  # counts, not fractions
+METRIC_NAMES = ("image_auroc", "pixel_auroc", "aupro", "f1_max", "accuracy", "precision", "recall",
+                "true_positives", "false_positives", "true_negatives", "false_negatives")
 
 
 class MetricError(TrainingError):
@@ -50,6 +54,12 @@ class MetricSet:
     aupro: float = math.nan
     f1_max: float = math.nan
     accuracy: float = math.nan
+    precision: float = math.nan  # of the automatic decision: flagged frames that are defective
+    recall: float = math.nan  # defective frames that are flagged
+    true_positives: float = math.nan  # confusion counts of the automatic decision (means over draws)
+    false_positives: float = math.nan
+    true_negatives: float = math.nan
+    false_negatives: float = math.nan
 
     def as_dict(self) -> dict[str, float]:
         """The metrics as a plain dict keyed by :data:`METRIC_NAMES`."""
@@ -109,6 +119,24 @@ def accuracy(labels: Sequence[int] | np.ndarray, decisions: Sequence[bool] | np.
     """
     y, d = _labels_scores(labels, np.asarray(decisions, dtype=np.float64))
     return float((y == (d > 0.5)).mean())
+
+
+def confusion(labels: Sequence[int] | np.ndarray, decisions: Sequence[bool] | np.ndarray) -> dict[str, float]:
+    """The automatic decision's confusion counts with its precision and recall (NaN when undefined).
+
+    >>> confusion([0, 1, 1, 0], [True, True, False, False])["precision"]
+    0.5
+    """
+    y, d = _labels_scores(labels, np.asarray(decisions, dtype=np.float64))
+    flagged, defective = d > 0.5, y > 0
+    tp, fp = int((flagged & defective).sum()), int((flagged & ~defective).sum())
+    tn, fn = int((~flagged & ~defective).sum()), int((~flagged & defective).sum())
+    return {
+        "precision": tp / (tp + fp) if tp + fp else math.nan,
+        "recall": tp / (tp + fn) if tp + fn else math.nan,
+        "true_positives": float(tp), "false_positives": float(fp),
+        "true_negatives": float(tn), "false_negatives": float(fn),
+    }
 
 
 def pro_curve(

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from training.evaluate import EvaluationResult, Example, Summary
-from training.metrics import METRIC_NAMES
+from training.metrics import COUNT_NAMES, METRIC_NAMES
 
 __all__ = ["PUBLISHED", "overlay_image", "report_dict", "write_report"]
 
@@ -47,7 +47,8 @@ PUBLISHED: list[tuple[str, str, str, tuple[float | None, ...]]] = [
     ("unsupervised", "AnomalyGPT", "MVTec-AD", (97.4, 93.1, 93.3)),
 ]
 _LABELS = {"image_auroc": "image AUROC", "pixel_auroc": "pixel AUROC", "aupro": "AUPRO", "f1_max": "F1-max",
-           "accuracy": "accuracy"}
+           "accuracy": "accuracy", "precision": "precision", "recall": "recall", "true_positives": "TP",
+           "false_positives": "FP", "true_negatives": "TN", "false_negatives": "FN"}
 
 
 def _num(value: float) -> float | None:
@@ -109,9 +110,11 @@ def write_report(result: EvaluationResult, out_dir: str | Path) -> dict[str, lis
     return {"json": [json_path], "markdown": [md_path], "roc": rocs, "examples": examples}
 
 
-def _pct(mean: float | None, std: float | None = None) -> str:
+def _pct(mean: float | None, std: float | None = None, name: str | None = None) -> str:
     if mean is None:
         return "-"
+    if name in COUNT_NAMES:  # confusion counts: mean over draws, not a percentage
+        return f"{mean:.1f}"
     return f"{100 * mean:.1f} ± {100 * std:.1f}" if std is not None else f"{100 * mean:.1f}"
 
 
@@ -131,7 +134,7 @@ def _markdown(result: EvaluationResult, content: dict, rocs: list[Path], example
         "|---|---|" + "---|" * len(METRIC_NAMES),
     ]
     for e in content["settings"]:
-        cells = " | ".join(_pct(e["mean"][n], e["std"][n]) for n in METRIC_NAMES)
+        cells = " | ".join(_pct(e["mean"][n], e["std"][n], n) for n in METRIC_NAMES)
         lines.append(f"| {e['mode']} | {e['shots']} | {cells} |")
     for mode, reason in content["skipped"].items():
         lines.append(f"| {mode} | - | skipped: {reason} |" + " |" * (len(METRIC_NAMES) - 1))
@@ -140,7 +143,7 @@ def _markdown(result: EvaluationResult, content: dict, rocs: list[Path], example
     for name, modes in content["classes"].items():
         for mode, per_k in modes.items():
             for k, s in per_k.items():
-                cells = " | ".join(_pct(s["mean"][n], s["std"][n]) for n in METRIC_NAMES)
+                cells = " | ".join(_pct(s["mean"][n], s["std"][n], n) for n in METRIC_NAMES)
                 lines.append(f"| {name} | {mode} | {k} | {cells} |")
     if "llm" in content:
         llm = content["llm"]

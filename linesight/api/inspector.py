@@ -73,9 +73,7 @@ class BankInspector:
     def detector(self) -> Any:
         """The detector (the encoder is built on first use)."""
         if self._detector is None:
-            from model.detector import Detector
-
-            self._detector = Detector(self.manager.encoder)
+            self._detector = self.manager.detector()  # the settings' fusion and engine (model.factory)
         return self._detector
 
     def load_bank(self, key: str) -> Any:

@@ -48,6 +48,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--llm-images", type=positive_int, default=8,
                         help="test images per class for --llm (half good, half defective; default 8)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--realistic", action="store_true",
+                        help="the realistic benchmark instead: real photographs shipped in installed packages at ~1.2 MP "
+                        "with subtle defects of known masks (training/realistic.py); banks tile the frames (--tile-px auto)")
+    parser.add_argument("--realistic-dir", type=Path, default=None, metavar="DIR",
+                        help="where the realistic benchmark is written and reused (default LINESIGHT_DATA_DIR/realistic)")
+    parser.add_argument("--tile-px", default=None, metavar="PX|auto|none",
+                        help="tile frames larger than the model input into PX-pixel tiles (auto: at the model input size "
+                        "when frames are 1.5x larger; none: squeeze the whole frame); default: auto with --realistic, "
+                        "none otherwise")
+    parser.add_argument("--stages", nargs="+", type=int, default=None, metavar="I",
+                        help="encoder stages the banks match (default: the bank builder's default)")
     parser.set_defaults(handler=handle)
 
 
@@ -59,8 +70,9 @@ def handle(args: argparse.Namespace) -> int:
     unknown = [m for m in args.modes if m not in _MODES]
     if unknown:
         raise ConfigError(f"--modes: unknown mode {unknown[0]!r}; choose from {', '.join(_MODES)}")
-    if args.synthetic == (args.data is not None):
-        raise ConfigError("give exactly one of --data DIR or --synthetic")
+    if (args.synthetic, args.data is not None, args.realistic).count(True) != 1:
+        raise ConfigError("give exactly one of --data DIR, --synthetic or --realistic")
+    args.tile_px = _tile_px(args.tile_px, "auto" if args.realistic else None)
     if args.data is not None and not args.data.is_dir():
         raise ConfigError(f"--data: no such folder {str(args.data)!r}")
     if args.decoder is not None and args.decoder.is_dir():
@@ -74,12 +86,38 @@ def handle(args: argparse.Namespace) -> int:
             root = export_synthetic_dataset(tmp, args.classes, n_train=args.synthetic_train,
                                             n_test=max(2, args.synthetic_test), seed=0)
             return _run(args, root, "auto", label="built-in synthetic line (training/synthetic.py)")
+    if args.realistic:
+        from linesight.settings import load_settings
+        from training.realistic import CLASSES, export_realistic_dataset
+
+        folder = args.realistic_dir or load_settings().data_dir / "realistic"
+        classes = tuple(args.classes) if args.classes else CLASSES
+        print(f"realistic benchmark in {folder} (written once, reused) ...", flush=True)
+        root = export_realistic_dataset(folder, classes)
+        return _run(args, root, "mvtec", label=f"realistic benchmark (training/realistic.py) in {folder}")
     return _run(args, args.data, args.layout)
+
+
+def _tile_px(text: str | None, default: str | None) -> int | str | None:
+    from linesight.errors import ConfigError
+
+    value = default if text is None else text.strip().lower()
+    if value in (None, "none", "off"):
+        return None
+    if value == "auto":
+        return "auto"
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 32:
+        raise ConfigError(f"--tile-px must be a number of pixels >= 32, 'auto' or 'none', got {text!r}")
+    return number
 
 
 def _run(args: argparse.Namespace, root: Path, layout: str, label: str | None = None) -> int:
     from linesight.settings import load_settings
-    from model.encoders import build_encoder
+    from model.factory import DetectorConfig, build_scoring_encoder
     from training.datasets import load_dataset
     from training.evaluate import EvalConfig, evaluate
 
@@ -91,8 +129,10 @@ def _run(args: argparse.Namespace, root: Path, layout: str, label: str | None = 
         modes=tuple(dict.fromkeys(args.modes)),
         rotations=False if args.no_rotations else None,
         max_test_images=args.max_test,
+        tile_px=args.tile_px,
+        stages=tuple(args.stages) if args.stages else None,
     )
-    encoder = build_encoder(settings.encoder, settings.encoder_path, settings.image_size_px)
+    encoder = build_scoring_encoder(DetectorConfig.from_settings(settings))
     zero_shot_maps = None
     if args.decoder is not None:
         from training.evaluate import decoder_maps_from_checkpoint
@@ -131,23 +171,27 @@ def _llm(args: argparse.Namespace, settings, dataset, encoder, config) -> dict:
     return report
 
 
-def _fmt(mean: float, std: float) -> str:
-    return "      -     " if math.isnan(mean) else f"{100 * mean:5.1f} ±{100 * std:4.1f}"
+def _fmt(mean: float, std: float, name: str = "") -> str:
+    from training.metrics import COUNT_NAMES
+
+    if math.isnan(mean):
+        return "      -     "
+    return f"{mean:11.1f}" if name in COUNT_NAMES else f"{100 * mean:5.1f} ±{100 * std:4.1f}"
 
 
 def _print(result) -> None:
     from training.metrics import METRIC_NAMES
 
-    names = ("image AUROC", "pixel AUROC", "AUPRO", "F1-max", "accuracy")
+    names = ("image AUROC", "pixel AUROC", "AUPRO", "F1-max", "accuracy", "precision", "recall", "TP", "FP", "TN", "FN")
     print(f"{'class':<14} {'mode':<9} {'k':>2}  " + "  ".join(f"{n:>11}" for n in names))
     for mode, k in result.settings():
         for name in result.classes:
             s = result.summary(name, mode, k)
             if s.draws:
-                cells = "  ".join(_fmt(getattr(s.mean, n), getattr(s.std, n)) for n in METRIC_NAMES)
+                cells = "  ".join(_fmt(getattr(s.mean, n), getattr(s.std, n), n) for n in METRIC_NAMES)
                 print(f"{name:<14} {mode:<9} {k:>2}  {cells}")
         m = result.macro(mode, k)
-        cells = "  ".join(_fmt(getattr(m.mean, n), getattr(m.std, n)) for n in METRIC_NAMES)
+        cells = "  ".join(_fmt(getattr(m.mean, n), getattr(m.std, n), n) for n in METRIC_NAMES)
         print(f"{'MACRO':<14} {mode:<9} {k:>2}  {cells}")
     for mode, reason in result.skipped.items():
         print(f"skipped {mode}: {reason}")

@@ -103,7 +103,6 @@ class _Scorer:
 
     def __init__(self, args: argparse.Namespace, settings) -> None:
         from linesight.errors import ConfigError
-        from model.detector import Detector
         from pipeline.banks import BankManager
 
         self.args, self.settings = args, settings
@@ -114,21 +113,16 @@ class _Scorer:
             manager = BankManager(settings, repository=open_repository(settings))  # read-only
         else:
             manager = BankManager(settings, repository=_NoRepository())
-        zero_shot = None
-        if args.zero_shot or settings.map_fusion != "few_only":
-            from model.zero_shot import load_zero_shot_head
-
-            if settings.checkpoint_dir is None:
-                raise ConfigError("--zero-shot needs LINESIGHT_CHECKPOINT_DIR: a `linesight train` folder")
-            zero_shot = load_zero_shot_head(settings.checkpoint_dir, manager.encoder)
+        if (args.zero_shot or settings.map_fusion != "few_only") and settings.checkpoint_dir is None:
+            raise ConfigError("--zero-shot needs LINESIGHT_CHECKPOINT_DIR: a `linesight train` folder")
         if args.zero_shot:
             if args.bank is not None:
                 raise ConfigError("--zero-shot scores without a bank; drop --bank")
             self.bank = None
-            self.detector = Detector(manager.encoder, zero_shot=zero_shot)
+            self.detector = manager.detector(zero_shot=True, fusion="few_only")
         else:
             self.bank = _bank(args, settings, manager)
-            self.detector = Detector(manager.encoder, zero_shot=zero_shot, fusion=settings.map_fusion)
+            self.detector = manager.detector()
         self._last = None
 
     def score(self, path: Path) -> dict:

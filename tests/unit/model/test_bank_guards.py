@@ -104,7 +104,7 @@ def test_inference_worker_checks_the_bank_ref_hash_and_row_limit(tmp_path: Path)
     from pipeline.inference import InferenceWorker
     from pipeline.messages import BankRef
 
-    worker = InferenceWorker(torch_threads=1, max_bank_rows=30)
+    worker = InferenceWorker(max_bank_rows=30)
 
     def save(rows: int, version: int) -> tuple[str, str]:
         bank = MemoryBank([torch.randn(rows, c) for c in (40, 80, 112, 192)], product_class="washer",

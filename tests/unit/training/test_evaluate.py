@@ -13,7 +13,7 @@ from linesight.errors import ConfigError
 from training.datasets import export_synthetic_dataset, load_dataset
 from training.evaluate import NO_DECODER_REASON, EvalConfig, draw_references, evaluate
 from training.exceptions import DatasetError
-from training.metrics import METRIC_NAMES
+from training.metrics import COUNT_NAMES, METRIC_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,12 @@ def test_few_shot_end_to_end_gives_metrics_per_draw(result, dataset):
         assert set(draw.references) <= train_paths
         for name in METRIC_NAMES:
             value = getattr(draw.metrics, name)
-            assert 0.0 <= value <= 1.0, (name, value)
+            if name in COUNT_NAMES:  # confusion counts add up to the test images
+                assert value >= 0 and value == int(value), (name, value)
+            elif not np.isnan(value):  # precision is undefined when nothing is flagged
+                assert 0.0 <= value <= 1.0, (name, value)
+        counts = [getattr(draw.metrics, n) for n in COUNT_NAMES]
+        assert sum(counts) == len(dataset.classes["washer"].test)
     summary = result.summary("washer", "few_shot", 1)
     assert summary.draws == 2
     assert summary.mean.image_auroc == pytest.approx(np.mean([d.metrics.image_auroc for d in result.draws]))
