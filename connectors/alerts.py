@@ -67,6 +67,9 @@ class Alert(BaseModel):
     threshold: float
     positions: list[str] = Field(default_factory=list)  # 3x3 names, largest region first
     region_count: int = Field(0, ge=0)
+    regions: list[dict[str, Any]] = Field(default_factory=list)  # full-frame boxes {x, y, width, height, area_px, position}
+    frame_width_px: int | None = None  # the boxes' coordinate system
+    frame_height_px: int | None = None
     verdict: str
     bank_version: int
     inspection_id: int | str | None = None
@@ -98,6 +101,9 @@ class Alert(BaseModel):
             threshold=float(row.threshold),
             positions=list(row.positions or []),
             region_count=int(row.region_count),
+            regions=[dict(r) for r in (getattr(row, "regions", None) or [])],
+            frame_width_px=getattr(row, "frame_width_px", None),
+            frame_height_px=getattr(row, "frame_height_px", None),
             verdict=row.verdict,
             bank_version=int(row.bank_version),
             inspection_id=inspection_id,

@@ -262,6 +262,17 @@ class Settings(BaseSettings):
         "the accuracy check, else fp32",
     )
 
+    # --- inspection at the camera's resolution (issue 9: model/tiling.py, model/matching.py) ----------
+    tile_px: str = Field(
+        "auto",
+        description="how new banks inspect frames larger than the model input: auto = tiles of image_size_px frame "
+        "pixels when the shots are 1.5x larger (else the whole frame, squeezed), none = always the whole frame, "
+        "or a number of frame pixels per tile; the bank keeps its tiling, so the stream follows each class's bank",
+    )
+    bank_stages: str = Field(
+        "", description="comma-separated encoder stages new banks match (0-3 for efficientnet-lite0); empty = all"
+    )
+
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -280,6 +291,32 @@ class Settings(BaseSettings):
         from model.names import check_class_name
 
         return ",".join(check_class_name(n.strip()) for n in value.split(",") if n.strip())
+
+    @field_validator("tile_px")
+    @classmethod
+    def _tile_px(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "none") or (value.isdigit() and int(value) >= 32):
+            return value
+        raise ValueError("must be 'auto', 'none' or a whole number of pixels >= 32")
+
+    @field_validator("bank_stages")
+    @classmethod
+    def _bank_stages(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+            raise ValueError("must be distinct stage numbers separated by commas, e.g. '1' or '1,2'")
+        return ",".join(parts)
+
+    @property
+    def tile_setting(self) -> int | str | None:
+        """``tile_px`` as build_bank takes it: None, "auto" or a number of pixels."""
+        return None if self.tile_px == "none" else ("auto" if self.tile_px == "auto" else int(self.tile_px))
+
+    @property
+    def bank_stage_indices(self) -> tuple[int, ...] | None:
+        """``bank_stages`` as a tuple, None for all stages."""
+        return tuple(int(p) for p in self.bank_stages.split(",")) if self.bank_stages else None
 
     @property
     def zero_shot_class_names(self) -> tuple[str, ...]:

@@ -94,7 +94,8 @@ class BankManager:
             raise ConfigError(f"no normal images given for class {product_class!r}")
         version = self.repository.next_bank_version(product_class)
         bank = build_bank(
-            self.encoder, chosen, product_class, version, rotations=rotations, coreset_ratio=coreset_ratio, seed=seed
+            self.encoder, chosen, product_class, version, rotations=rotations, coreset_ratio=coreset_ratio, seed=seed,
+            tile_px=self.settings.tile_setting, stages=self.settings.bank_stage_indices,
         )
         path = bank_file_path(self.settings.banks_dir, product_class, version)  # never outside banks_dir
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,9 @@ def to_record(frame: ScoredFrame, stored_at: datetime):
         mask_png=png_from_mask(frame.result.mask),
         frame_image=task.image_bytes,
         content_sha256=task.content_sha256 or None,
+        regions=tuple(r.to_dict() for r in frame.result.regions),
+        frame_width_px=frame.result.frame_size[1] or None,
+        frame_height_px=frame.result.frame_size[0] or None,
     )
 
 
@@ -146,9 +149,9 @@ class ResultSink:
         folder.mkdir(parents=True, exist_ok=True)
         for frame in frames:
             image, result = frame.task.image, frame.result
-            size = result.anomaly_map.shape[0]
-            if image.shape[0] != size or image.shape[1] != size:
-                image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+            height, width = result.anomaly_map.shape
+            if image.shape[:2] != (height, width):  # the map's resolution (S x S, or a tiled frame's bounded map)
+                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
             label = f"{frame.task.product_class} {result.score:.3f} > {result.threshold:.3f}"
             overlay = render_overlay(image, result.anomaly_map, result.mask, label=label, full_scale=2 * result.threshold)
             path = folder / f"{frame.task.frame_id}.png"

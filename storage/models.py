@@ -93,6 +93,9 @@ class Inspection(Base):
     alert_sent_at: Mapped[datetime | None]
     # sha256 hex of the frame's bytes (migration 0002): same frame_id + other bytes = a conflict
     content_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    regions: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)  # full-frame boxes, largest first
+    frame_width_px: Mapped[int | None] = mapped_column(sa.Integer)
+    frame_height_px: Mapped[int | None] = mapped_column(sa.Integer)
 
     __table_args__ = (
         sa.UniqueConstraint("frame_id", name="uq_inspections_frame_id"),

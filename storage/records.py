@@ -64,6 +64,9 @@ class InspectionRecord:
     source_offset: int | None = None
     frame_image: bytes | None = field(default=None, repr=False)  # the encoded frame as received
     content_sha256: str | None = None  # sha256 hex of the frame's bytes: tells a redelivery from a reused frame_id
+    regions: tuple[dict, ...] = ()  # full-frame boxes {x, y, width, height, area_px, position}, largest first
+    frame_width_px: int | None = None  # the scored frame's size (the boxes' coordinate system)
+    frame_height_px: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("frame_id", "line_id", "camera_id", "product_class"):
@@ -88,6 +91,8 @@ class InspectionRecord:
                 )
         if not isinstance(self.positions, tuple):
             object.__setattr__(self, "positions", tuple(self.positions))
+        if not isinstance(self.regions, tuple):
+            object.__setattr__(self, "regions", tuple(self.regions))
 
 
 def _encode_png(gray_u8: np.ndarray) -> bytes:

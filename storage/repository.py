@@ -7,7 +7,7 @@ A replayed batch (after a crash, before the Kafka commit) inserts nothing and re
 >>> from storage.db import Database
 >>> repo = Repository(Database("sqlite://"))
 >>> repo.database.migrate()  # the newest revision
-'0003'
+'0004'
 >>> repo.next_bank_version("bottle")
 1
 """
@@ -73,6 +73,9 @@ def _record_row(record: InspectionRecord) -> dict[str, Any]:
         "source_offset": record.source_offset,
         "alert_sent_at": None,
         "content_sha256": record.content_sha256,
+        "regions": [dict(r) for r in record.regions],
+        "frame_width_px": record.frame_width_px,
+        "frame_height_px": record.frame_height_px,
     }
 
 

@@ -44,12 +44,16 @@ class InspectionRow:
     source_offset: int | None
     alert_sent_at: datetime | None
     content_sha256: str | None = None  # sha256 hex of the frame's bytes (None for rows before migration 0002)
+    regions: tuple[dict, ...] = ()  # full-frame boxes {x, y, width, height, area_px, position} (empty before 0004)
+    frame_width_px: int | None = None
+    frame_height_px: int | None = None
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> InspectionRow:
         """Build from a result row's mapping (``positions`` JSON list -> tuple)."""
         values = dict(row)
         values["positions"] = tuple(values.get("positions") or ())
+        values["regions"] = tuple(values.get("regions") or ())
         values["is_anomalous"] = bool(values["is_anomalous"])
         return cls(**values)
 

@@ -82,6 +82,11 @@ class Inspection(BaseModel):
     is_anomalous: bool
     positions: list[str]
     region_count: int
+    regions: list[dict[str, Any]] = Field(
+        default_factory=list, description="full-frame pixel boxes {x, y, width, height, area_px, position}, largest first"
+    )
+    frame_width_px: int | None = None
+    frame_height_px: int | None = None
     verdict: str
     verdict_source: str
     verdict_note: str | None
@@ -209,6 +214,7 @@ def inspection_json(row: Any, feedback: Any | None = None, ack: Any | None = Non
     base = f"/api/inspections/{row.id}"
     fields = {name: getattr(row, name) for name in Inspection.model_fields if name not in _REVIEW_FIELDS}
     fields["positions"] = list(row.positions)
+    fields["regions"] = [dict(r) for r in row.regions]
     fields["feedback"] = None if feedback is None else {
         "label": feedback.label, "note": feedback.note, "actor": feedback.actor, "created_at": feedback.created_at}
     fields["acknowledgement"] = None if ack is None else {

@@ -15,7 +15,7 @@ from linesight.commands._common import class_name, existing_file
 
 # columns of the batch table, CSV and JSON (also the keys of the single-image JSON)
 FIELDS = ("image", "product_class", "bank_version", "mode", "is_anomalous", "score", "threshold", "positions",
-          "region_count", "verdict", "overlay", "error")
+          "region_count", "regions", "verdict", "overlay", "error")
 
 
 def _image_or_folder(text: str) -> Path:
@@ -145,7 +145,8 @@ class _Scorer:
         self._last = (image, result)
         row.update(is_anomalous=result.is_anomalous, score=round(result.score, 5),
                    threshold=round(result.threshold, 5), positions=list(result.positions),
-                   region_count=result.region_count, verdict=result.verdict)
+                   region_count=result.region_count, verdict=result.verdict,
+                   regions=[r.to_dict() for r in result.regions])
         return row
 
     def write_overlay(self, target: Path) -> str:
@@ -156,8 +157,9 @@ class _Scorer:
         from pipeline.overlay import render_overlay
 
         image, result = self._last
-        size = result.anomaly_map.shape[0]
-        shown = cv2.resize(image, (size, size)) if image.shape[:2] != (size, size) else image
+        height, width = result.anomaly_map.shape
+        shown = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA) if image.shape[:2] != (height, width) \
+            else image
         overlay = render_overlay(shown, result.anomaly_map, result.mask,
                                  label=f"{result.score:.3f} / {result.threshold:.3f}", full_scale=2 * result.threshold)
         target.parent.mkdir(parents=True, exist_ok=True)
