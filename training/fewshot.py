@@ -53,29 +53,36 @@ SINGLE_SHOT_VIEWS = 8  # augmented normal views scored when there is only one sh
 VIEWS_PER_SHOT = 2  # augmented normal views per shot scored leave-one-out when there are several
 TRANSPORT_JPEG_QUALITY = 90  # cameras send JPEG (connectors.schema.encode_image's default quality)
 _VIEW_ZOOM = 1.12  # augmented views: zoom that keeps shifted/rotated content inside the frame
+_MILD_VIEW_ZOOM = 1.03  # mild views (tiled banks): 1 % shift and 0.5 deg stay inside the frame
 DEFAULT_BANK_STAGES: tuple[int, ...] | None = None  # encoder stages matched; None = all of them
 AUTO_TILE_FACTOR = 1.5  # tile_px="auto": tile at the model input size when shots are this much larger
 _DEFECT_STRENGTH = (0.25, 0.6)  # calibration defects keep this fraction of their bold contrast
 
 
-def augmented_views(image: np.ndarray, count: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``count`` slightly moved copies of a normal image: shift +-4..12 px, rotation +-3 deg, brightness +-6 %.
+def augmented_views(image: np.ndarray, count: int, rng: np.random.Generator, *, mild: bool = False) -> list[np.ndarray]:
+    """``count`` slightly moved copies of a normal image: shift +-4..12 px (at 224), rotation +-3 deg,
+    brightness +-6 %; ``mild``: what a fixed camera over a conveyor varies by (shift up to 1 % of the
+    side, rotation +-0.5 deg, brightness +-3 %), for tiled banks, whose tiles are matched by position.
 
-    The copy is zoomed in by 12 % so that the shift and rotation never expose the border (a
+    The copy is zoomed in (12 %, mild: 3 %) so that the shift and rotation never expose the border (a
     reflected border would be a pattern no camera sees, and would inflate the normal scores).
 
     >>> len(augmented_views(np.zeros((64, 64, 3), np.uint8), 3, np.random.default_rng(0)))
     3
     """
     height, width = image.shape[:2]
-    scale = width / 224.0
     views = []
     for _ in range(count):
-        shift = rng.uniform(4, 12, 2) * scale * rng.choice([-1, 1], 2)
-        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), float(rng.uniform(-3, 3)), _VIEW_ZOOM)
+        if mild:
+            shift = rng.uniform(-0.01, 0.01, 2) * np.array([width, height])
+            angle, zoom, gain = float(rng.uniform(-0.5, 0.5)), _MILD_VIEW_ZOOM, rng.uniform(0.97, 1.03)
+        else:
+            shift = rng.uniform(4, 12, 2) * (width / 224.0) * rng.choice([-1, 1], 2)
+            angle, zoom, gain = float(rng.uniform(-3, 3)), _VIEW_ZOOM, rng.uniform(0.94, 1.06)
+        matrix = cv2.getRotationMatrix2D((width / 2, height / 2), angle, zoom)
         matrix[:, 2] += shift
         moved = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-        views.append(np.clip(moved.astype(np.float32) * rng.uniform(0.94, 1.06), 0, 255).astype(np.uint8))
+        views.append(np.clip(moved.astype(np.float32) * gain, 0, 255).astype(np.uint8))
     return views
 
 
@@ -120,11 +127,12 @@ def subtle(image: np.ndarray, defective: np.ndarray, mask: np.ndarray, rng: np.r
 
 
 def _defective_view(shot: np.ndarray, others: Sequence[np.ndarray], rng: np.random.Generator,
-                    tile_px: int | None) -> np.ndarray:
-    """A copy of ``shot`` with one subtle synthetic defect, sized for a tile (tiled banks) or the frame."""
+                    tile_px: int | None) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A copy of ``shot`` with one subtle synthetic defect, sized for a tile (tiled banks) or the frame,
+    and the (y, x, height, width) region it was drawn in."""
     if tile_px is None:
         defective, mask, _ = random_defect(shot, rng, sources=others or [shot])
-        return subtle(shot, defective, mask, rng)[0]
+        return subtle(shot, defective, mask, rng)[0], (0, 0, shot.shape[0], shot.shape[1])
     height, width = shot.shape[:2]
     side_y, side_x = min(tile_px, height), min(tile_px, width)
     y, x = int(rng.integers(0, height - side_y + 1)), int(rng.integers(0, width - side_x + 1))
@@ -133,7 +141,21 @@ def _defective_view(shot: np.ndarray, others: Sequence[np.ndarray], rng: np.rand
     defective, mask, _ = random_defect(region, rng, sources=sources or [region])
     out = shot.copy()
     out[y : y + side_y, x : x + side_x] = subtle(region, defective, mask, rng)[0]
-    return out
+    return out, (y, x, side_y, side_x)
+
+
+def _region_score(detector: Detector, bank: MemoryBank, frame: np.ndarray, region: tuple[int, int, int, int]) -> float:
+    """max(M) over the tiles of a tiled bank's frame that touch ``region`` (y, x, h, w): the score the
+    stream gives a defect there, at the cost of a few tiles instead of the whole frame."""
+    from model.matching import tile_maps
+
+    grid = TileGrid.for_frame(frame.shape[0], frame.shape[1], bank.tile_px, bank.tile_overlap)
+    y, x, h, w = region
+    touching = [i for i, (ty, tx, th, tw) in enumerate(grid.boxes) if ty < y + h and y < ty + th and tx < x + w and x < tx + tw]
+    tiles = [frame[ty : ty + th, tx : tx + tw] for ty, tx, th, tw in (grid.boxes[i] for i in touching)]
+    features = detector.encode_tiles(tiles)
+    maps = tile_maps([features[i] for i in bank.stages], bank.patch_bank(), touching, detector.encoder.image_size_px)
+    return float(maps.max())
 
 
 def _rows(detector: Detector, views: Sequence[np.ndarray], stages: Sequence[int], tile_px: int | None,
@@ -241,12 +263,17 @@ def build_bank(
     anomaly_scores: list[float] = []
     for index, shot in enumerate(shots):
         others = [s for i, s in enumerate(shots) if i != index]
-        normals = [shot, *augmented_views(shot, VIEWS_PER_SHOT if others else SINGLE_SHOT_VIEWS, rng)]
+        normals = [shot, *augmented_views(shot, VIEWS_PER_SHOT if others else SINGLE_SHOT_VIEWS, rng,
+                                          mild=tile_px is not None)]
         defective = [_defective_view(shot, others, rng, tile_px) for _ in range(defects_per_shot)]
-        queries = [transport_round_trip(view, jpeg_quality) for view in normals + defective]
         bank = bank_of(*merged([j for j in range(len(shots)) if j != index]), placeholder) if others else \
             bank_of(full_rows, full_ids, placeholder)
-        scores = [r.score for r in detector.score_batch(queries, bank)]
-        normal_scores += scores[: len(normals)]
-        anomaly_scores += scores[len(normals) :]
+        views = [transport_round_trip(view, jpeg_quality) for view in normals]
+        normal_scores += [r.score for r in detector.score_batch(views, bank)]
+        broken = [transport_round_trip(view, jpeg_quality) for view, _ in defective]
+        if tile_px is None:
+            anomaly_scores += [r.score for r in detector.score_batch(broken, bank)]
+        else:  # only the tiles around each defect: a frame of hundreds of tiles costs a few
+            anomaly_scores += [_region_score(detector, bank, view, region)
+                               for view, (_, region) in zip(broken, defective, strict=True)]
     return bank_of(full_rows, full_ids, choose_threshold(normal_scores, anomaly_scores))
