@@ -1,6 +1,10 @@
-"""``make bench``: bare-model throughput versus the full pipeline's, latency and peak memory.
+"""``make bench``: engines side by side, bare-model throughput versus the full pipeline's, latency and memory.
 
-1. Bare model: encoder + memory bank + anomaly map in this process, frames/s at batch 1, 8, 16, 32.
+0. Engines: the bare encoder on torch and on every engine backend, each in its own process,
+   alternating (linesight/bench_engine.py); the CPU features detected.
+1. Bare model: encoder (on the engine ``build_detector`` chooses) + memory bank + anomaly map in
+   this process, frames/s at batch 1, 8, 16, 32; and the cost of tiled inspection of ~1.2 MP
+   frames at 224 and 448 px (frames/s and tiles per frame).
 2. Pipeline throughput: N frames are published first, then the stream (Kafka → Ray → SQL) drains
    them; frames/s from the first stored row to the last.
 3. Pipeline latency: frames paced at a rate the pipeline sustains; p50/p99 from capture to stored.
@@ -73,16 +77,13 @@ def bare_model(settings: Settings, batch_sizes=(1, 8, 16, 32), frames_per_size: 
     One process with as many torch threads as the pipeline's inference actors have together
     (``inference_actors * torch_threads``): the same compute, without Kafka, Ray or SQL.
     """
-    import torch
-
-    from model.detector import Detector
-    from model.encoders import build_encoder
+    from model.factory import DetectorConfig, build_detector
     from training.fewshot import build_bank
     from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
 
-    torch.set_num_threads(settings.inference_actors * settings.torch_threads)
-    encoder = build_encoder(settings.encoder, settings.encoder_path, settings.image_size_px)
-    detector = Detector(encoder)
+    config = DetectorConfig.from_settings(settings, threads=settings.inference_actors * settings.torch_threads)
+    detector = build_detector(config)
+    encoder = detector.encoder
     cls = PRODUCT_CLASSES[0]
     bank = build_bank(encoder, normal_images(cls, 4, settings.image_size_px), cls, 1, rotations=rotations_ok(cls))
     line = SyntheticLine(product_classes=(cls,), seed=3)
@@ -101,6 +102,34 @@ def bare_model(settings: Settings, batch_sizes=(1, 8, 16, 32), frames_per_size: 
         results[size] = round(batches * size / best_s, 2)
         print(f"bare model, batch {size:>2}: {results[size]:7.2f} frames/s", flush=True)
     return results
+
+
+def tiled_cost(settings: Settings, sizes=(224, 448), megapixels: float = 1.2, frames: int = 4) -> dict[str, Any]:
+    """Frames/s of tiled inspection of ~``megapixels`` frames (a real photograph) at each model input size."""
+    from model.factory import DetectorConfig, build_detector
+    from model.tiling import TileGrid
+    from training.fewshot import build_bank
+    from training.realistic import exposure, source_photo
+
+    photo = source_photo("brick", megapixels)
+    rng = np.random.default_rng(0)
+    shots, test = [exposure(photo, rng) for _ in range(2)], [exposure(photo, rng) for _ in range(frames)]
+    out: dict[str, Any] = {"frame_px": list(photo.shape[:2])}
+    for size in sizes:
+        config = DetectorConfig.from_settings(settings, image_size_px=size,
+                                              threads=settings.inference_actors * settings.torch_threads)
+        detector = build_detector(config)
+        bank = build_bank(detector.encoder, shots, "bench", 1, tile_px="auto")
+        detector.score_batch(test[:1], bank)  # warm-up
+        start = time.perf_counter()
+        detector.score_batch(test, bank)
+        fps = frames / (time.perf_counter() - start)
+        tiles = TileGrid.for_frame(*photo.shape[:2], bank.tile_px, bank.tile_overlap).count
+        out[f"tiled_{size}_fps"] = round(fps, 3)
+        out[f"tiled_{size}_tiles_per_frame"] = tiles
+        print(f"tiled inspection of {photo.shape[1]}x{photo.shape[0]} frames at {size} px: {tiles} tiles, "
+              f"{fps:.2f} frames/s", flush=True)
+    return out
 
 
 def pipeline_run(settings: Settings, frames: int, rate_fps: float | None) -> dict[str, Any]:
@@ -176,8 +205,15 @@ def run_bench(frames: int = 960, batch_size: int = 16) -> dict[str, Any]:
                 database_url=f"sqlite:///{workdir / name / 'bench.db'}", max_batch_size=batch_size,
             )
 
+        from linesight.bench_engine import measure_backends
+        from model.engine import detect_cpu_features
+
+        engines = measure_backends(224, (1, 8, 16), rounds=2)  # each backend in its own process, alternating
+        print(f"engines: torch best {engines.get('torch_bare_fps')} frames/s, {engines['auto']['description']} "
+              f"{engines.get('engine_bare_fps')} frames/s", flush=True)
         with _MemorySampler() as memory:
             bare = bare_model(settings_for("bare"))
+            tiled = tiled_cost(settings_for("tiled"))
             throughput = pipeline_run(settings_for("throughput"), frames, rate_fps=None)
             print(f"pipeline throughput: {throughput['fps']} frames/s", flush=True)
             paced_rate = round(0.7 * (throughput["fps"] or bare[batch_size]), 1)
@@ -190,10 +226,23 @@ def run_bench(frames: int = 960, batch_size: int = 16) -> dict[str, Any]:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     reference = bare[batch_size]
+    features = detect_cpu_features()
+    engine_fps = engines.get("engine_bare_fps")
     return {
+        "cpu_features": sorted(f for f in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
+                               if getattr(features, f, False)),
+        "engine": engines["auto"]["engine"],
+        "precision": engines["auto"]["precision"],
+        "engine_description": engines["auto"]["description"],
+        "engine_fps_by_backend": engines.get("fps"),
+        "torch_bare_fps": engines.get("torch_bare_fps"),
+        "engine_bare_fps": engine_fps,
+        "engine_to_torch_ratio": engines.get("engine_to_torch_ratio"),
+        **tiled,
         "bare_fps_by_batch": bare,
         "pipeline_batch_size": batch_size,
         "pipeline_fps": throughput["fps"],
+        "pipeline_to_engine_ratio": round(throughput["fps"] / engine_fps, 3) if throughput["fps"] and engine_fps else None,
         "pipeline_to_bare_ratio": round(throughput["fps"] / reference, 3) if throughput["fps"] else None,
         "pipeline_to_best_bare_ratio": round(throughput["fps"] / max(bare.values()), 3) if throughput["fps"] else None,
         "paced_rate_fps": paced_rate,

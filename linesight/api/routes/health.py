@@ -76,6 +76,17 @@ def check_stream(context: ApiContext) -> dict[str, Any]:
     return {"status": "ok", **part}
 
 
+def check_engine(engine: str, precision: str) -> dict[str, Any]:
+    """The encoder engine and precision the settings resolve to on this CPU (what the scoring actors load)."""
+    from model.engine import choose_engine
+
+    choice = choose_engine(engine, precision)
+    detail = f"{choice[0]} {choice[1]}: {choice[2]}"
+    if choice[1] == "bf16":
+        detail += " (checked against fp32 when the encoder loads; below the accuracy bar it runs fp32)"
+    return {"status": "ok", "detail": detail}
+
+
 @router.get("/healthz", response_model=Health, responses={503: {"model": Health, "description": "A part is down"}},
             summary="Health of the broker, the database and the stream")
 def healthz(context: Annotated[ApiContext, Depends(get_context)]) -> JSONResponse:
@@ -84,6 +95,7 @@ def healthz(context: Annotated[ApiContext, Depends(get_context)]) -> JSONRespons
         "database": check_database(context),
         "broker": check_broker(context.bootstrap_servers, security=context.settings.kafka_security),
         "stream": check_stream(context),
+        "engine": check_engine(context.settings.engine, context.settings.precision),
     }
     healthy = all(part["status"] in ("ok", "skipped") for part in parts.values())
     body = Health(status="ok" if healthy else "degraded", parts=parts).model_dump(mode="json")
