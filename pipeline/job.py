@@ -95,7 +95,12 @@ class Pipeline:
         settings = self.settings
         init_ray(settings)
         self.monitor = start_monitor()
-        self.inference = [self._new_inference() for _ in range(settings.inference_actors)]
+        from pipeline.placement import create_placement_group, inference_placement_for
+
+        # device, resources and spread of the inference actors over the cluster's nodes (pipeline/placement.py)
+        self._placement = inference_placement_for(settings, cluster_gpus=ray.cluster_resources().get("GPU", 0))
+        self._placement_group = create_placement_group(self._placement)
+        self.inference = [self._new_inference(index) for index in range(settings.inference_actors)]
         if settings.llm_verdicts:  # LLM verdicts (issue 3): one low-priority actor fed by the sinks
             self.verdicts = self._new_verdicts(MONITOR_NAME)
         self.sinks = [self._new_sink() for _ in range(self.ingest_loops)]
@@ -117,16 +122,19 @@ class Pipeline:
         return self
 
     # --- actor factories -------------------------------------------------------------------------
-    def _new_inference(self) -> Any:
+    def _new_inference(self, index: int) -> Any:
+        """Inference actor ``index``: its resources and node spread from the placement, its model from the factory."""
         import ray
 
+        from model.factory import DetectorConfig
         from pipeline.inference import InferenceWorker
+        from pipeline.placement import inference_actor_options
 
         settings = self.settings
-        from model.factory import DetectorConfig
-
-        return ray.remote(num_cpus=settings.inference_cpus, max_restarts=2)(InferenceWorker).remote(
-            DetectorConfig.from_settings(settings), settings.bank_cache_size, max_bank_rows=settings.max_bank_rows,
+        options = inference_actor_options(self._placement, index, self._placement_group)
+        config = DetectorConfig.from_settings(settings, device=self._placement.device)
+        return ray.remote(max_restarts=2)(InferenceWorker).options(**options).remote(
+            config, settings.bank_cache_size, max_bank_rows=settings.max_bank_rows,
         )
 
     def _new_verdicts(self, monitor_name: str) -> Any:
@@ -194,7 +202,7 @@ class Pipeline:
         for slot in dead:
             log.warning("inference actor %d is dead (Ray gave up on it); recreating it", slot)
             _kill(self.inference[slot])
-            self.inference[slot] = self._new_inference()
+            self.inference[slot] = self._new_inference(slot)
             self._count_restart("inference")
         for service in self.ingest:
             service.set_inference.remote(list(self.inference))
@@ -311,6 +319,14 @@ class Pipeline:
         for actor in [*self.inference, *self.sinks, *self.ingest, *extra]:
             _kill(actor)
         self.inference, self.sinks, self.monitor, self.verdicts = [], [], None, None
+        group, self._placement_group = getattr(self, "_placement_group", None), None
+        if group is not None:
+            from ray.util import remove_placement_group
+
+            try:
+                remove_placement_group(group)
+            except Exception as exc:  # the cluster may be gone already
+                log.warning("could not remove the inference placement group: %s", exc)
 
 
 def _kill(actor: Any) -> None:
