@@ -157,3 +157,41 @@ def test_truncated_file(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-40])
     with pytest.raises(BankFileError, match="cut.safetensors"):
         MemoryBank.load(path)
+
+
+def _tiled_bank() -> MemoryBank:
+    rows = torch.randn(18, 4, generator=torch.Generator().manual_seed(1))
+    return MemoryBank(
+        [rows], product_class="wall", version=1, shots=1, encoder_name="tiny-encoder", image_size_px=64,
+        calibration=choose_threshold([0.1, 0.2], [0.5, 0.7]), stages=(2,), tile_px=64, tile_overlap=0.125,
+        frame_size=(64, 160), tile_ids=[torch.arange(3, dtype=torch.int32).repeat_interleave(6)],
+    )
+
+
+def test_a_tiled_bank_round_trips_with_its_tiling(tmp_path: Path):
+    bank = _tiled_bank()
+    bank.save(tmp_path / "wall.safetensors")
+    loaded = MemoryBank.load(tmp_path / "wall.safetensors")
+    assert (loaded.stages, loaded.tile_px, loaded.tile_overlap, loaded.frame_size) == ((2,), 64, 0.125, (64, 160))
+    assert torch.equal(loaded.tile_ids[0], bank.tile_ids[0])
+    assert loaded.patch_bank().grid == (1, 3)
+
+
+def test_a_tiled_bank_without_its_tile_ids_is_refused(tmp_path: Path):
+    path = tmp_path / "wall.safetensors"
+    _tiled_bank().save(path)
+    _rewrite(path, tensors={"stage_0": load_file(str(path))["stage_0"]})
+    with pytest.raises(BankFileError, match="tiles_0"):
+        MemoryBank.load(path)
+
+
+def test_a_format_1_bank_still_loads_with_all_stages_untiled(tmp_path: Path):
+    path = tmp_path / "old.safetensors"
+    _bank().save(path)
+    meta = _meta(path)
+    meta["format_version"] = 1
+    for key in ("stages", "tile_px", "tile_overlap", "frame_size"):
+        meta.pop(key)
+    _rewrite(path, meta=meta)
+    loaded = MemoryBank.load(path)
+    assert loaded.stages == (0, 1) and loaded.tile_px is None and loaded.tile_ids is None
