@@ -194,4 +194,6 @@ def test_a_format_1_bank_still_loads_with_all_stages_untiled(tmp_path: Path):
         meta.pop(key)
     _rewrite(path, meta=meta)
     loaded = MemoryBank.load(path)
-    assert loaded.stages == (0, 1) and loaded.tile_px is None and loaded.tile_ids is None
+    assert loaded.stages == (0, 1)
+    assert loaded.tile_px is None
+    assert loaded.tile_ids is None

@@ -33,6 +33,8 @@ def test_build_detector_uses_the_given_encoder_and_the_fusion(tmp_path: Path):
 
     encoder = EfficientNetLiteEncoder(pretrained=False)
     detector = build_detector(DetectorConfig(engine="torch"), encoder=encoder)
-    assert detector.encoder is encoder and detector.fusion == "few_only" and detector.zero_shot is None
+    assert detector.encoder is encoder
+    assert detector.fusion == "few_only"
+    assert detector.zero_shot is None
     with pytest.raises(Exception, match=str(tmp_path / "nowhere")):
         build_detector(DetectorConfig(engine="torch", fusion="mean", checkpoint_dir=tmp_path / "nowhere"), encoder=encoder)

@@ -18,7 +18,8 @@ def test_a_tile_identical_to_its_reference_scores_zero():
     ids = torch.arange(3, dtype=torch.int32).repeat_interleave(16)
     bank = PatchBank((rows,), (ids,), (1, 3))
     maps = tile_maps([features], bank, [0, 1, 2], 16)
-    assert maps.shape == (3, 16, 16) and float(maps.max()) < 1e-4
+    assert maps.shape == (3, 16, 16)
+    assert float(maps.max()) < 1e-4
 
 
 def test_a_pattern_that_exists_only_far_away_is_still_anomalous():

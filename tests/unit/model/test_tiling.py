@@ -15,8 +15,12 @@ def test_the_grid_covers_every_pixel_with_the_overlap(height, width, tile):
     grid = TileGrid.for_frame(height, width, tile, overlap=0.125)
     covered = np.zeros((height, width), np.int32)
     for y, x, h, w in grid.boxes:
-        assert h == min(tile, height) and w == min(tile, width)
-        assert 0 <= y and y + h <= height and 0 <= x and x + w <= width
+        assert h == min(tile, height)
+        assert w == min(tile, width)
+        assert 0 <= y
+        assert y + h <= height
+        assert 0 <= x
+        assert x + w <= width
         covered[y : y + h, x : x + w] += 1
     assert covered.min() >= 1
     xs = sorted({x for _, x, _, _ in grid.boxes})
@@ -43,7 +47,8 @@ def test_stitch_puts_each_tile_map_on_its_box():
     maps = torch.stack([torch.zeros(16, 16), torch.ones(16, 16)])
     out = stitch(maps, grid, 32, 64)
     assert out.shape == (32, 64)
-    assert float(out[:, :30].max()) == 0.0 and float(out[:, 34:].min()) == 1.0
+    assert float(out[:, :30].max()) == 0.0
+    assert float(out[:, 34:].min()) == 1.0
 
 
 def test_overlaps_are_averaged_and_a_constant_stays_constant():
