@@ -47,7 +47,8 @@ def test_few_shot_end_to_end_gives_metrics_per_draw(result, dataset):
         for name in METRIC_NAMES:
             value = getattr(draw.metrics, name)
             if name in COUNT_NAMES:  # confusion counts add up to the test images
-                assert value >= 0 and value == int(value), (name, value)
+                assert value >= 0, (name, value)
+                assert value == int(value), (name, value)
             elif not np.isnan(value):  # precision is undefined when nothing is flagged
                 assert 0.0 <= value <= 1.0, (name, value)
         counts = [getattr(draw.metrics, n) for n in COUNT_NAMES]
