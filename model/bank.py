@@ -64,6 +64,7 @@ class MemoryBank(nn.Module):
         tile_overlap: float = 0.0,
         frame_size: tuple[int, int] | None = None,
         tile_ids: Sequence[torch.Tensor] | None = None,
+        learned_frames: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if not stage_features:
@@ -84,6 +85,7 @@ class MemoryBank(nn.Module):
         self.tile_px = None if tile_px is None else int(tile_px)
         self.tile_overlap = float(tile_overlap)
         self.frame_size = None if frame_size is None else (int(frame_size[0]), int(frame_size[1]))
+        self.learned_frames = tuple(str(f) for f in learned_frames)  # false alarms folded in (operator feedback)
         if tile_ids is not None:
             if len(tile_ids) != self.num_stages:
                 raise ModelError(f"bank {product_class!r}: tile ids for {len(tile_ids)} stages, features for {self.num_stages}")
@@ -157,6 +159,7 @@ class MemoryBank(nn.Module):
             "tile_px": self.tile_px,
             "tile_overlap": self.tile_overlap,
             "frame_size": None if self.frame_size is None else list(self.frame_size),
+            "learned_frames": list(self.learned_frames),
         }
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch signature
@@ -298,6 +301,7 @@ class MemoryBank(nn.Module):
             tile_overlap=float(meta.get("tile_overlap") or 0.0),
             frame_size=tuple(meta["frame_size"]) if meta.get("frame_size") else None,
             tile_ids=tile_ids if tiled else None,
+            learned_frames=[str(f) for f in meta.get("learned_frames") or []],
         )
 
 

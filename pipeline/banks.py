@@ -83,7 +83,6 @@ class BankManager:
         activate: bool = True,
     ) -> Any:
         """Build, save, register (and by default activate) a new version; returns the bank row."""
-        from storage.banks import bank_file_path
         from training.fewshot import build_bank
 
         check_class_name(product_class)
@@ -97,23 +96,61 @@ class BankManager:
             self.encoder, chosen, product_class, version, rotations=rotations, coreset_ratio=coreset_ratio, seed=seed,
             tile_px=self.settings.tile_setting, stages=self.settings.bank_stage_indices,
         )
-        path = bank_file_path(self.settings.banks_dir, product_class, version)  # never outside banks_dir
-        path.parent.mkdir(parents=True, exist_ok=True)
-        sha256 = bank.save(path)
-        row = self.repository.register_bank(
-            product_class=product_class,
-            version=version,
-            path=str(path),
-            sha256=sha256,
-            shots=len(chosen),
-            encoder=self.encoder.name,
-            calibration=bank.calibration.to_dict(),
-            activate=activate,
-        )
+        row = self._register(bank, activate)
         log.info(
             "built bank %s@v%d from %d shots (threshold %.4f)%s",
             product_class, version, len(chosen), bank.calibration.threshold, ", active" if activate else "",
         )
+        return row
+
+    def _register(self, bank: Any, activate: bool) -> Any:
+        """Save ``bank`` under the banks folder and register (and maybe activate) it; the bank row."""
+        from storage.banks import bank_file_path
+
+        path = bank_file_path(self.settings.banks_dir, bank.product_class, bank.version)  # never outside banks_dir
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sha256 = bank.save(path)
+        return self.repository.register_bank(
+            product_class=bank.product_class,
+            version=bank.version,
+            path=str(path),
+            sha256=sha256,
+            shots=bank.shots,
+            encoder=self.encoder.name,
+            calibration=bank.calibration.to_dict(),
+            activate=activate,
+        )
+
+    def learn_from_feedback(self, product_class: str, *, activate: bool = True) -> Any | None:
+        """Fold the frames an operator marked as false alarms into a new version of the class's active bank.
+
+        Only frames not already in the active bank (its ``learned_frames``) count; returns the new
+        bank row, or None when there is nothing new to learn. The stream swaps to it within a poll.
+        """
+        from model.bank import MemoryBank
+        from training.fewshot import extend_bank
+
+        check_class_name(product_class)
+        active = self.repository.active_banks().get(product_class)
+        if active is None:
+            raise ConfigError(f"class {product_class!r} has no active bank to learn into; build one first")
+        bank = MemoryBank.load(Path(active.path), expected_encoder=active.encoder, expected_sha256=active.sha256,
+                               max_rows=self.settings.max_bank_rows)
+        known = set(bank.learned_frames)
+        frames = [f for f in self.repository.labelled_frames(product_class, "false_alarm") if f.frame_id not in known]
+        usable = [(f.frame_id, _decode(f.frame_image)) for f in frames if f.frame_image]
+        usable = [(frame_id, image) for frame_id, image in usable if image is not None]
+        if len(usable) < len(frames):
+            log.warning("class %s: %d false-alarm frames have no stored image (LINESIGHT_STORE_FRAMES) and are skipped",
+                        product_class, len(frames) - len(usable))
+        if not usable:
+            return None
+        version = self.repository.next_bank_version(product_class)
+        new = extend_bank(self.encoder, bank, [image for _, image in usable], [frame_id for frame_id, _ in usable],
+                          version)
+        row = self._register(new, activate)
+        log.info("bank %s@v%d: v%d plus %d false alarms marked by operators%s", product_class, version, bank.version,
+                 len(usable), ", active" if activate else "")
         return row
 
     def activate(self, product_class: str, version: int) -> Any:
@@ -132,6 +169,14 @@ class BankManager:
     def list(self, product_class: str | None = None) -> list[Any]:
         """All bank versions (optionally of one class)."""
         return self.repository.list_banks(product_class)
+
+
+def _decode(data: bytes) -> np.ndarray | None:
+    """uint8 RGB of stored frame bytes, or None when they do not decode."""
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return None if bgr is None else np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 def build_and_register(settings: Settings, product_class: str, images: Sequence[np.ndarray], **kwargs: Any) -> Any:

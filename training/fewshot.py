@@ -43,6 +43,7 @@ __all__ = [
     "SINGLE_SHOT_VIEWS",
     "augmented_views",
     "build_bank",
+    "extend_bank",
     "resolve_tile_px",
     "subtle",
     "transport_round_trip",
@@ -277,3 +278,36 @@ def build_bank(
             anomaly_scores += [_region_score(detector, bank, view, region)
                                for view, (_, region) in zip(broken, defective, strict=True)]
     return bank_of(full_rows, full_ids, choose_threshold(normal_scores, anomaly_scores))
+
+
+@torch.inference_mode()
+def extend_bank(
+    encoder: ImageEncoder, bank: MemoryBank, images: Sequence[np.ndarray], frame_ids: Sequence[str], version: int
+) -> MemoryBank:
+    """A new version of ``bank`` whose references also hold ``images`` (frames an operator marked as
+    false alarms), matched the way the bank matches (its stages, its tiling); the calibration is
+    kept: the new rows only lower the scores of frames like these, so the threshold stays valid
+    for every other frame. ``frame_ids`` are recorded in the bank (``learned_frames``).
+    """
+    if not images:
+        raise BankBuildError(f"bank {bank.key}: no frames to learn from")
+    if len(images) != len(frame_ids):
+        raise BankBuildError(f"bank {bank.key}: {len(images)} frames but {len(frame_ids)} frame ids")
+    size = encoder.image_size_px
+    if bank.tile_px is None:
+        views = [cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) if i.shape[:2] != (size, size) else i
+                 for i in images]
+    else:
+        height, width = bank.frame_size  # type: ignore[misc]
+        views = [i if i.shape[:2] == (height, width) else cv2.resize(i, (width, height), interpolation=cv2.INTER_AREA)
+                 for i in images]
+    rows, ids = _rows(Detector(encoder), views, bank.stages, bank.tile_px, bank.tile_overlap)
+    tiled = bank.tile_ids is not None
+    return MemoryBank(
+        [torch.cat([old, new]) for old, new in zip(bank.stage_features, rows, strict=True)],
+        product_class=bank.product_class, version=version, shots=bank.shots + len(views),
+        encoder_name=bank.encoder_name, image_size_px=bank.image_size_px, calibration=bank.calibration,
+        stages=bank.stages, tile_px=bank.tile_px, tile_overlap=bank.tile_overlap, frame_size=bank.frame_size,
+        tile_ids=[torch.cat([old, new]) for old, new in zip(bank.tile_ids, ids, strict=True)] if tiled else None,
+        learned_frames=(*bank.learned_frames, *frame_ids),
+    )

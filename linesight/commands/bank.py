@@ -34,6 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=_list)
 
+    learn = sub.add_parser(
+        "learn", help="fold frames marked false-alarm (linesight feedback ID false-alarm) into a new version",
+        description="Builds a new version of the class's active bank whose references also hold every frame an "
+        "operator marked as a false alarm since; the calibration is kept. The running stream swaps to it within "
+        "LINESIGHT_BANK_POLL_INTERVAL_S, so the same kind of frame stops being flagged.",
+    )
+    learn.add_argument("--class", dest="product_class", type=class_name, required=True, help="product class name")
+    learn.add_argument("--no-activate", action="store_true", help="register without activating")
+    learn.set_defaults(handler=_learn)
+
     activate = sub.add_parser("activate", help="activate a bank version (hot swap)")
     activate.add_argument("product_class", type=class_name, metavar="CLASS")
     activate.add_argument("version", type=positive_int, metavar="VERSION")
@@ -69,6 +79,18 @@ def _build(args: argparse.Namespace) -> int:
         coreset_ratio=args.coreset_ratio,
         activate=not args.no_activate,
     )
+    print(json.dumps(_row(row)))
+    return 0
+
+
+def _learn(args: argparse.Namespace) -> int:
+    from linesight.settings import load_settings
+    from pipeline.banks import BankManager
+
+    row = BankManager(load_settings()).learn_from_feedback(args.product_class, activate=not args.no_activate)
+    if row is None:
+        print(f"no new false alarms of class {args.product_class!r} to learn from")
+        return 0
     print(json.dumps(_row(row)))
     return 0
 
