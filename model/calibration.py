@@ -19,9 +19,13 @@ import numpy as np
 
 from model.exceptions import ModelError
 
-__all__ = ["Calibration", "choose_threshold", "METHOD"]
+__all__ = ["Calibration", "choose_threshold", "METHOD", "STREAM_METHOD", "stream_threshold"]
 
 METHOD = "balanced-accuracy-midpoint"
+STREAM_METHOD = "stream-robust"  # refined from the live stream's own scores (stream_threshold)
+STREAM_TAIL_SIGMAS = 4.0  # median + 4 robust sigmas of the stream's scores: a few % defects barely move either
+STREAM_BOUND = 0.3  # the stream may move the bank-time threshold by at most 30 % either way
+STREAM_MIN_FRAMES = 50
 _NORMAL_TAIL_STDS = 3.0  # separable case: the threshold sits at mean + 3 std of the normal scores ...
 _GAP_FRACTION_MIN = 0.1  # ... at least 1/10 of the gap above the largest normal score, at most mid-gap
 
@@ -134,4 +138,42 @@ def choose_threshold(normal_scores: Sequence[float], anomaly_scores: Sequence[fl
         normal_count=int(normal.size),
         anomaly_count=int(anomaly.size),
         balanced_accuracy=_balanced_accuracy(normal, anomaly, threshold),
+    )
+
+
+def stream_threshold(scores: Sequence[float], bank: Calibration, *, min_frames: int = STREAM_MIN_FRAMES) -> Calibration:
+    """A refined calibration from the image scores the stream gave a class's frames with this bank.
+
+    Most frames on a line are normal, so the median and the MAD of the scores describe the normal
+    frames even with a few % defects among them; the threshold is median + 4 robust sigmas
+    (1.4826 MAD), kept within 30 % of the bank-time threshold ``bank`` (which stays the reference:
+    a stream full of defects cannot drag the threshold anywhere).
+
+    >>> base = choose_threshold([0.2, 0.25, 0.3], [0.9])
+    >>> refined = stream_threshold([0.20 + 0.001 * (i % 20) for i in range(100)] + [0.9] * 3, base)
+    >>> refined.method, round(refined.threshold, 3) < round(base.threshold, 3)
+    ('stream-robust', True)
+    """
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size < min_frames:
+        raise ModelError(f"self-calibration needs at least {min_frames} scored frames, got {values.size}")
+    median = float(np.median(values))
+    sigma = 1.4826 * float(np.median(np.abs(values - median)))
+    wanted = median + STREAM_TAIL_SIGMAS * sigma
+    low, high = bank.threshold * (1 - STREAM_BOUND), bank.threshold * (1 + STREAM_BOUND)
+    threshold = float(min(max(wanted, low), high, 1.0))
+    normal = values[values <= threshold]
+    return Calibration(
+        threshold=threshold,
+        normal_mean=float(normal.mean()) if normal.size else median,
+        normal_std=float(normal.std()) if normal.size else sigma,
+        normal_max=float(normal.max()) if normal.size else median,
+        anomaly_mean=bank.anomaly_mean,
+        anomaly_std=bank.anomaly_std,
+        anomaly_min=bank.anomaly_min,
+        normal_count=int(values.size),
+        anomaly_count=bank.anomaly_count,
+        balanced_accuracy=bank.balanced_accuracy,
+        method=STREAM_METHOD,
     )

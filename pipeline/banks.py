@@ -153,6 +153,36 @@ class BankManager:
                  len(usable), ", active" if activate else "")
         return row
 
+    def self_calibrate(self, product_class: str, *, frames: int = 500, activate: bool = True) -> Any:
+        """A new version of the class's active bank with its threshold refined from the scores the stream
+        gave the last ``frames`` frames it scored (model.calibration.stream_threshold); same rows.
+
+        Reversible: the previous version stays registered (``bank activate C V``).
+        """
+        from model.bank import MemoryBank
+        from model.calibration import STREAM_MIN_FRAMES, stream_threshold
+
+        check_class_name(product_class)
+        active = self.repository.active_banks().get(product_class)
+        if active is None:
+            raise ConfigError(f"class {product_class!r} has no active bank to calibrate; build one first")
+        rows = self.repository.history(product_class=product_class, limit=frames)
+        scores = [row.score for row in rows if row.bank_version == active.version]
+        if len(scores) < STREAM_MIN_FRAMES:
+            raise ConfigError(
+                f"class {product_class!r}: only {len(scores)} frames scored by v{active.version} so far; "
+                f"self-calibration needs {STREAM_MIN_FRAMES}"
+            )
+        bank = MemoryBank.load(Path(active.path), expected_encoder=active.encoder, expected_sha256=active.sha256,
+                               max_rows=self.settings.max_bank_rows)
+        bank.calibration = stream_threshold(scores, bank.calibration)
+        bank.version = self.repository.next_bank_version(product_class)
+        row = self._register(bank, activate)
+        log.info("bank %s@v%d: v%d's threshold refined from %d stream scores: %.4f -> %.4f%s", product_class,
+                 bank.version, active.version, len(scores), float(active.calibration["threshold"]),
+                 bank.calibration.threshold, ", active" if activate else "")
+        return row
+
     def activate(self, product_class: str, version: int) -> Any:
         """Make ``version`` the active bank of the class (the running stream swaps within a poll interval)."""
         from model.bank import MemoryBank

@@ -44,6 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     learn.add_argument("--no-activate", action="store_true", help="register without activating")
     learn.set_defaults(handler=_learn)
 
+    calibrate = sub.add_parser(
+        "calibrate", help="refine the active version's threshold from the stream's own scores (a new version)",
+        description="Most frames on a line are normal: the median and spread of the scores the stream gave the "
+        "class's last --frames frames set a refined threshold (median + 4 robust sigmas, within 30 %% of the "
+        "bank-time one), saved as a new version with the same references. Undo with `bank activate C OLD`.",
+    )
+    calibrate.add_argument("--class", dest="product_class", type=class_name, required=True, help="product class name")
+    calibrate.add_argument("--frames", type=positive_int, default=500, help="newest scored frames to use (default 500)")
+    calibrate.add_argument("--no-activate", action="store_true", help="register without activating")
+    calibrate.set_defaults(handler=_calibrate)
+
     activate = sub.add_parser("activate", help="activate a bank version (hot swap)")
     activate.add_argument("product_class", type=class_name, metavar="CLASS")
     activate.add_argument("version", type=positive_int, metavar="VERSION")
@@ -58,6 +69,7 @@ def _row(row) -> dict:
         "shots": row.shots,
         "encoder": row.encoder,
         "threshold": round(float(row.calibration.get("threshold", float("nan"))), 5),
+        "calibration": row.calibration.get("method", "balanced-accuracy-midpoint"),
         "created_at": row.created_at.isoformat(),
         "path": row.path,
     }
@@ -95,6 +107,16 @@ def _learn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    from linesight.settings import load_settings
+    from pipeline.banks import BankManager
+
+    row = BankManager(load_settings()).self_calibrate(args.product_class, frames=args.frames,
+                                                      activate=not args.no_activate)
+    print(json.dumps(_row(row)))
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     from linesight.data_folder import open_repository
     from linesight.settings import load_settings
@@ -109,10 +131,10 @@ def _list(args: argparse.Namespace) -> int:
     if not rows:
         print("no banks yet: build one with `linesight bank build --class C --images DIR`")
         return 0
-    print(f"{'class':<16} {'ver':>4} {'active':>6} {'shots':>5} {'threshold':>9}  created")
+    print(f"{'class':<16} {'ver':>4} {'active':>6} {'shots':>5} {'threshold':>9}  {'calibration':<26} created")
     for r in rows:
         print(f"{r['product_class']:<16} {r['version']:>4} {'*' if r['active'] else '':>6} {r['shots']:>5} "
-              f"{r['threshold']:>9.4f}  {r['created_at'][:19]}")
+              f"{r['threshold']:>9.4f}  {r['calibration']:<26} {r['created_at'][:19]}")
     return 0
 
 

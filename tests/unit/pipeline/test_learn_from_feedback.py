@@ -62,3 +62,25 @@ def test_a_false_alarm_stops_recurring_after_the_new_version(manager):
 def test_learning_needs_an_active_bank(manager):
     with pytest.raises(ConfigError, match="'bracket' has no active bank"):
         manager.learn_from_feedback("bracket")
+
+
+def test_self_calibration_is_a_new_reversible_version(manager):
+    manager.build("washer", normal_images("washer", 2, seed=1), rotations=False)
+    v1 = manager.repository.active_banks()["washer"]
+    rng = np.random.default_rng(1)
+    scores = list(rng.normal(0.5 * v1.calibration["threshold"], 0.005, 60))
+    manager.repository.upsert_inspections([
+        make_record(100 + i, frame_id=f"s-{i}", product_class="washer", score=float(s), bank_version=1)
+        for i, s in enumerate(scores)
+    ])
+    row = manager.self_calibrate("washer")
+    assert row.version == 2
+    assert row.calibration["method"] == "stream-robust"
+    assert row.calibration["threshold"] < v1.calibration["threshold"]
+    assert row.calibration["threshold"] >= 0.7 * v1.calibration["threshold"] - 1e-9
+    assert MemoryBank.load(row.path).stage_features[0].shape == MemoryBank.load(v1.path).stage_features[0].shape
+    manager.activate("washer", 1)  # reversible
+    assert manager.repository.active_banks()["washer"].version == 1
+    with pytest.raises(ConfigError, match="only 0 frames scored by v2"):
+        manager.activate("washer", 2)
+        manager.self_calibrate("washer")
