@@ -43,7 +43,8 @@ def handle(args: argparse.Namespace) -> int:
     import numpy as np
 
     from linesight.errors import ConfigError
-    from training.datasets import IMAGE_SUFFIXES, Sample
+    from connectors.image_header import IMAGE_SUFFIXES
+    from training.datasets import Sample
     from training.nsa import AnomalySimulator
 
     if args.out.suffix.lower() != ".png":
