@@ -85,7 +85,7 @@ def test_bank_and_input_mismatches(encoder: EfficientNetLiteEncoder, banks: dict
         image_size_px=224,
         calibration=banks["washer"].calibration,
     )
-    with pytest.raises(BankFileError, match="washer@2.*'clip-vit'"):
+    with pytest.raises(BankFileError, match="washer@v2.*'clip-vit'"):
         detector.score_batch(normal_images("washer", 1), other)
     with pytest.raises(ShapeError, match="2 images but 1 banks"):
         detector.score_batch_mixed(normal_images("washer", 2), [banks["washer"]])
