@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from linesight.settings import Settings
+from model.overlay import render_overlay
 from pipeline.messages import ScoredFrame, WriteResult
-from pipeline.overlay import render_overlay
 
 __all__ = ["ResultSink", "to_record"]
 
