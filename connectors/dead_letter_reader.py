@@ -140,7 +140,7 @@ def read_dead_letters(
         letters: list[DeadLetter] = []
         deadline = time.monotonic() + timeout_s
         # Read to the end offsets seen at the start, then on until a poll comes back empty: Tansu
-        # under-reports end offsets after batched produces (ENVIRONMENT.md), so they are a floor only.
+        # under-reports end offsets after batched produces (measured facts in docs/architecture.md), so they are a floor only.
         while pending and time.monotonic() < deadline:
             batches = consumer.poll(timeout_ms=_POLL_MS)
             for records in batches.values():

@@ -30,7 +30,7 @@ __all__ = ["BrokerConfig", "EmbeddedBroker", "broker_for", "free_port"]
 
 log = logging.getLogger(__name__)
 
-_STOP_GRACE_S = 6.0  # Tansu waits ~5 s for open clients on SIGTERM (ENVIRONMENT.md)
+_STOP_GRACE_S = 6.0  # Tansu waits ~5 s for open clients on SIGTERM (measured facts in docs/architecture.md)
 _START_ATTEMPTS = 3  # a free port can be taken between probing and binding: retry on a new one
 
 

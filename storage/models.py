@@ -173,7 +173,7 @@ class ChatTurn(Base):
     )
 
 
-# --- operator review: feedback labels and acknowledgements (issue 9 item 4, issue 12) ------------
+# --- operator review: feedback labels and acknowledgements ------------
 FEEDBACK_LABELS = ("false_alarm", "defect")
 
 

@@ -30,7 +30,7 @@ from training.metrics import METRIC_NAMES
 
 __all__ = ["PUBLISHED", "overlay_image", "report_dict", "write_report"]
 
-# REFERENCE.md, "Results to beat": image AUROC / pixel AUROC / accuracy in %, None = not published
+# docs/method.md, "Published results to compare with": image AUROC / pixel AUROC / accuracy in %, None = not published
 PUBLISHED: list[tuple[str, str, str, tuple[float | None, ...]]] = [
     ("1-shot", "PatchCore", "MVTec-AD", (83.4, 92.0, None)),
     ("1-shot", "WinCLIP+", "MVTec-AD", (93.1, 95.2, None)),
@@ -156,7 +156,7 @@ def _markdown(result: EvaluationResult, content: dict, rocs: list[Path], example
         "## Published figures (theirs, for context)",
         "",
         "These are the papers' numbers **on MVTec-AD and VisA**, not on this dataset; compare only when "
-        "the dataset above is one of those (REFERENCE.md).",
+        "the dataset above is one of those (docs/method.md).",
         "",
         "| setting | method | dataset | image AUROC | pixel AUROC | accuracy |",
         "|---|---|---|---|---|---|",

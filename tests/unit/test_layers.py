@@ -25,7 +25,7 @@ ALLOWED_FROM_APP = {"linesight.errors"}
 SETTINGS = "linesight.settings"
 
 # (file, imported module): violations known today. All are pipeline modules that take the whole
-# Settings object; the fix is small per-stage configs built from Settings in the app (issue 14).
+# Settings object; the fix is small per-stage configs built from Settings in the app.
 KNOWN_EXCEPTIONS: set[tuple[str, str]] = {
     ("pipeline/banks.py", SETTINGS),
     ("pipeline/dialogue.py", SETTINGS),

@@ -1,4 +1,4 @@
-"""Bank files are checked on load: registered sha256, threshold range, row limit (issue 11)."""
+"""Bank files are checked on load: registered sha256, threshold range, row limit."""
 
 from __future__ import annotations
 
