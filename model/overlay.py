@@ -15,6 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from model.exceptions import ModelError
+
 __all__ = ["render_overlay", "heat_rgba", "encode_png"]
 
 
@@ -31,7 +33,7 @@ def heat_rgba(anomaly_map: np.ndarray, threshold: float, full_scale: float) -> n
     [0, 171]
     """
     if not full_scale > threshold:
-        raise ValueError(f"full_scale ({full_scale}) must be above the threshold ({threshold})")
+        raise ModelError(f"full_scale ({full_scale}) must be above the threshold ({threshold})")
     values = anomaly_map.astype(np.float32, copy=False)
     above = values > threshold
     t = np.clip((values - threshold) / (full_scale - threshold), 0.0, 1.0)[..., None]
@@ -58,7 +60,7 @@ def render_overlay(
     pass ``full_scale = 2 * threshold``). The map and mask are resized to the image. Returns uint8 RGB.
     """
     if not full_scale > 0:
-        raise ValueError(f"full_scale must be > 0, got {full_scale}")
+        raise ModelError(f"full_scale must be > 0, got {full_scale}")
     threshold = full_scale / 2 if threshold is None else threshold
     height, width = image_rgb.shape[:2]
     values = anomaly_map.astype(np.float32, copy=False)
@@ -81,5 +83,5 @@ def encode_png(image_rgb: np.ndarray) -> bytes:
     """PNG bytes of a uint8 RGB image."""
     ok, buffer = cv2.imencode(".png", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise ValueError(f"could not encode an image of shape {image_rgb.shape} as PNG")
+        raise ModelError(f"could not encode an image of shape {image_rgb.shape} as PNG")
     return buffer.tobytes()
