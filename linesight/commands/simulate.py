@@ -42,8 +42,8 @@ def handle(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
-    from linesight.errors import ConfigError
     from connectors.image_header import IMAGE_SUFFIXES
+    from linesight.errors import ConfigError
     from training.datasets import Sample
     from training.nsa import AnomalySimulator
 
