@@ -34,8 +34,9 @@ demo: $(STAMP)
 test: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
+# fast: tests marked slow (real weights, a packaged LLM, CLI subprocesses) run in `make test`
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q -m "not slow" tests/unit
 
 test-integration: $(STAMP) $(BROWSER)
 	$(BIN)/python -m pytest -q tests/integration

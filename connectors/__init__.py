@@ -1,7 +1,7 @@
 """Kafka in and out, the embedded Tansu broker, and cameras (one module per system, quix-streams style).
 
 - ``tansu``: :class:`EmbeddedBroker`, ``broker_for(settings)``
-- ``kafka``: ``make_producer``, ``make_consumer``, ``ensure_topics`` (settings measured in ENVIRONMENT.md)
+- ``kafka``: ``make_producer``, ``make_consumer``, ``ensure_topics`` (settings measured on the development host, docs/architecture.md)
 - ``schema``: the frame message (``FrameHeaders``, ``frame_message``, ``parse_record`` -> Frame | BadFrame)
 - ``source``: ``KafkaFrameSource`` (consumer group, manual commits)
 - ``sinks``: ``Sink`` base; ``dead_letter.DeadLetterSink`` and ``alerts.AlertSink`` write to Kafka

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from connectors.exceptions import CameraError, DeliveryError, FrameError
+from connectors.image_header import IMAGE_SUFFIXES
 from connectors.schema import FrameHeaders, encode_image, frame_message
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 CameraFrame = tuple[str, str, str, np.ndarray, dict[str, Any]]  # line_id, camera_id, class, RGB image, extra
 
 
@@ -53,7 +53,7 @@ CameraFrame = tuple[str, str, str, np.ndarray, dict[str, Any]]  # line_id, camer
 def iter_folder(
     path: str | Path, *, on_unreadable: Callable[[Path, str], None] | None = None
 ) -> Iterator[tuple[Path, np.ndarray]]:
-    """Yield ``(file, uint8 RGB image)`` for the jpg/png/bmp files of a folder, sorted by name.
+    """Yield ``(file, uint8 RGB image)`` for the image files of a folder (``IMAGE_SUFFIXES``), sorted by name.
 
     A file OpenCV cannot read is reported (``on_unreadable(file, reason)``, default: a warning
     naming the file) and skipped. A missing folder or one without image files raises CameraError.

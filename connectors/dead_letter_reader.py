@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectors.exceptions import ConnectorError
+from linesight.errors import ConflictError, NotFoundError
 
 __all__ = [
     "DeadLetter", "DeadLetterNotFound", "NotReplayableError", "read_dead_letters", "replay_dead_letter", "REPLAY_HEADER",
@@ -33,11 +34,11 @@ _FETCH_POLL_MS = 1000  # one record asked for: an empty poll this long means the
 _KEEP_FACTOR = 4  # letters kept while reading, per letter asked for
 
 
-class DeadLetterNotFound(ConnectorError):  # noqa: N818 - reads as "no such dead letter"
+class DeadLetterNotFound(ConnectorError, NotFoundError):  # noqa: N818 - reads as "no such dead letter"
     """No record at the asked dead-letter partition/offset (the API answers 404)."""
 
 
-class NotReplayableError(ConnectorError):
+class NotReplayableError(ConnectorError, ConflictError):
     """The dead letter holds no frame to replay: its value was dropped (oversize) or is empty (409)."""
 
 
@@ -139,7 +140,7 @@ def read_dead_letters(
         letters: list[DeadLetter] = []
         deadline = time.monotonic() + timeout_s
         # Read to the end offsets seen at the start, then on until a poll comes back empty: Tansu
-        # under-reports end offsets after batched produces (ENVIRONMENT.md), so they are a floor only.
+        # under-reports end offsets after batched produces (measured facts in docs/architecture.md), so they are a floor only.
         while pending and time.monotonic() < deadline:
             batches = consumer.poll(timeout_ms=_POLL_MS)
             for records in batches.values():

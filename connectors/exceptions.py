@@ -6,7 +6,7 @@ True
 
 from __future__ import annotations
 
-from linesight.errors import LinesightError
+from linesight.errors import InvalidInputError, LinesightError, UnavailableError
 
 __all__ = [
     "ConnectorError",
@@ -22,11 +22,11 @@ class ConnectorError(LinesightError):
     """A Kafka client, broker, camera or message problem; the message names servers/topics/files."""
 
 
-class BrokerError(ConnectorError):
+class BrokerError(ConnectorError, UnavailableError):
     """The embedded Tansu broker could not be found, started or stopped (names the binary and port)."""
 
 
-class FrameError(ConnectorError):
+class FrameError(ConnectorError, InvalidInputError):
     """A frame could not be encoded or built (names the bad shape, format or header value)."""
 
 

@@ -22,7 +22,11 @@ from dataclasses import dataclass
 
 from connectors.exceptions import ImageHeaderError
 
-__all__ = ["ImageHeader", "read_image_header", "sniff_format"]
+__all__ = ["IMAGE_SUFFIXES", "ImageHeader", "read_image_header", "sniff_format"]
+
+# File suffixes every folder reader accepts (camera folders, datasets, bank builds, `linesight inspect`):
+# the one list, compared lower-cased; OpenCV decodes all of them.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"

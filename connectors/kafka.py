@@ -1,4 +1,4 @@
-"""Kafka client factories (kafka-python) with the settings measured in ENVIRONMENT.md.
+"""Kafka client factories (kafka-python) with the settings measured on the development host (docs/architecture.md).
 
 - producer: ``linger_ms=5``, ``batch_size=1 MiB``, ``acks="all"``; ``max_request_size`` is required so an
   oversize frame fails in the client, as it would against a production broker (Tansu enforces no limit).
@@ -46,7 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE_BYTES = 1 << 20  # 1 MiB: ~4500 frames/s of 55 KB with linger_ms=5 (ENVIRONMENT.md)
+DEFAULT_BATCH_SIZE_BYTES = 1 << 20  # 1 MiB: ~4500 frames/s of 55 KB with linger_ms=5 (measured facts in docs/architecture.md)
 _TOPIC_ALREADY_EXISTS = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")

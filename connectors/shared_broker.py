@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 BROKER_FILE = "broker.json"
 _LOCK_FILE = "broker.lock"
 _LOCK_TIMEOUT_S = 60.0  # a start holds the lock for at most the broker's startup timeout (20 s)
-_STOP_GRACE_S = 6.0  # Tansu waits ~5 s for open clients on SIGTERM (ENVIRONMENT.md)
+_STOP_GRACE_S = 6.0  # Tansu waits ~5 s for open clients on SIGTERM (measured facts in docs/architecture.md)
 _ANSWER_TIMEOUT_S = 3.0
 _spawned: dict[int, subprocess.Popen[bytes]] = {}  # brokers this process started: reaped when stopped here
 

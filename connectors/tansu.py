@@ -22,18 +22,15 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from connectors.exceptions import BrokerError
 
-if TYPE_CHECKING:
-    from linesight.settings import Settings
-
-__all__ = ["EmbeddedBroker", "broker_for", "free_port"]
+__all__ = ["BrokerConfig", "EmbeddedBroker", "broker_for", "free_port"]
 
 log = logging.getLogger(__name__)
 
-_STOP_GRACE_S = 6.0  # Tansu waits ~5 s for open clients on SIGTERM (ENVIRONMENT.md)
+_STOP_GRACE_S = 6.0  # Tansu waits ~5 s for open clients on SIGTERM (measured facts in docs/architecture.md)
 _START_ATTEMPTS = 3  # a free port can be taken between probing and binding: retry on a new one
 
 
@@ -255,8 +252,15 @@ def _kafka_answers(bootstrap_servers: str, deadline: float) -> bool:
         client.close()
 
 
+class BrokerConfig(Protocol):
+    """What :func:`broker_for` reads (``linesight.settings.Settings`` has both; nothing here imports it)."""
+
+    kafka_bootstrap_servers: str | None
+    data_dir: Path
+
+
 @contextlib.contextmanager
-def broker_for(settings: Settings) -> Iterator[str]:
+def broker_for(settings: BrokerConfig) -> Iterator[str]:
     """Yield the bootstrap servers to use: the configured ones, or the data folder's shared embedded broker.
 
     With ``settings.kafka_bootstrap_servers`` set nothing is started. Otherwise the one embedded broker
@@ -264,8 +268,8 @@ def broker_for(settings: Settings) -> Iterator[str]:
     names a live one, started (and recorded there) when not; it is stopped when the last command
     using it leaves the block, unless ``linesight broker start`` started it.
 
-    >>> from linesight.settings import load_settings
-    >>> with broker_for(load_settings(kafka_bootstrap_servers="kafka:9092")) as servers:
+    >>> from types import SimpleNamespace
+    >>> with broker_for(SimpleNamespace(kafka_bootstrap_servers="kafka:9092", data_dir=Path("."))) as servers:
     ...     servers
     'kafka:9092'
     """

@@ -42,13 +42,13 @@ class DemoConfig:
     shots: int = 4  # normal images per class bank
     seed: int = 7
     timeout_s: float = 240.0  # give up waiting for the stream after this long
-    llm_verdicts: bool | None = None  # LLM verdicts (issue 3); None: on unless LINESIGHT_LLM_VERDICTS says
+    llm_verdicts: bool | None = None  # LLM verdicts; None: on unless LINESIGHT_LLM_VERDICTS says
 
 
 def demo_settings(config: DemoConfig) -> Settings:
     """Embedded defaults in the demo folder: no external broker, a fresh SQLite file, local Ray."""
     overrides: dict[str, Any] = {}
-    if config.llm_verdicts is not None:  # LLM verdicts (issue 3): on by default in the demo
+    if config.llm_verdicts is not None:  # LLM verdicts: on by default in the demo
         overrides["llm_verdicts"] = config.llm_verdicts
     elif "LINESIGHT_LLM_VERDICTS" not in os.environ:
         overrides["llm_verdicts"] = True
@@ -305,7 +305,7 @@ def _report(settings, config, manifest, corrupt, dead_letters, final, timing) ->
 
 
 def _verdict_figures(settings: Settings, stats: dict[str, Any] | None) -> dict[str, Any]:
-    """LLM verdict counters (issue 3): how many the LLM wrote, how many agreed with the detector."""
+    """LLM verdict counters: how many the LLM wrote, how many agreed with the detector."""
     if not settings.llm_verdicts or stats is None:
         return {"llm_verdicts": 0, "llm_agreed": 0}
     produced = stats["verdicts_written"] + stats["verdicts_rejected"]

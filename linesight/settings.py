@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     )
 
     # --- LLM: verdict sentences and dialogue (pipeline/verdicts.py, pipeline/dialogue.py) -------
-    # Added for issue 3 (LLM verdicts and dialogue); the LLM never sits on the per-frame hot path.
+    # --- LLM verdicts and dialogue; the LLM never sits on the per-frame hot path.
     llm_verdicts: bool = Field(
         False, description="reword verdicts with the LLM in a low-priority actor, after rows and alerts are written"
     )
@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     )
     write_overlays: bool = Field(False, description="write an overlay PNG of every flagged frame to overlays_dir")
 
-    # --- operations: metrics endpoint of `run`, data retention, frame storage (issue 12) --------
+    # --- operations: metrics endpoint of `run`, data retention, frame storage --------
     metrics_port: int | None = Field(
         None, ge=1, le=65535,
         description="`linesight run` serves Prometheus /metrics on this port (9108 is customary); empty = off "
@@ -166,7 +166,7 @@ class Settings(BaseSettings):
             data["database_url"] = f"sqlite:///{(Path(data.get('data_dir') or DEFAULT_DATA_DIR) / DATABASE_FILE).as_posix()}"
         return data
 
-    # --- input guards (issue 11: hostile input is refused before any work) ------------------------
+    # --- input guards (hostile input is refused before any work) ------------------------
     # 20 MP: the largest common machine-vision sensors (5472x3648 = 19.96 MP, e.g. Sony IMX183) fit;
     # an RGB decode of 20 MP is 60 MB, so a batch of them stays bounded. Bigger is a misconfigured
     # camera or a decompression bomb (a 48 KB PNG can declare 20000x20000 = 1.2 GB decoded).
@@ -207,13 +207,13 @@ class Settings(BaseSettings):
         1.0, gt=0, le=60, description="how often dead inference, sink, verdict and ingest actors are looked for"
     )
 
-    # --- line screen (dashboard tiles and trends; issue 12) ------------------------------------
+    # --- line screen (dashboard tiles and trends) ------------------------------------------------
     line_down_after_s: float = Field(
         30.0, gt=0.0, description="the line screen shows a line as down when its newest frame is older than this"
     )
     shift_hours: float = Field(8.0, gt=0.0, le=24.0, description="length of the line screen's 'shift' trend range")
 
-    # --- deployment (issue 13): Kafka security and topics, device, actor placement ------------
+    # --- deployment: Kafka security and topics, device, actor placement ------------
     # Production Kafka: TLS and SASL for every client (connectors.kafka.security_config validates them).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT", description="how every Kafka client connects; anything but PLAINTEXT needs kafka_bootstrap_servers"
@@ -251,7 +251,7 @@ class Settings(BaseSettings):
         "SPREAD", description="how inference actors are spread over Ray nodes (STRICT_SPREAD = one per node)"
     )
 
-    # --- inference engine (issue 10: model/engine/, docs/engine.md) ----------------------------
+    # --- inference engine (model/engine/, docs/engine.md) ----------------------------
     engine: Literal["auto", "torch", "onnxruntime", "openvino"] = Field(
         "auto",
         description="runtime of the frozen encoder; auto = openvino, else onnxruntime, else torch (falls back on failure)",

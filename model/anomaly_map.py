@@ -1,4 +1,4 @@
-"""Few-shot anomaly map (REFERENCE.md): nearest-neighbour cosine similarity to a memory bank.
+"""Few-shot anomaly map (docs/method.md): nearest-neighbour cosine similarity to a memory bank.
 
 Per stage i: sim_i = max over the bank B_i of cosine(F_patch_i, B_i); then
 M = upsample(1 - mean_i sim_i) to (S, S), and the image score is max(M).

@@ -1,11 +1,11 @@
 """AnomalyGPT assembly: E_img and E_prompt spliced into the LLM input, verdicts and dialogue.
 
-REFERENCE.md sequence (text pieces embedded with the LLM's input embedding table):
+docs/method.md sequence (text pieces embedded with the LLM's input embedding table):
 
     ### Human: <Img> E_img </Img> E_prompt {description} Is there any anomaly in the image?\\n### Assistant:
 
 Later turns append ``### Human: {question}\\n### Assistant:`` to the same sequence. The 135M LLM
-cannot be trusted to decide (ENVIRONMENT.md: it contradicts the detector zero-shot), so
+cannot be trusted to decide (measured: it contradicts the detector zero-shot), so
 :meth:`AnomalyGPT.verdict` writes the detector's facts into the description and checks the answer
 against them; a disagreeing answer is flagged and the caller keeps the template sentence.
 """
@@ -72,7 +72,7 @@ class DetectorFacts:
     positions: tuple[str, ...] = ()  # 3x3 grid names, largest region first
     region_count: int = 0
     product_class: str | None = None
-    description: str | None = None  # REFERENCE.md's optional class description
+    description: str | None = None  # the optional class description (docs/method.md)
 
     @classmethod
     def from_score(cls, score: object, product_class: str | None = None, description: str | None = None):
@@ -93,14 +93,14 @@ class VerdictResult:
     text: str  # the LLM's answer (stop string removed)
     agrees: bool  # same decision, positions and count as the detector
     parsed: ParsedAnswer
-    template: str  # REFERENCE.md sentence built from the detector's facts
+    template: str  # docs/method.md sentence built from the detector's facts
     sentence: str = field(
         default=""
     )  # to show: the LLM's decision sentence if it agrees (and is whole), else the template
 
 
 def default_description(product_class: str | None) -> str:
-    """REFERENCE.md's description for a class.
+    """The description of a class (docs/method.md).
 
     >>> default_description("leather")[:45]
     'This is a photo of leather for anomaly detect'
@@ -169,7 +169,7 @@ def build_llm_input(
     description: str = "",
     question: str = QUESTION,
 ) -> LLMInput:
-    """Embed one image turn in REFERENCE.md's order; E_img (1, D) and E_prompt (18, D) spliced in.
+    """Embed one image turn in the order of docs/method.md; E_img (1, D) and E_prompt (18, D) spliced in.
 
     Either token tensor may be None (text-only prompt); a leading batch axis of 1 is accepted.
 

@@ -25,6 +25,7 @@ from torch import nn
 
 from model.calibration import Calibration
 from model.exceptions import BankFileError, ModelError
+from model.names import bank_key
 
 __all__ = ["MemoryBank", "DEFAULT_MAX_BANK_ROWS", "FORMAT_VERSION", "METADATA_KEY", "file_sha256"]
 
@@ -45,7 +46,7 @@ class MemoryBank(nn.Module):
     >>> bank = MemoryBank([torch.randn(10, 4), torch.randn(5, 8)], product_class="washer", version=1,
     ...     shots=1, encoder_name="tiny", image_size_px=64, calibration=choose_threshold([0.1], [0.5]))
     >>> bank.stage_channels, bank.key
-    ((4, 8), 'washer@1')
+    ((4, 8), 'washer@v1')
     """
 
     def __init__(
@@ -139,8 +140,8 @@ class MemoryBank(nn.Module):
 
     @property
     def key(self) -> str:
-        """``class@version``, the cache key of this bank."""
-        return f"{self.product_class}@{self.version}"
+        """``class@vN`` (:func:`model.names.bank_key`), the cache key of this bank."""
+        return bank_key(self.product_class, self.version)
 
     def metadata(self) -> dict[str, Any]:
         """The JSON metadata written into the file header."""

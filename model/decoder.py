@@ -1,6 +1,6 @@
 """The unsupervised (text-aligned) image decoder, map fusion and safetensors weight files.
 
-REFERENCE.md, per stage i: F~_i = Linear_i(F_patch_i), normalise, logits = 100 * F~_i @ F_text^T,
+docs/method.md, per stage i: F~_i = Linear_i(F_patch_i), normalise, logits = 100 * F~_i @ F_text^T,
 upsample bilinearly to the image size S, softmax over {normal, abnormal}, keep the abnormal
 channel; M = mean over stages (the paper sums; the mean keeps M in [0, 1]).
 
@@ -60,7 +60,7 @@ class TextAlignedDecoder(nn.Module):
         stage_channels: Sequence[int],
         text_dim: int,
         image_size_px: int = 224,
-        logit_scale: float = 100.0,  # REFERENCE.md: logits = 100 * F~ @ F_text^T
+        logit_scale: float = 100.0,  # docs/method.md: logits = 100 * F~ @ F_text^T
     ) -> None:
         super().__init__()
         if not stage_channels or min(stage_channels) < 1 or text_dim < 1 or image_size_px < 1:

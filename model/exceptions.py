@@ -1,6 +1,6 @@
 """Errors of the model package; all derive from :class:`linesight.errors.LinesightError`."""
 
-from linesight.errors import ConfigError, LinesightError
+from linesight.errors import ConfigError, ConflictError, InvalidInputError, LinesightError
 
 __all__ = ["ModelError", "BankFileError", "ClassNameError", "EncoderNotFoundError", "ShapeError"]
 
@@ -9,7 +9,7 @@ class ModelError(LinesightError):
     """Something about a model, its inputs or its weights is wrong."""
 
 
-class BankFileError(ModelError):
+class BankFileError(ModelError, ConflictError):
     """A memory-bank file is missing, unreadable, or does not match the encoder (the message names the file)."""
 
 
@@ -17,7 +17,7 @@ class EncoderNotFoundError(ModelError):
     """An encoder name is unknown or its local folder is missing (the message says what to put where)."""
 
 
-class ShapeError(ModelError):
+class ShapeError(ModelError, InvalidInputError):
     """An input tensor or image has the wrong shape (the message gives expected and actual)."""
 
 

@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import re
 
+from linesight.errors import ConfigError
 from model.exceptions import ClassNameError
 
-__all__ = ["CLASS_NAME_MAX_CHARS", "CLASS_NAME_PATTERN", "CLASS_NAME_RULE", "check_class_name", "is_class_name"]
+__all__ = [
+    "CLASS_NAME_MAX_CHARS", "CLASS_NAME_PATTERN", "CLASS_NAME_RULE", "bank_key", "check_class_name", "is_class_name",
+    "parse_bank_key",
+]
 
 CLASS_NAME_MAX_CHARS = 64
 # No look-ahead, so the same pattern also works in pydantic's Rust regex engine (OpenAPI docs).
@@ -46,3 +50,28 @@ def check_class_name(value: object) -> str:
         return value  # type: ignore[return-value]
     shown = repr(value[:80] + "...") if isinstance(value, str) and len(value) > 80 else repr(value)
     raise ClassNameError(f"invalid product class {shown}: {CLASS_NAME_RULE}")
+
+
+def bank_key(product_class: str, version: int) -> str:
+    """``class@vN``: the one key of a bank version (bank cache, Serve's multiplexed model id, counters, logs).
+
+    >>> bank_key("brick", 3)
+    'brick@v3'
+    """
+    return f"{product_class}@v{version}"
+
+
+def parse_bank_key(key: str) -> tuple[str, int]:
+    """``("class", N)`` from ``class@vN``; :class:`~linesight.errors.ConfigError` naming a malformed key.
+
+    >>> parse_bank_key("brick@v3")
+    ('brick', 3)
+    >>> parse_bank_key("brick@3")
+    Traceback (most recent call last):
+    ...
+    linesight.errors.ConfigError: malformed bank key 'brick@3': expected 'class@vN'
+    """
+    product_class, sep, version = key.rpartition("@v")
+    if not sep or not product_class or not version.isdigit():
+        raise ConfigError(f"malformed bank key {key!r}: expected 'class@vN'")
+    return product_class, int(version)

@@ -1,6 +1,6 @@
 """Where an anomaly is: connected regions of a mask and the 3x3 grid name of each region's centre.
 
-REFERENCE.md: the position is the centre of the anomaly region (row/H, col/W) against thirds:
+docs/method.md: the position is the centre of the anomaly region (row/H, col/W) against thirds:
 top left, top, top right, left, center, right, bottom left, bottom, bottom right.
 """
 

@@ -1,12 +1,12 @@
 """The prompt learner: anomaly map M and global image vector -> LLM input embeddings.
 
-REFERENCE.md:
+docs/method.md:
 - E_base: n1 = 9 learnable embeddings of the LLM hidden size D.
 - E_dec: M through conv blocks [conv3x3 pad1, ReLU, maxpool2] with channels 1->4->16->64->256->1024,
   224 -> 7 px, then conv5x5 (no pad) to D: 3x3 = n2 = 9 tokens.
 - E_prompt = concat(E_base, E_dec): 18 tokens.  E_img = Linear(global image vector): 1 token.
 
-The REFERENCE says "4 x" blocks, but its channel list has 5 steps and 224 -> 7 px needs 5 halvings
+The paper's summary says "4 x" blocks, but its channel list has 5 steps and 224 -> 7 px needs 5 halvings
 (7 - 5 + 1 = 3 after the 5x5 conv); the original AnomalyGPT code has 5 blocks. Shapes at 224 px:
 
     M (B, 1, 224, 224)
@@ -54,7 +54,7 @@ class PromptLearner(nn.Module):
         hidden_size: int,
         global_dim: int,
         base_tokens: int = 9,  # n1
-        channels: Sequence[int] = (4, 16, 64, 256, 1024),  # conv block widths (REFERENCE.md)
+        channels: Sequence[int] = (4, 16, 64, 256, 1024),  # conv block widths (docs/method.md)
     ) -> None:
         super().__init__()
         if hidden_size < 1 or global_dim < 1 or base_tokens < 0 or len(channels) != 5 or min(channels) < 1:

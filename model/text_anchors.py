@@ -1,6 +1,6 @@
 """State-level text anchors F_text (2, C_text) for the unsupervised (text-aligned) decoder.
 
-REFERENCE.md: state prompts (normal: ``{}``, ``flawless {}`` ...; abnormal: ``damaged {}`` ...)
+docs/method.md: state prompts (normal: ``{}``, ``flawless {}`` ...; abnormal: ``damaged {}`` ...)
 inside templates (``a photo of a {}.``, ``a photo of the {}.``), the object name filling ``{}``
 (``object`` when unknown); every sentence embedded, averaged per state, L2-normalised.
 

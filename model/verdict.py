@@ -1,4 +1,4 @@
-"""The answer sentences of REFERENCE.md, and a parser for answers an LLM writes back.
+"""The answer sentences of the method (docs/method.md); :func:`model.answers.parse_answer` reads them back.
 
 - "No, there is no anomaly in the image."
 - "Yes, there is an anomaly in the image, at the {pos} of the image."
@@ -8,21 +8,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from model.exceptions import ModelError
 from model.positions import POSITION_NAMES
 
-__all__ = ["NO_ANOMALY", "verdict_sentence", "parse_verdict"]
+__all__ = ["NO_ANOMALY", "verdict_sentence"]
 
 NO_ANOMALY = "No, there is no anomaly in the image."
-# longest names first so "top left" wins over "top"
-_POSITION_PATTERN = re.compile(
-    r"\b(" + "|".join(re.escape(p) for p in sorted(POSITION_NAMES, key=len, reverse=True)) + r")\b"
-)
-_NO_PATTERN = re.compile(r"^\W*no\b|\bno anomal|\bnot? (?:any )?anomal|\bno defect|\bnormal\b", re.IGNORECASE)
-_YES_PATTERN = re.compile(r"^\W*yes\b|\bthere (?:is|are) (?:an?|\d+|several|two|three) anomal", re.IGNORECASE)
 
 
 def _join(names: Sequence[str]) -> str:
@@ -45,22 +38,3 @@ def verdict_sentence(positions: Sequence[str]) -> str:
     return (
         f"Yes, there are {len(positions)} anomalies in the image, they are at the {_join(list(positions))} of the image."
     )
-
-
-def parse_verdict(text: str) -> tuple[bool, tuple[str, ...]]:
-    """(is_anomalous, positions in order of mention) from an answer sentence; inverse of :func:`verdict_sentence`.
-
-    Lenient for LLM output: case, extra words and a missing "of the image" are fine. A text that
-    says neither yes nor no raises :class:`ModelError` quoting it.
-
-    >>> parse_verdict("Yes, there is an anomaly in the image, at the bottom right of the image.")
-    (True, ('bottom right',))
-    """
-    lowered = " ".join(text.lower().split())
-    yes = _YES_PATTERN.search(lowered)
-    no = _NO_PATTERN.search(lowered)
-    if yes and (not no or yes.start() <= no.start()):
-        return True, tuple(_POSITION_PATTERN.findall(lowered))
-    if no:
-        return False, ()
-    raise ModelError(f"cannot tell yes or no from the answer {text[:200]!r}")

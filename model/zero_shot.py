@@ -1,6 +1,6 @@
 """The zero-shot head: a trained text-aligned decoder plus the text anchors of a class name.
 
-Gives M_zero for any class, bank or not (REFERENCE.md's unsupervised path). F_text comes from the
+Gives M_zero for any class, bank or not (the unsupervised path of docs/method.md). F_text comes from the
 encoder's own text tower (CLIP) or else the packaged all-MiniLM-L6-v2
 (:func:`model.text_anchors.text_embedder_for`, the choice ``linesight train`` makes too); anchors
 are cached per class.

@@ -1,6 +1,6 @@
 """Errors of the pipeline package."""
 
-from linesight.errors import ConfigError, LinesightError
+from linesight.errors import ConfigError, LinesightError, UnavailableError
 from storage.exceptions import NotFoundError
 
 __all__ = [
@@ -27,8 +27,8 @@ class NoActiveBankError(PipelineError):
 
 
 # --- dialogue about stored inspections (pipeline/dialogue.py) ---------------------------------
-# The HTTP API maps errors by class name: *NotFoundError -> 404, ConfigError -> 400,
-# DialogueUnavailableError -> 503 (linesight/api/errors.py), hence the second bases.
+# The HTTP API maps errors by category (linesight.errors): NotFoundError -> 404,
+# ConfigError (an InvalidInputError) -> 400, UnavailableError -> 503; hence the second bases.
 
 
 class DialogueError(PipelineError):
@@ -43,7 +43,7 @@ class InvalidQuestionError(DialogueError, ConfigError):
     """The operator's question is empty, too long or not text."""
 
 
-class DialogueUnavailableError(DialogueError):
+class DialogueUnavailableError(DialogueError, UnavailableError):
     """The LLM, encoder or prompt learner needed for the dialogue could not be loaded."""
 
 

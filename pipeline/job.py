@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 INGEST_CPUS = 0.25  # I/O bound: Kafka client and parsing
 SINK_CPUS = 0.25  # I/O bound: SQL and the alert producer
-VERDICT_CPUS = 0.25  # LLM verdicts (issue 3): low priority, 1 torch thread, niced; fits beside the others
+VERDICT_CPUS = 0.25  # LLM verdicts: low priority, 1 torch thread, niced; fits beside the others
 
 
 def init_ray(settings: Settings, *, log_to_driver: bool = True) -> None:
@@ -66,7 +66,7 @@ class Pipeline:
         self.ingest: list[Any] = []
         self.restarts_by_role: dict[str, int] = {"ingest": 0, "inference": 0, "sink": 0, "verdicts": 0}
         self.monitor: Any | None = None
-        self.verdicts: Any | None = None  # LLM verdicts (issue 3): VerdictWorker actor when llm_verdicts
+        self.verdicts: Any | None = None  # LLM verdicts: VerdictWorker actor when llm_verdicts
         self.verdict_stats: dict[str, Any] | None = None  # its final stats after stop()
         self._supervise = supervise
         self._supervisor: threading.Thread | None = None
@@ -101,7 +101,7 @@ class Pipeline:
         self._placement = inference_placement_for(settings, cluster_gpus=ray.cluster_resources().get("GPU", 0))
         self._placement_group = create_placement_group(self._placement)
         self.inference = [self._new_inference(index) for index in range(settings.inference_actors)]
-        if settings.llm_verdicts:  # LLM verdicts (issue 3): one low-priority actor fed by the sinks
+        if settings.llm_verdicts:  # LLM verdicts: one low-priority actor fed by the sinks
             self.verdicts = self._new_verdicts(MONITOR_NAME)
         self.sinks = [self._new_sink() for _ in range(self.ingest_loops)]
         verdicts = [self.verdicts] if self.verdicts is not None else []
@@ -302,7 +302,7 @@ class Pipeline:
             if final or self.ingest:
                 self._final_stats = final
             self.ingest = []
-            if self.verdicts is not None:  # LLM verdicts (issue 3): drain the bounded backlog, then stop
+            if self.verdicts is not None:  # LLM verdicts: drain the bounded backlog, then stop
                 drain_s = self.settings.verdict_drain_s
                 try:
                     self.verdict_stats = ray.get(self.verdicts.close.remote(drain_s), timeout=drain_s + 60)

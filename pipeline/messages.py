@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from model.names import bank_key
+
 if TYPE_CHECKING:  # the detector pulls in torch; the ingest and sink processes need not
     from model.detector import FrameScore
 
@@ -42,7 +44,7 @@ class BankRef:
     @property
     def key(self) -> str:
         """Cache key ``class@vN`` (a new version is a new key: that is the hot swap)."""
-        return f"{self.product_class}@v{self.version}"
+        return bank_key(self.product_class, self.version)
 
 
 @dataclass(frozen=True)

@@ -53,10 +53,6 @@ class StreamMonitor:
             self._latency_sum_ms += value
         self._updated_at = datetime.now(UTC)
 
-    def retire(self, source: str) -> None:
-        """Mark a source as stopped (its counters stay in the totals)."""
-        self._running[source] = False
-
     def count_restart(self, role: str = "ingest") -> None:
         """The supervisor recreated an actor of ``role`` (one of :data:`ACTOR_ROLES`)."""
         self._restarts[role] = self._restarts.get(role, 0) + 1

@@ -3,7 +3,7 @@
 Order matters for at-least-once: rows first (one transaction, upsert keyed by ``frame_id``), then
 alerts for flagged rows not yet alerted (flushed, then marked), then the ingest commits offsets.
 A replay after a crash inserts nothing and re-sends only alerts that were never marked as sent.
-With LLM verdicts on (issue 3), the new rows are then handed to the verdict actor, fire and forget.
+With LLM verdicts on, the new rows are then handed to the verdict actor, fire and forget.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from linesight.settings import Settings
+from model.overlay import render_overlay
 from pipeline.messages import ScoredFrame, WriteResult
-from pipeline.overlay import render_overlay
 
 __all__ = ["ResultSink", "to_record"]
 
@@ -79,7 +79,7 @@ class ResultSink:
         self.alerts = AlertSink(self._producer, settings.alerts_topic)
         self.api_base_url = api_base_url
         self.overlays_dir: Path | None = settings.overlays_dir if settings.write_overlays else None
-        # LLM verdicts (issue 3): a pipeline.verdicts.VerdictWorker actor handle, or None when llm_verdicts is off
+        # LLM verdicts: a pipeline.verdicts.VerdictWorker actor handle, or None when llm_verdicts is off
         self.verdicts = verdicts
         self.verdict_sample_normal = settings.verdict_sample_normal
         self.webhook = _webhook(settings) if settings.alert_webhook_url else None
@@ -123,7 +123,7 @@ class ResultSink:
                         self.webhook.put(Alert.from_inspection(row, api_base_url=self.api_base_url))
             if self.overlays_dir is not None:
                 self._write_overlays([f for f in frames if f.result.is_anomalous and f.task.frame_id in inserted])
-        if self.verdicts is not None:  # LLM verdicts (issue 3): only now, after the rows and the alerts
+        if self.verdicts is not None:  # LLM verdicts: only now, after the rows and the alerts
             self._submit_verdicts(frames, records, inserted)
         return result
 

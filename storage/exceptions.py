@@ -1,6 +1,7 @@
 """Errors of the storage package; all derive from :class:`linesight.errors.LinesightError`."""
 
-from linesight.errors import LinesightError
+from linesight.errors import InvalidInputError, LinesightError, UnavailableError
+from linesight.errors import NotFoundError as _NotFoundCategory
 
 __all__ = [
     "StorageError",
@@ -16,7 +17,7 @@ class StorageError(LinesightError):
     """A database operation failed; the message names the (password-masked) URL or the bad value."""
 
 
-class DatabaseUnavailableError(StorageError):
+class DatabaseUnavailableError(StorageError, UnavailableError):
     """The URL is malformed, its driver is missing, or the server does not answer."""
 
 
@@ -28,9 +29,9 @@ class DatabaseMissingError(StorageError):
     """A read-only command found no linesight database (no file, empty, or an older schema); says how to make one."""
 
 
-class InvalidRecordError(StorageError):
+class InvalidRecordError(StorageError, InvalidInputError):
     """A record handed to the repository is invalid (e.g. a naive timestamp); the message names the field."""
 
 
-class NotFoundError(StorageError):
+class NotFoundError(StorageError, _NotFoundCategory):
     """A row asked for by key does not exist (e.g. an unknown bank class/version)."""

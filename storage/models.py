@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from storage.exceptions import InvalidRecordError
+
 __all__ = [
     "Base",
     "UTCDateTime",
@@ -39,7 +41,7 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware datetime stored as UTC; a naive value is refused (ValueError naming it)."""
+    """A timezone-aware datetime stored as UTC; a naive value is refused (InvalidRecordError naming it)."""
 
     impl = sa.DateTime(timezone=True)
     cache_ok = True
@@ -48,7 +50,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"timestamps must be timezone-aware, got naive {value.isoformat()!r}")
+            raise InvalidRecordError(f"timestamps must be timezone-aware, got naive {value.isoformat()!r}")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
@@ -174,7 +176,7 @@ class ChatTurn(Base):
     )
 
 
-# --- operator review: feedback labels and acknowledgements (issue 9 item 4, issue 12) ------------
+# --- operator review: feedback labels and acknowledgements ------------
 FEEDBACK_LABELS = ("false_alarm", "defect")
 
 

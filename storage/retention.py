@@ -146,31 +146,3 @@ def storage_cost(database: Database, file_bytes: int | None = None) -> StorageCo
         map_and_mask_bytes_per_frame=maps / n,
         file_bytes_per_frame=file_bytes / n if file_bytes is not None else None,
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m storage.retention [URL]``: print the storage cost per frame of a database (default: the data folder's)."""
-    import argparse
-    import json
-
-    from storage.db import sqlite_file
-
-    parser = argparse.ArgumentParser(prog="python -m storage.retention", description=main.__doc__)
-    parser.add_argument("url", nargs="?", default=None, help="SQLAlchemy URL (default: LINESIGHT_DATABASE_URL/DATA_DIR)")
-    args = parser.parse_args(argv)
-    if args.url is None:
-        from linesight.settings import load_settings
-
-        args.url = load_settings().database_url
-    path = sqlite_file(args.url)
-    database = Database(args.url)
-    try:
-        cost = storage_cost(database, path.stat().st_size if path is not None and path.is_file() else None)
-    finally:
-        database.dispose()
-    print(json.dumps({k: round(v, 1) if isinstance(v, float) else v for k, v in cost.__dict__.items()}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

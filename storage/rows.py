@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from model.names import bank_key
 from storage.records import map_from_png, mask_from_png
 
 __all__ = ["InspectionRow", "MaskRow", "BankRow", "ChatTurnRow", "ClassStats"]
@@ -95,8 +96,8 @@ class BankRow:
 
     @property
     def key(self) -> str:
-        """``class@vN``, the bank cache key."""
-        return f"{self.product_class}@v{self.version}"
+        """``class@vN`` (:func:`model.names.bank_key`), the bank cache key."""
+        return bank_key(self.product_class, self.version)
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> BankRow:

@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from connectors.image_header import IMAGE_SUFFIXES
 from training.exceptions import DatasetError
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 LAYOUTS = ("mvtec", "visa", "folder")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _OVERLAY_TAGS = (".overlay", "_overlay", "-overlay", ".heatmap", "_heatmap")  # outputs of inspection tools
 VISA_CSV = Path("split_csv") / "1cls.csv"
 _VISA_COLUMNS = ("object", "split", "label", "image", "mask")

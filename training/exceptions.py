@@ -1,6 +1,6 @@
 """Errors of the training package; all derive from :class:`linesight.errors.LinesightError`."""
 
-from linesight.errors import LinesightError
+from linesight.errors import InvalidInputError, LinesightError
 
 __all__ = ["TrainingError", "UnknownProductClassError", "DefectError", "BankBuildError", "DatasetError"]
 
@@ -17,7 +17,7 @@ class DefectError(TrainingError):
     """A defect cannot be injected (unknown kind, bad image); the message names the value."""
 
 
-class BankBuildError(TrainingError):
+class BankBuildError(TrainingError, InvalidInputError):
     """A memory bank cannot be built from the given images (too few, wrong shapes); names the problem."""
 
 

@@ -5,7 +5,7 @@ of the test images (half good, half defective, while there are enough) is scored
 detector, and for each image the LLM gets E_img (the encoder's global vector) and E_prompt (the
 prompt learner on the anomaly map). Two figures:
 
-- ``accuracy``: REFERENCE.md's plain question with the class description; the LLM decides, its
+- ``accuracy``: the plain question of docs/method.md with the class description; the LLM decides, its
   answer is parsed as Yes/No (no decision counts as wrong) and compared with the ground truth.
 - ``agreement``: the stream's verdict prompt, which carries the detector's facts; the share of
   answers that agree with the detector (decision, positions and count), i.e. the share of LLM

@@ -1,4 +1,4 @@
-"""Training losses (REFERENCE.md): CE on answer tokens + per stage (Focal(gamma=2) + Dice) on the decoder maps.
+"""Training losses (docs/method.md): CE on answer tokens + per stage (Focal(gamma=2) + Dice) on the decoder maps.
 
 Decoder maps are *probabilities* of "abnormal" in [0, 1] (the softmax's abnormal channel), one per
 stage, shape (B, H, W) or (B, 1, H, W); the ground-truth mask is (B, H, W) in {0, 1}. Maps of another
@@ -29,7 +29,7 @@ _EPS = 1e-6
 
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the three terms (REFERENCE.md: all 1)."""
+    """Weights of the three terms (docs/method.md: all 1)."""
 
     focal: float = 1.0  # per-stage focal loss on the decoder maps
     dice: float = 1.0  # per-stage dice loss on the decoder maps

@@ -1,6 +1,6 @@
 """NSA-style anomaly simulation: realistic synthetic defects from normal images only.
 
-REFERENCE.md, "Training data": cut a patch from a *different* normal image of the class, resize and
+docs/method.md, "Training data": cut a patch from a *different* normal image of the class, resize and
 shift it, paste it with Poisson blending (``cv2.seamlessClone``), one patch always and a second with
 p = 0.5, per-class patch-size bounds; the mask is binarised at 0.3. Plain cut-paste (visible seams)
 and scratch / stain variants are options for comparison and augmentation.

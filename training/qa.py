@@ -1,4 +1,4 @@
-"""Question/answer pairs for training the prompt learner, with REFERENCE.md's answer templates.
+"""Question/answer pairs for training the prompt learner, with the answer templates of docs/method.md.
 
 Each training image gets the question ``"{description} Is there any anomaly in the image?"`` and an
 answer built from its ground-truth mask: no region -> "No, ..."; one region -> its 3x3 position;
@@ -63,12 +63,12 @@ def mask_positions(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTION) 
 
 
 def answer_for_mask(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTION) -> str:
-    """The answer sentence for a ground-truth mask (REFERENCE.md templates, via :mod:`model.verdict`)."""
+    """The answer sentence for a ground-truth mask (docs/method.md templates, via :mod:`model.verdict`)."""
     return verdict_sentence(mask_positions(mask, min_fraction))
 
 
 def class_description(product_class: str | None, colour: str | None = None) -> str:
-    """The optional description sentence, e.g. for leather (REFERENCE.md).
+    """The optional description sentence, e.g. for leather (docs/method.md).
 
     >>> class_description("leather", "brown")
     'This is a photo of leather for anomaly detection, which should be brown and without any damage, flaw, defect, scratch, hole or broken part.'
@@ -106,7 +106,7 @@ def training_pairs(
     product_class: str | None = None,
     with_description: bool = True,
 ) -> list[tuple[np.ndarray, np.ndarray, QAPair]]:
-    """REFERENCE.md's batch pairing: the normal image (zero mask, "No") and its synthetic anomaly.
+    """The batch pairing of docs/method.md: the normal image (zero mask, "No") and its synthetic anomaly.
 
     >>> img = np.zeros((9, 9, 3), np.uint8); m = np.zeros((9, 9), np.uint8); m[4, 4] = 1
     >>> [p.answer[:3] for _, _, p in training_pairs(img, img, m)]

@@ -30,7 +30,7 @@ from training.metrics import COUNT_NAMES, METRIC_NAMES
 
 __all__ = ["PUBLISHED", "overlay_image", "report_dict", "write_report"]
 
-# REFERENCE.md, "Results to beat": image AUROC / pixel AUROC / accuracy in %, None = not published
+# docs/method.md, "Published results to compare with": image AUROC / pixel AUROC / accuracy in %, None = not published
 PUBLISHED: list[tuple[str, str, str, tuple[float | None, ...]]] = [
     ("1-shot", "PatchCore", "MVTec-AD", (83.4, 92.0, None)),
     ("1-shot", "WinCLIP+", "MVTec-AD", (93.1, 95.2, None)),
@@ -159,7 +159,7 @@ def _markdown(result: EvaluationResult, content: dict, rocs: list[Path], example
         "## Published figures (theirs, for context)",
         "",
         "These are the papers' numbers **on MVTec-AD and VisA**, not on this dataset; compare only when "
-        "the dataset above is one of those (REFERENCE.md).",
+        "the dataset above is one of those (docs/method.md).",
         "",
         "| setting | method | dataset | image AUROC | pixel AUROC | accuracy |",
         "|---|---|---|---|---|---|",
@@ -225,20 +225,18 @@ def _overlays(result: EvaluationResult, out: Path) -> list[Path]:
 
 
 def overlay_image(image: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray, vmax: float = 1.0) -> np.ndarray:
-    """Heat map (jet over [0, vmax], 45 % opacity) on ``image``, ground-truth contour in green; uint8 RGB.
+    """The one renderer (:func:`model.overlay.render_overlay`) with the ground-truth contour in green; uint8 RGB.
+
+    An example keeps no threshold, so the heat is drawn over the whole map (threshold 0), yellow to
+    red at ``vmax`` (one scale per class and setting).
 
     >>> overlay_image(np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8)), np.zeros((8, 8))).shape
     (8, 8, 3)
     """
-    import cv2
+    from model.overlay import render_overlay
 
-    heat = np.clip(anomaly_map / max(vmax, 1e-6), 0.0, 1.0)
-    heat_rgb = cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET)[:, :, ::-1]
-    blended = (0.55 * image.astype(np.float32) + 0.45 * heat_rgb.astype(np.float32)).astype(np.uint8)
-    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    blended = np.ascontiguousarray(blended)
-    cv2.drawContours(blended, contours, -1, (0, 255, 0), 1)
-    return blended
+    return render_overlay(image, anomaly_map, mask, threshold=0.0, full_scale=max(vmax, 1e-6),
+                          outline_rgb=(0, 255, 0))
 
 
 def _write_overlay(ex: Example, path: Path, vmax: float) -> None:

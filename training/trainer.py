@@ -1,6 +1,6 @@
 """Train the text-aligned decoder, the prompt learner and E_img on synthetic anomalies, on a CPU.
 
-REFERENCE.md "Training data and losses": each batch pairs normal images (zero mask, "No" answer)
+docs/method.md "Training data and losses": each batch pairs normal images (zero mask, "No" answer)
 with their NSA anomalies (mask, "Yes ... at the {pos}" answer); loss = CE(answer tokens) + sum over
 stages (Focal(gamma=2) + Dice), weights 1; Adam lr 1e-3; encoder and LLM frozen. One step, P pairs:
 
@@ -59,23 +59,23 @@ _RESUME_KEYS = ("batch_size", "image_size_px", "seed", "answer_loss", "answer_gr
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one training run (REFERENCE.md values where it gives them).
+    """Hyperparameters of one training run (the paper's values where it gives them, docs/method.md).
 
     >>> TrainConfig(epochs=1, batch_size=2).lr
     0.001
     """
 
-    epochs: int = 3  # passes over all (normal, NSA anomaly) pairs; REFERENCE: 50 on a GPU
-    batch_size: int = 4  # pairs per step, i.e. 2x images; REFERENCE: 16
-    lr: float = 1e-3  # Adam (REFERENCE)
+    epochs: int = 3  # passes over all (normal, NSA anomaly) pairs; paper: 50 on a GPU
+    batch_size: int = 4  # pairs per step, i.e. 2x images; paper: 16
+    lr: float = 1e-3  # Adam (paper)
     image_size_px: int = 224  # model input side; must equal the encoder's
-    focal_weight: float = 1.0  # REFERENCE: all loss weights 1
+    focal_weight: float = 1.0  # paper: all loss weights 1
     dice_weight: float = 1.0
     answer_weight: float = 1.0
-    focal_gamma: float = 2.0  # REFERENCE: Focal(gamma = 2)
+    focal_gamma: float = 2.0  # paper: Focal(gamma = 2)
     answer_loss: bool = True  # CE through the frozen LLM; False = decoder only (--no-llm): fast, no LLM
-    answer_grad_to_decoder: bool = False  # REFERENCE is silent; False: M enters the prompt learner detached
-    with_description: bool = False  # REFERENCE's optional class description in the question (~+30 tokens)
+    answer_grad_to_decoder: bool = False  # the paper is silent; False: M enters the prompt learner detached
+    with_description: bool = False  # the method's optional class description in the question (~+30 tokens)
     nsa_method: str = "nsa"  # anomaly simulation (training.nsa.METHODS): Poisson-blended patches
     seed: int = 0  # parameter init, pair order and every NSA draw
     max_steps: int | None = None  # stop after this many optimizer steps in total (None: all epochs)
@@ -112,7 +112,7 @@ class Batch(NamedTuple):
     normal_keys: tuple[tuple[str, int], ...]  # (P,) (class, index) of the normal images
     anomalies: tuple[np.ndarray, ...]  # (P,) uint8 RGB (S, S, 3)
     masks: torch.Tensor  # (2P, S, S) float {0, 1}: zeros for the normal images
-    answers: tuple[str, ...]  # (2P,) REFERENCE.md answer sentences (training/qa.py)
+    answers: tuple[str, ...]  # (2P,) docs/method.md answer sentences (training/qa.py)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from linesight.errors import LinesightError
+from linesight.errors import ERROR_CATEGORIES, LinesightError
 
 __all__ = ["ApiError", "ERROR_RESPONSES", "install_error_handlers", "status_for"]
 
@@ -52,18 +52,20 @@ class ApiError(LinesightError):
 
 
 def status_for(exc: LinesightError) -> int:
-    """The HTTP status of a linesight error (by class name, so no package is imported here)."""
+    """The HTTP status of a linesight error: an :class:`ApiError`'s own, else its category's.
+
+    Categories (:data:`linesight.errors.ERROR_CATEGORIES`) are matched by ``isinstance`` in order,
+    so renaming an exception class never changes its status; an error with no category is a bug (500).
+
+    >>> from linesight.errors import ConfigError
+    >>> status_for(ConfigError("--shots must be >= 1, got 0"))
+    400
+    """
     if isinstance(exc, ApiError):
         return exc.status_code
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    if "NotFoundError" in names:
-        return 404
-    if names & {"DatabaseUnavailableError", "BrokerError", "DialogueUnavailableError"}:
-        return 503
-    if names & {"ConfigError", "InvalidRecordError", "BankBuildError", "ShapeError", "FrameError"}:
-        return 400
-    if "BankFileError" in names:
-        return 409
+    for category in ERROR_CATEGORIES:
+        if isinstance(exc, category):
+            return category.http_status
     return 500
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from linesight.commands.serve import _port
+from linesight.commands._common import tcp_port
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     start = actions.add_parser("start", help="start the data folder's broker (or keep the running one) until stop")
-    start.add_argument("--port", type=_port, default=None, help="TCP port of a newly started broker (default: free)")
+    start.add_argument("--port", type=tcp_port, default=None, help="TCP port of a newly started broker (default: free)")
     start.set_defaults(handler=handle_start)
     stop = actions.add_parser("stop", help="stop the data folder's broker, whoever uses it (its frames are lost)")
     stop.set_defaults(handler=handle_stop)

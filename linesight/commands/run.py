@@ -10,19 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-from linesight.commands._common import positive_float, positive_int
+from linesight.commands._common import positive_float, positive_int, tcp_port
 
 log = logging.getLogger("linesight.run")
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ingest-loops", type=positive_int, default=1, help="Kafka consumers (default 1)")
     parser.add_argument("--max-seconds", type=positive_float, default=None, help="stop after this long")
     parser.add_argument("--report-every-s", type=positive_float, default=10.0, help="log counters this often")
-    parser.add_argument("--metrics-port", type=_port, default=None,
+    parser.add_argument("--metrics-port", type=tcp_port, default=None,
                         help="serve Prometheus /metrics on this port (default LINESIGHT_METRICS_PORT; empty = off)")
 
     parser.add_argument(

@@ -8,19 +8,9 @@ import logging
 import signal
 import threading
 
-from linesight.commands._common import positive_float
+from linesight.commands._common import positive_float, tcp_port
 
 log = logging.getLogger("linesight.serve")
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: LINESIGHT_API_TOKEN=s3cret linesight serve --host 0.0.0.0 --port 8000",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 = all)")
-    parser.add_argument("--port", type=_port, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--port", type=tcp_port, default=8000, help="HTTP port (default 8000)")
     parser.add_argument("--no-stream", action="store_true",
                         help="serve the API only (history, banks, inspect); no Kafka consumer runs")
     parser.add_argument("--watch-every-s", type=positive_float, default=10.0,

@@ -42,8 +42,9 @@ def handle(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
 
+    from connectors.image_header import IMAGE_SUFFIXES
     from linesight.errors import ConfigError
-    from training.datasets import IMAGE_SUFFIXES, Sample
+    from training.datasets import Sample
     from training.nsa import AnomalySimulator
 
     if args.out.suffix.lower() != ".png":

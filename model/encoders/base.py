@@ -1,7 +1,7 @@
 """The one interface every image encoder backend implements.
 
 An encoder is frozen: it turns a batch of RGB images into 4 stages of patch features and one
-global image vector (REFERENCE.md: "a frozen image encoder gives a global image vector and patch
+global image vector (docs/method.md: "a frozen image encoder gives a global image vector and patch
 features from 4 intermediate stages").
 """
 

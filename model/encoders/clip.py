@@ -1,6 +1,6 @@
 """CLIP (transformers ``CLIPModel``) from a local folder as a 4-stage frozen encoder with a text tower.
 
-REFERENCE.md: "stages = blocks 8/16/24/32 [of a 32-block ViT]; CLS token dropped. For a 12-block
+docs/method.md: "stages = blocks 8/16/24/32 [of a 32-block ViT]; CLS token dropped. For a 12-block
 ViT use blocks 3/6/9/12". The stages are ``hidden_states[b]`` of the vision tower for 4 evenly
 spaced blocks b (``hidden_states[0]`` is the embedding output); the global image vector is CLIP's
 ``image_embeds`` (pooled CLS through ``visual_projection``). The text tower is exposed as a

@@ -1,6 +1,6 @@
 """DINOv2 (transformers ``Dinov2Model``) from a local folder as a 4-stage frozen encoder.
 
-Same stage rule as CLIP (REFERENCE.md: 4 evenly spaced blocks, 12 blocks -> 3/6/9/12, CLS
+Same stage rule as CLIP (docs/method.md: 4 evenly spaced blocks, 12 blocks -> 3/6/9/12, CLS
 dropped); the global image vector is the pooler output (the layer-normed CLS token). DINOv2
 interpolates its positional embeddings, so any multiple of the patch size works as input size
 (AnomalyDINO uses DINOv2-S at 672 px). No text tower: text anchors come from MiniLM.

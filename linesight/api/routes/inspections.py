@@ -117,7 +117,7 @@ def render_inspection_overlay(masks: Any, row: Any) -> bytes:
     import cv2
     import numpy as np
 
-    from pipeline.overlay import encode_png, render_overlay
+    from model.overlay import encode_png, render_overlay
 
     heat = masks.anomaly_map()
     height, width = heat.shape

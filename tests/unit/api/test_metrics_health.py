@@ -103,7 +103,7 @@ def test_health_is_503_naming_the_parts_that_are_down(settings, repository):
 
 
 def test_a_stopped_stream_is_down(settings, repository, monitor):
-    monitor.retire("ingest-0#1")
+    monitor.report("ingest-0#1", {"polled": 12, "stored": 9}, running=False)  # a loop's last report on stopping
     with _client(settings, repository, monitor.snapshot, expect_stream=True) as client:
         response = client.get("/healthz")
     assert response.status_code == 503

@@ -45,7 +45,7 @@ def test_compose_commands_are_real_subcommands():
             assert command[0] in commands, f"{name}: unknown linesight command {command[0]!r}"
 
 
-# --- issue 13: a deployment that runs -------------------------------------------------------------------
+# --- a deployment that runs -------------------------------------------------------------------
 K8S = ROOT / "deploy" / "kubernetes"
 SETTING_NAMES = {f"LINESIGHT_{name.upper()}" for name in Settings.model_fields}
 

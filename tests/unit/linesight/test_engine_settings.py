@@ -1,4 +1,4 @@
-"""LINESIGHT_ENGINE / LINESIGHT_PRECISION (issue 10): defaults, environment, bad values named."""
+"""LINESIGHT_ENGINE / LINESIGHT_PRECISION: defaults, environment, bad values named."""
 
 from __future__ import annotations
 

@@ -62,7 +62,7 @@ def test_rows_are_normalised_and_round_trip(tmp_path: Path) -> None:
     assert loaded.stage_channels == (4, 6)
     assert loaded.calibration == bank.calibration
     assert loaded.created_at == bank.created_at
-    assert loaded.key == "washer@3"
+    assert loaded.key == "washer@v3"
     for a, b in zip(bank.stage_features, loaded.stage_features, strict=True):
         assert torch.equal(a, b)
     assert not path.read_bytes().startswith(b"\x80")  # not a pickle

@@ -1,4 +1,4 @@
-"""Bank files are checked on load: registered sha256, threshold range, row limit (issue 11)."""
+"""Bank files are checked on load: registered sha256, threshold range, row limit."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from tests.unit.model.test_bank import _bank, _meta, _rewrite
 def test_the_registered_sha256_is_checked(tmp_path: Path) -> None:
     path = tmp_path / "v1.safetensors"
     recorded = _bank().save(path)
-    assert MemoryBank.load(path, expected_sha256=recorded).key == "washer@3"
-    assert MemoryBank.load(path, expected_sha256=recorded.upper()).key == "washer@3"
+    assert MemoryBank.load(path, expected_sha256=recorded).key == "washer@v3"
+    assert MemoryBank.load(path, expected_sha256=recorded.upper()).key == "washer@v3"
     _bank(rows=14).save(path)  # same name, other content: replaced behind the registry's back
     actual = file_sha256(path)
     with pytest.raises(BankFileError) as info:
@@ -114,7 +114,7 @@ def test_inference_worker_checks_the_bank_ref_hash_and_row_limit(tmp_path: Path)
         return str(path), bank.save(path)
 
     path1, sha1 = save(20, 1)
-    assert worker.banks.get(BankRef("washer", 1, path1, sha1)).key == "washer@1"
+    assert worker.banks.get(BankRef("washer", 1, path1, sha1)).key == "washer@v1"
     path2, _ = save(20, 2)
     with pytest.raises(BankFileError, match=sha1):
         worker.banks.get(BankRef("washer", 2, path2, sha1))  # wrong recorded hash

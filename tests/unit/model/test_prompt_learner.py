@@ -14,7 +14,7 @@ HIDDEN, GLOBAL = 32, 24
 @pytest.fixture(scope="module")
 def learner() -> PromptLearner:
     torch.manual_seed(0)
-    return PromptLearner(hidden_size=HIDDEN, global_dim=GLOBAL)  # REFERENCE.md channel widths
+    return PromptLearner(hidden_size=HIDDEN, global_dim=GLOBAL)  # docs/method.md channel widths
 
 
 def test_reference_shapes(learner):

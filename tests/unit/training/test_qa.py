@@ -1,4 +1,4 @@
-"""Question/answer pairs from known masks (REFERENCE.md templates, 3x3 positions, counts)."""
+"""Question/answer pairs from known masks (docs/method.md templates, 3x3 positions, counts)."""
 
 from __future__ import annotations
 

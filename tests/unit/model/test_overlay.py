@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from pipeline.overlay import encode_png, heat_rgba, render_overlay
+from model.overlay import encode_png, heat_rgba, render_overlay
 
 
 def test_overlay_outlines_the_mask_in_red_and_keeps_size():

@@ -2,13 +2,15 @@
 
 Hypothesis drives each operation's schemathesis strategy directly (schemathesis' pytest plugin
 does not support pytest 9's fixtures). Requests carry the token, so generated input reaches past
-auth, against a seeded SQLite database; examples per operation are bounded (well under a minute).
+auth, against a seeded SQLite database; examples per operation are bounded (about a minute on a busy
+2-core host: an integration test, so the unit tests stay fast).
 """
 
 from __future__ import annotations
 
 import itertools
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -16,6 +18,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from tests.unit.api.helpers import TOKEN, seed
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXAMPLES_PER_OPERATION = 30  # per operation and mode (valid / invalid input)
 
