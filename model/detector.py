@@ -68,7 +68,7 @@ class FrameScore:
     mask: np.ndarray  # (S, S) uint8 in {0, 1}
     positions: tuple[str, ...]  # 3x3 names, largest region first
     region_count: int
-    verdict: str  # REFERENCE.md template sentence
+    verdict: str  # the answer template sentence (docs/method.md)
     regions: tuple[RegionBox, ...] = field(default=())  # full-frame boxes, largest first
     frame_size: tuple[int, int] = (0, 0)  # (height, width) of the scored frame, px
 

@@ -18,11 +18,12 @@ from linesight.errors import ConfigError
 from linesight.settings import Settings
 from model.names import check_class_name
 
-__all__ = ["IMAGE_SUFFIXES", "load_images", "build_and_register", "BankManager"]
+__all__ = ["IMAGE_SUFFIXES", "load_images", "BankManager"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+from connectors.image_header import IMAGE_SUFFIXES  # noqa: E402 - one list of image suffixes
+
 
 def load_images(folder: Path, *, limit: int | None = None) -> list[np.ndarray]:
     """uint8 RGB images of a folder (sorted by name); an unreadable file is an error naming it."""
@@ -207,8 +208,3 @@ def _decode(data: bytes) -> np.ndarray | None:
 
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return None if bgr is None else np.ascontiguousarray(bgr[:, :, ::-1])
-
-
-def build_and_register(settings: Settings, product_class: str, images: Sequence[np.ndarray], **kwargs: Any) -> Any:
-    """One-shot helper: :meth:`BankManager.build` with a fresh manager."""
-    return BankManager(settings).build(product_class, images, **kwargs)

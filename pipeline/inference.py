@@ -47,16 +47,10 @@ class InferenceWorker:
                 max_rows=max_rows,
             ),
         )
-        self.frames_scored = 0
-        self.batches_scored = 0
 
     def ready(self) -> bool:
         """Returns once the model is loaded (used to wait for actor start-up)."""
         return True
-
-    def preload(self, refs: list[BankRef]) -> list[str]:
-        """Load these bank versions now (e.g. at start-up) so the first frames don't wait."""
-        return [self.banks.get(ref).product_class for ref in refs]
 
     def score(self, tasks: list[FrameTask]) -> list[ScoredFrame]:
         """Score a batch; the encoder runs once over its banked frames (once more for zero-shot ones)."""
@@ -75,8 +69,6 @@ class InferenceWorker:
             for i, result in zip(zero, scored, strict=True):
                 results[i] = result
         scored_at = datetime.now(UTC)
-        self.frames_scored += len(tasks)
-        self.batches_scored += 1
         return [
             ScoredFrame(task=task, result=result, scored_at=scored_at)
             for task, result in zip(tasks, results, strict=True)
@@ -89,13 +81,3 @@ class InferenceWorker:
         except Exception as exc:
             raise BankUnavailableError(f"bank {ref.key} at {ref.path!r} could not be loaded: "
                                        f"{type(exc).__name__}: {exc}") from exc
-
-    def stats(self) -> dict[str, object]:
-        """Counters for metrics and the demo summary."""
-        return {
-            "frames_scored": self.frames_scored,
-            "batches_scored": self.batches_scored,
-            "banks_cached": self.banks.keys(),
-            "bank_loads": self.banks.loads,
-            "bank_load_ms": dict(self.banks.load_latencies_ms),
-        }

@@ -69,7 +69,7 @@ ZeroShotMaps = Callable[[Sequence[np.ndarray], str], np.ndarray]  # (images, cla
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What to evaluate; defaults follow REFERENCE.md's protocol."""
+    """What to evaluate; defaults follow the evaluation protocol of docs/method.md."""
 
     shots: tuple[int, ...] = (1, 2, 4)  # k normal reference images per class
     seeds: int = 3  # seeded draws of the references per k
@@ -365,7 +365,7 @@ def _keep_examples(result: EvaluationResult, name: str, mode: str, k: int, test,
 def decoder_maps_from_checkpoint(checkpoint, encoder, batch_size: int = 16) -> ZeroShotMaps:
     """A :data:`ZeroShotMaps` function from a trained checkpoint folder or its decoder file.
 
-    F_text per class comes from :func:`model.text_anchors.text_embedder_for` (REFERENCE.md prompts),
+    F_text per class comes from :func:`model.text_anchors.text_embedder_for` (the prompts of docs/method.md),
     through :func:`model.zero_shot.load_zero_shot_head`, the head the stream uses. Raises
     :class:`ConfigError` naming the file when it does not fit ``encoder``.
     """

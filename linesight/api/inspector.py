@@ -22,25 +22,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from linesight.api.errors import ApiError
 from linesight.settings import Settings
 
 __all__ = ["Inspector", "BankInspector", "LocalInspector", "parse_bank_key", "bank_key"]
 
+from model.names import bank_key, parse_bank_key  # noqa: E402 - re-exported for the routes
+
 log = logging.getLogger(__name__)
-
-
-def bank_key(product_class: str, version: int) -> str:
-    """``class@vN``: the multiplexed model id of a bank version."""
-    return f"{product_class}@v{version}"
-
-
-def parse_bank_key(key: str) -> tuple[str, int]:
-    """``("class", N)`` from ``class@vN``; :class:`ApiError` 400 naming a malformed key."""
-    product_class, sep, version = key.rpartition("@v")
-    if not sep or not product_class or not version.isdigit():
-        raise ApiError(400, f"malformed bank key {key!r}: expected 'class@vN'")
-    return product_class, int(version)
 
 
 class Inspector(Protocol):

@@ -86,10 +86,11 @@ def handle(args: argparse.Namespace) -> int:
 
 def _folder_images(folder: Path) -> list[Path]:
     """Images under ``folder`` (recursive, sorted), without overlays or hidden files."""
+    from connectors.image_header import IMAGE_SUFFIXES
     from training.datasets import is_dataset_image
 
     return sorted(p for p in folder.rglob("*") if p.is_file() and is_dataset_image(p)
-                  and p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
+                  and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def _overlay_name(path: Path, root: Path) -> str:
@@ -154,7 +155,7 @@ class _Scorer:
         import cv2
 
         from linesight.errors import ConfigError
-        from pipeline.overlay import render_overlay
+        from model.overlay import render_overlay
 
         image, result = self._last
         height, width = result.anomaly_map.shape
