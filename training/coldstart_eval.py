@@ -29,12 +29,12 @@ import torch
 from model.detector import Detector
 from model.encoders.efficientnet import EfficientNetLiteEncoder
 from model.mutual import MutualConfig
-from training.coldstart import cold_start_scores, promote
+from training.coldstart import cold_start_scores
 from training.fewshot import build_bank
 from training.metrics import accuracy, image_auroc
 from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
 
-__all__ = ["DEFECT_RATES", "LABELLED_SHOTS", "TEST_DEFECT_RATE", "evaluate_class", "main"]
+__all__ = ["DEFECT_RATES", "LABELLED_SHOTS", "TEST_DEFECT_RATE", "evaluate_class", "labelled_shots", "later_frames", "main"]
 
 DEFECT_RATES = (0.05, 0.10)
 LABELLED_SHOTS = (1, 2, 4)
@@ -47,24 +47,38 @@ def _bank_metrics(detector: Detector, bank, images, labels) -> tuple[float, floa
     return image_auroc(labels, scores), accuracy(labels, [r.is_anomalous for r in results])
 
 
+def later_frames(product_class: str, test: int, seed: int) -> tuple[list, list[int]]:
+    """The later frames the banks are compared on (a fresh line at TEST_DEFECT_RATE) and their labels."""
+    line = SyntheticLine((product_class,), defect_rate=TEST_DEFECT_RATE, seed=seed + 1000)
+    frames = [line.next_frame() for _ in range(test)]
+    return [f.image for f in frames], [int(f.is_defective) for f in frames]
+
+
+def labelled_shots(encoder, product_class: str, later: tuple[list, list[int]], seed: int) -> dict:
+    """AUROC and accuracy on the later frames of banks from 1, 2 and 4 known-normal images."""
+    detector, row = Detector(encoder), {}
+    for k in LABELLED_SHOTS:
+        bank = build_bank(encoder, normal_images(product_class, k, seed=seed), product_class, 1,
+                          rotations=rotations_ok(product_class), seed=seed)
+        row[f"shots{k}_auroc"], row[f"shots{k}_accuracy"] = _bank_metrics(detector, bank, *later)
+    return row
+
+
 def evaluate_class(
-    encoder, product_class: str, defect_rate: float, *, frames: int, shots: int, test: int, seed: int,
-    config: MutualConfig,
+    encoder, product_class: str, defect_rate: float, later: tuple[list, list[int]], *, frames: int, shots: int,
+    seed: int, config: MutualConfig,
 ) -> dict:
-    """One row of the table: cold start, promotion, promoted bank and labelled-shot banks on later frames."""
+    """Cold start over the first ``frames`` frames, promotion of ``shots`` of them, the promoted bank on ``later``."""
     line = SyntheticLine((product_class,), defect_rate=defect_rate, seed=seed)
     first = [line.next_frame() for _ in range(frames)]
     labels = [int(f.is_defective) for f in first]
     images = [f.image for f in first]
     started = time.perf_counter()
-    cold = cold_start_scores(encoder, images, config)
+    cold = cold_start_scores(encoder, images, config)  # the encoder included
     cold_ms = (time.perf_counter() - started) * 1000.0 / frames
-    rotations = rotations_ok(product_class)
-    promotion = promote(images, product_class, 1, encoder, shots, config=config, rotations=rotations, seed=seed)
-    later_line = SyntheticLine((product_class,), defect_rate=TEST_DEFECT_RATE, seed=seed + 1000)
-    later = [later_line.next_frame() for _ in range(test)]
-    later_images, later_labels = [f.image for f in later], [int(f.is_defective) for f in later]
-    detector = Detector(encoder)
+    chosen = [int(i) for i in np.argsort(cold.scores, kind="stable")[:shots]]  # = training.coldstart.promote
+    bank = build_bank(encoder, [images[i] for i in chosen], product_class, 1, rotations=rotations_ok(product_class),
+                      seed=seed)
     row = {
         "class": product_class,
         "defect_rate": defect_rate,
@@ -73,16 +87,12 @@ def evaluate_class(
         "cold_auroc": image_auroc(labels, cold.scores) if 0 < sum(labels) < frames else float("nan"),
         "cold_accuracy": accuracy(labels, cold.decisions),
         "cold_ms_per_frame": cold_ms,
-        "promoted_defective": int(sum(labels[i] for i in promotion.chosen)),
-        "promoted": list(promotion.chosen),
-        "test_frames": test,
-        "test_defective": int(sum(later_labels)),
+        "promoted_defective": int(sum(labels[i] for i in chosen)),
+        "promoted": chosen,
+        "test_frames": len(later[1]),
+        "test_defective": int(sum(later[1])),
     }
-    row["promoted_auroc"], row["promoted_accuracy"] = _bank_metrics(detector, promotion.bank, later_images, later_labels)
-    for k in LABELLED_SHOTS:
-        bank = build_bank(encoder, normal_images(product_class, k, seed=seed), product_class, 1, rotations=rotations,
-                          seed=seed)
-        row[f"shots{k}_auroc"], row[f"shots{k}_accuracy"] = _bank_metrics(detector, bank, later_images, later_labels)
+    row["promoted_auroc"], row["promoted_accuracy"] = _bank_metrics(Detector(encoder), bank, *later)
     return row
 
 
@@ -117,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--classes", nargs="+", default=list(PRODUCT_CLASSES), choices=PRODUCT_CLASSES)
     parser.add_argument("--frames", type=int, default=64, help="first N frames of the class (cold start)")
     parser.add_argument("--shots", type=int, default=4, help="K frames promoted to the bank")
-    parser.add_argument("--test", type=int, default=60, help="later frames scored by the banks")
+    parser.add_argument("--test", type=int, default=40, help="later frames scored by the banks")
     parser.add_argument("--window", type=int, default=MutualConfig.window, help="mutual-scoring window W")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
@@ -127,12 +137,15 @@ def main(argv: list[str] | None = None) -> int:
     encoder = EfficientNetLiteEncoder()
     config = MutualConfig(window=args.window)
     rows = []
-    for rate in DEFECT_RATES:
-        for product_class in args.classes:
-            row = evaluate_class(encoder, product_class, rate, frames=args.frames, shots=args.shots, test=args.test,
-                                 seed=args.seed, config=config)
+    for product_class in args.classes:
+        later = later_frames(product_class, args.test, args.seed)
+        shots = labelled_shots(encoder, product_class, later, args.seed)
+        for rate in DEFECT_RATES:
+            row = {**evaluate_class(encoder, product_class, rate, later, frames=args.frames, shots=args.shots,
+                                    seed=args.seed, config=config), **shots}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    rows.sort(key=lambda r: (r["defect_rate"], args.classes.index(r["class"])))
     print()
     print(_table(rows))
     cost = np.mean([r["cold_ms_per_frame"] for r in rows])
