@@ -28,13 +28,13 @@ import torch
 
 from model.detector import Detector
 from model.encoders.efficientnet import EfficientNetLiteEncoder
-from model.mutual import MutualConfig
+from model.mutual import MutualConfig, mutual_scores
 from training.coldstart import cold_start_scores
 from training.fewshot import build_bank
 from training.metrics import accuracy, image_auroc
 from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
 
-__all__ = ["DEFECT_RATES", "LABELLED_SHOTS", "TEST_DEFECT_RATE", "evaluate_class", "labelled_shots", "later_frames", "main"]
+__all__ = ["DEFECT_RATES", "LABELLED_SHOTS", "TEST_DEFECT_RATE", "evaluate_class", "labelled_shots", "later_frames", "main", "measure_cost"]
 
 DEFECT_RATES = (0.05, 0.10)
 LABELLED_SHOTS = (1, 2, 4)
@@ -96,6 +96,22 @@ def evaluate_class(
     return row
 
 
+def measure_cost(encoder, frames: int, config: MutualConfig, seed: int = 0) -> dict:
+    """ms per frame of the encoder and of the mutual step (window ``config.window``) over ``frames`` frames."""
+    line = SyntheticLine(("washer",), defect_rate=0.05, seed=seed)
+    images = [line.next_frame().image for _ in range(frames)]
+    detector = Detector(encoder)
+    detector.encode_tiles(images[:2])  # warm-up
+    started = time.perf_counter()
+    features = detector.encode_tiles(images)
+    encode_ms = (time.perf_counter() - started) * 1000.0 / frames
+    started = time.perf_counter()
+    mutual_scores(features, encoder.image_size_px, config)
+    mutual_ms = (time.perf_counter() - started) * 1000.0 / frames
+    return {"frames": frames, "window": config.window, "max_ref_patches": config.max_ref_patches,
+            "encoder_ms_per_frame": round(encode_ms, 1), "mutual_ms_per_frame": round(mutual_ms, 1)}
+
+
 def _table(rows: list[dict]) -> str:
     header = ("| class | defects | cold AUROC | cold acc | promoted: defective | promoted AUROC / acc | "
               "1 shot | 2 shots | 4 shots |")
@@ -132,10 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--cost-only", action="store_true", help="only time the encoder and the mutual step")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     encoder = EfficientNetLiteEncoder()
     config = MutualConfig(window=args.window)
+    if args.cost_only:
+        for window in sorted({8, 16, 32, args.window}):
+            print(json.dumps(measure_cost(encoder, args.frames, MutualConfig(window=window), args.seed)), flush=True)
+        return 0
     rows = []
     for product_class in args.classes:
         later = later_frames(product_class, args.test, args.seed)
