@@ -77,7 +77,7 @@ def robust_threshold(scores: Sequence[float] | np.ndarray, z: float = ROBUST_Z) 
     """median + z * 1.4826 * MAD of ``scores`` (a threshold that a minority of outliers does not move).
 
     >>> round(robust_threshold([0.1, 0.11, 0.12, 0.1, 0.9]), 4)
-    0.1396
+    0.1545
     """
     values = np.asarray(scores, dtype=np.float64).ravel()
     if values.size == 0 or not np.all(np.isfinite(values)):
