@@ -273,6 +273,17 @@ class Settings(BaseSettings):
         "", description="comma-separated encoder stages new banks match (0-3 for efficientnet-lite0); empty = all"
     )
 
+    # --- cold start (issue 15: `linesight bank auto`, pipeline/coldstart.py, model/mutual.py) -------
+    coldstart_frames: int = Field(
+        64, ge=4, description="`bank auto`: the first N frames of a class scored against each other"
+    )
+    coldstart_shots: int = Field(
+        4, ge=1, description="`bank auto`: the K most normal of those frames become the bank's references"
+    )
+    coldstart_window: int = Field(
+        16, ge=2, description="mutual scoring compares each frame with at most this many - 1 other frames (cost bound)"
+    )
+
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

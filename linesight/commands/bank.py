@@ -1,4 +1,4 @@
-"""``linesight bank build|list|activate``: manage the per-class memory banks (hot swap included)."""
+"""``linesight bank build|auto|list|activate``: manage the per-class memory banks (hot swap included)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--coreset-ratio", type=float, default=None, help="keep this share of patches (0-1]")
     build.add_argument("--no-activate", action="store_true", help="register without activating")
     build.set_defaults(handler=_build)
+
+    auto = sub.add_parser(
+        "auto", help="build a bank from the first frames of a class, no labelled image (cold start)",
+        description=(
+            "Reads the first N frames of the class from the frames topic (or --images DIR), scores them against each "
+            "other (mutual scoring: a defect finds few similar patches in the other frames), builds and activates a "
+            "bank from the K that scored most normal, and prints them with their scores. Veto a reference with "
+            "--exclude and run again, or `bank activate` an earlier version."
+        ),
+    )
+    auto.add_argument("--class", dest="product_class", type=class_name, required=True, help="product class name")
+    auto.add_argument("--frames", type=positive_int, default=None,
+                      help="first N frames of the class (default LINESIGHT_COLDSTART_FRAMES)")
+    auto.add_argument("--shots", type=positive_int, default=None,
+                      help="K most normal frames promoted (default LINESIGHT_COLDSTART_SHOTS)")
+    auto.add_argument("--images", type=existing_dir, default=None, help="read frames from this folder instead of Kafka")
+    auto.add_argument("--exclude", nargs="+", default=[], metavar="FRAME",
+                      help="frame ids / file names vetoed by the operator (never references)")
+    auto.add_argument("--timeout-s", type=float, default=30.0, help="give up reading the topic after this long")
+    auto.add_argument("--no-rotations", action="store_true", help="don't add 90/180/270 rotations (parts with a pose)")
+    auto.add_argument("--no-activate", action="store_true", help="register without activating (review first)")
+    auto.set_defaults(handler=_auto)
 
     listing = sub.add_parser("list", help="list bank versions")
     listing.add_argument("--class", dest="product_class", type=class_name, default=None, help="only this class")
@@ -114,6 +136,41 @@ def _calibrate(args: argparse.Namespace) -> int:
     row = BankManager(load_settings()).self_calibrate(args.product_class, frames=args.frames,
                                                       activate=not args.no_activate)
     print(json.dumps(_row(row)))
+    return 0
+
+
+def _auto(args: argparse.Namespace) -> int:
+    from linesight.errors import ConfigError
+    from linesight.settings import load_settings
+    from pipeline.banks import BankManager
+    from pipeline.coldstart import auto_build, frames_from_folder, read_class_frames
+
+    settings = load_settings()
+    count = args.frames or settings.coldstart_frames
+    shots = args.shots or settings.coldstart_shots
+    if args.images is not None:
+        frames = [f for f in frames_from_folder(args.images) if f.name not in set(args.exclude)][:count]
+        source = str(args.images)
+    else:
+        from connectors.tansu import broker_for
+
+        with broker_for(settings) as bootstrap:
+            frames = read_class_frames(
+                bootstrap, settings.frames_topic, args.product_class, count, timeout_s=args.timeout_s,
+                max_frame_bytes=settings.max_frame_bytes, max_frame_pixels=settings.max_frame_pixels,
+                security=settings.kafka_security, exclude=args.exclude,
+            )
+        source = f"topic {settings.frames_topic!r}"
+    if len(frames) < count:
+        raise ConfigError(
+            f"class {args.product_class!r}: found {len(frames)} frame(s) in {source}, --frames asks for {count}; "
+            "wait for more frames or lower --frames"
+        )
+    result = auto_build(
+        BankManager(settings), args.product_class, frames, shots=shots, rotations=not args.no_rotations,
+        activate=not args.no_activate, exclude=args.exclude, window=settings.coldstart_window,
+    )
+    print(json.dumps(result.to_dict()))
     return 0
 
 

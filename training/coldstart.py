@@ -1,0 +1,147 @@
+"""Cold start of a class with no bank: mutual scoring of its first frames, then promotion to a bank.
+
+1. :func:`cold_start_scores`: the first N frames of the class are scored against each other
+   (:mod:`model.mutual`); the cold-start decision is ``score > threshold`` with a threshold from the
+   frames' own score distribution (:func:`robust_threshold`: median + 3 scaled MADs; most frames
+   are normal, so the median and MAD describe the normal scores even with 10 % defects).
+2. :func:`promote`: the K frames that scored most normal become the shots of a bank built and
+   calibrated by :func:`training.fewshot.build_bank` (leave-one-out normal views and synthetic
+   defects). The chosen frame indices and every frame's score are returned, so an operator can
+   check (and veto) the references.
+
+>>> from model.encoders.efficientnet import EfficientNetLiteEncoder
+>>> from training.synthetic import normal_images
+>>> promotion = promote(normal_images("washer", 6), "washer", 1, EfficientNetLiteEncoder(), k=2)
+>>> len(promotion.chosen), promotion.bank.shots
+(2, 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from model.bank import MemoryBank
+from model.detector import Detector
+from model.encoders.base import ImageEncoder
+from model.mutual import MutualConfig, mutual_scores
+from training.exceptions import BankBuildError
+from training.fewshot import build_bank
+
+__all__ = [
+    "COLD_START_METHOD",
+    "MAD_TO_STD",
+    "ROBUST_Z",
+    "ColdStartScores",
+    "Promotion",
+    "choose_references",
+    "cold_start_scores",
+    "promote",
+    "robust_threshold",
+]
+
+COLD_START_METHOD = "mutual-median-plus-3-mad"  # how the cold-start threshold was set (stored with results)
+ROBUST_Z = 3.0  # threshold = median + 3 scaled MADs of the window's own scores
+MAD_TO_STD = 1.4826  # MAD of a normal distribution times this = its standard deviation
+MIN_PROMOTION_FRAMES = 4  # fewer frames cannot outvote a defect
+
+
+@dataclass(frozen=True)
+class ColdStartScores:
+    """Mutual scores of the first frames of a class and the cold-start decisions."""
+
+    scores: np.ndarray  # (N,) image score max(M) per frame
+    maps: np.ndarray  # (N, S, S) float32 anomaly maps in [0, 1]
+    threshold: float  # robust_threshold(scores)
+    method: str = COLD_START_METHOD
+
+    @property
+    def decisions(self) -> np.ndarray:
+        """(N,) bool: score > threshold."""
+        return self.scores > self.threshold
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A bank promoted from unlabeled frames and what it was made of."""
+
+    bank: MemoryBank
+    chosen: tuple[int, ...]  # indices into the frames given, most normal first
+    scores: np.ndarray  # (N,) mutual image score of every frame given
+    threshold: float  # the cold-start threshold of those scores
+
+
+def robust_threshold(scores: Sequence[float] | np.ndarray, z: float = ROBUST_Z) -> float:
+    """median + z * 1.4826 * MAD of ``scores`` (a threshold that a minority of outliers does not move).
+
+    >>> round(robust_threshold([0.1, 0.11, 0.12, 0.1, 0.9]), 4)
+    0.1545
+    """
+    values = np.asarray(scores, dtype=np.float64).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise BankBuildError(f"robust threshold needs finite scores, got {values[:5].tolist()} ({values.size} in all)")
+    median = float(np.median(values))
+    mad = float(np.median(np.abs(values - median))) * MAD_TO_STD
+    return median + z * max(mad, 1e-6)
+
+
+def cold_start_scores(
+    encoder: ImageEncoder, images: Sequence[np.ndarray], config: MutualConfig | None = None
+) -> ColdStartScores:
+    """Mutual scores of >= 2 uint8 RGB frames of one class (whole frames at the model input size)."""
+    frames = list(images)
+    for index, image in enumerate(frames):
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            shape = getattr(image, "shape", None)
+            raise BankBuildError(f"frame {index} must be uint8 RGB (H, W, 3), got {getattr(image, 'dtype', type(image))} {shape}")
+    if len(frames) < 2:
+        raise BankBuildError(f"cold start compares frames with each other: needs at least 2 frames, got {len(frames)}")
+    features = Detector(encoder).encode_tiles(frames)  # per stage (N, C_i, h_i, w_i)
+    result = mutual_scores(features, encoder.image_size_px, config)
+    scores = result.scores.cpu().numpy().astype(np.float64)
+    return ColdStartScores(scores, result.maps.cpu().numpy(), robust_threshold(scores))
+
+
+def promote(
+    frames: Sequence[np.ndarray],
+    product_class: str,
+    version: int,
+    encoder: ImageEncoder,
+    k: int = 4,
+    *,
+    config: MutualConfig | None = None,
+    rotations: bool = True,
+    seed: int = 0,
+) -> Promotion:
+    """Bank version ``version`` of ``product_class`` from the ``k`` most normal of ``frames`` (unlabeled).
+
+    Needs at least max(4, 2k) frames: the chosen half is drawn from the frames scoring below the
+    median, so up to 10 % (indeed up to half) of defective frames can be outvoted.
+    """
+    frames = list(frames)
+    chosen, scored = choose_references(encoder, frames, k, config=config, product_class=product_class)
+    bank = build_bank(encoder, [frames[i] for i in chosen], product_class, version, rotations=rotations, seed=seed)
+    return Promotion(bank, chosen, scored.scores, scored.threshold)
+
+
+def choose_references(
+    encoder: ImageEncoder, frames: Sequence[np.ndarray], k: int, *, config: MutualConfig | None = None,
+    product_class: str = "?",
+) -> tuple[tuple[int, ...], ColdStartScores]:
+    """The indices of the ``k`` frames with the lowest mutual scores (most normal first) and all scores.
+
+    Needs at least max(4, 2k) frames, so that the chosen frames all score below the median.
+    """
+    frames = list(frames)
+    if k < 1:
+        raise BankBuildError(f"promotion needs k >= 1 reference frames, got k={k}")
+    needed = max(MIN_PROMOTION_FRAMES, 2 * k)
+    if len(frames) < needed:
+        raise BankBuildError(
+            f"class {product_class!r}: promoting {k} references needs at least {needed} frames, got {len(frames)}"
+        )
+    scored = cold_start_scores(encoder, frames, config)
+    order = np.argsort(scored.scores, kind="stable")  # most normal first
+    return tuple(int(i) for i in order[:k]), scored
