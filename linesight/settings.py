@@ -262,6 +262,16 @@ class Settings(BaseSettings):
         "the accuracy check, else fp32",
     )
 
+    # --- LLM verdicts that keep up (issue 10: pipeline/verdicts.py, batched generation) ----------
+    verdict_batch_size: int = Field(
+        8, ge=1, le=64, description="verdict jobs answered together in one batched LLM generation"
+    )
+    verdict_image_tokens: bool | None = Field(
+        None,
+        description="E_img and E_prompt in the verdict prompt; empty = only with a trained prompt learner "
+        "(checkpoint_dir); without them the answer depends on the detector's facts alone and is reused",
+    )
+
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
