@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     )
     llm_torch_threads: int = Field(1, ge=1, description="torch threads of the verdict actor (keep inference fed)")
     verdict_queue_size: int = Field(
-        16, ge=1, le=10_000, description="verdict jobs waiting at most; more are skipped (the template verdict stands)"
+        64, ge=1, le=10_000, description="verdict jobs waiting at most; more are skipped (the template verdict stands)"
     )
     verdict_sample_normal: float = Field(
         0.05, ge=0.0, le=1.0, description="share of normal frames also sent for an LLM verdict (flagged: all)"

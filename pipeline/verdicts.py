@@ -19,8 +19,11 @@ here with the worker's own encoder: one encoder pass (~30 ms) is a few percent o
 Keeping up (issue 10): the queue keeps flagged frames first (a flagged job pushes out a queued
 normal sample when full); jobs are answered in batches (one generate call, left-padded); without a
 trained prompt learner E_img/E_prompt are untrained noise and are left out
-(``verdict_image_tokens``), so the prompt depends on the detector's facts alone and an answer is
-reused for the next frame with the same facts (greedy decoding gives the same text).
+(``verdict_image_tokens``), and so is the class name (it does not change the expected sentence):
+the prompt then depends on the decision, positions and region count alone, so one answer serves
+every later frame with the same facts (greedy decoding gives the same text). The stream's actor
+answers the 10 commonest facts (no anomaly, one region at each of the 9 positions) in one batch
+before the stream starts.
 """
 
 from __future__ import annotations
@@ -264,6 +267,9 @@ class VerdictWorker:
 
     >>> worker = VerdictWorker(settings, model=model, repository=repo)  # doctest: +SKIP
     >>> worker.submit(jobs), worker.wait_idle(30), worker.stats()["verdicts_written"]  # doctest: +SKIP
+
+    ``warm_up`` (None: only in the stream, where the model is loaded here) runs :meth:`warm_up`
+    before the pipeline waits on :meth:`ready`, so it never competes with scoring.
     """
 
     def __init__(
@@ -274,7 +280,9 @@ class VerdictWorker:
         model: InspectionModel | None = None,
         repository: Any | None = None,
         start: bool = True,
+        warm_up: bool | None = None,
     ) -> None:
+        self._is_stream_actor = model is None
         if model is None:
             import torch
 
@@ -308,8 +316,36 @@ class VerdictWorker:
         self._reported_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.warm_up_s: float | None = None
+        if warm_up if warm_up is not None else self._is_stream_actor:
+            self.warm_up()
         if start:
             self.start()
+
+    def warm_up(self) -> int:
+        """Answer the commonest text-only facts now (no anomaly, one region at each position); returns how many.
+
+        Does nothing when verdict prompts carry E_img/E_prompt (every frame is then its own prompt).
+        """
+        from model.anomalygpt import DetectorFacts
+        from model.positions import POSITION_NAMES
+
+        if self.model.verdict_image_tokens:
+            return 0
+        started = time.perf_counter()
+        facts = [DetectorFacts(False), *(DetectorFacts(True, (name,), 1) for name in POSITION_NAMES)]
+        todo = [f for f in facts if f not in self._reused]
+        if todo:
+            answers = self.model.gpt.verdict_batch(todo, [None] * len(todo), [None] * len(todo), self.max_new_tokens)
+            generate_s = time.perf_counter() - started
+            for one, answer in zip(todo, answers, strict=True):
+                self._reused[one] = answer
+            with self._lock:
+                self._tokens += sum(len(self.model.llm.token_ids(a.text)) for a in answers if a.text)
+                self._generate_s += generate_s
+            self.warm_up_s = time.perf_counter() - started
+            log.info("verdict warm-up: %d answers in %.1f s", len(todo), self.warm_up_s)
+        return len(todo)
 
     # --- the sink's side ------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -400,6 +436,8 @@ class VerdictWorker:
                     self._counts["verdicts_failed"] += 1
                 continue
             reusable = anomaly_map is None and global_vector is None  # the prompt is f(facts) alone
+            if reusable:  # text-only prompts leave the class out: one answer per decision and positions
+                facts = DetectorFacts(job.is_anomalous, job.positions, job.region_count)
             if reusable and facts in self._reused:
                 results[index] = self._reused[facts]
                 self._reused.move_to_end(facts)
@@ -477,6 +515,7 @@ class VerdictWorker:
             out[f"{name}_p95"] = round(float(np.percentile(values, 95)), 1) if values else None
         out["tokens_generated"] = tokens
         out["tokens_per_s"] = round(tokens / generate_s, 2) if generate_s > 0 else None
+        out["warm_up_s"] = None if self.warm_up_s is None else round(self.warm_up_s, 2)
         out["recent"] = recent
         return out
 

@@ -120,3 +120,24 @@ def test_verdict_image_tokens_follow_the_checkpoint_unless_set(tmp_path, encoder
     assert make_model(tiny, encoder, verdict_image_tokens=True).verdict_image_tokens is True
     text_only = make_model(tiny, encoder)
     assert text_only.verdict_inputs(b"\xff\xd8", b"\x89PNG") == (None, None)  # nothing decoded at all
+
+
+def test_warm_up_answers_the_commonest_facts_once_for_every_class(tmp_path, repository, llm, encoder):
+    rows = [store_inspection(repository, i, flagged=True) for i in range(2)]  # one region at the top left
+    jobs = [job_for(rows[0], repository), replace(job_for(rows[1], repository), product_class="bottle")]
+    worker = worker_for(tmp_path, make_model(llm, encoder), repository)
+    assert worker.warm_up() == 10  # no anomaly + one region at each of the 9 positions
+    assert worker.warm_up() == 0  # already known
+    tokens = worker.stats()["tokens_generated"]
+    assert tokens == 10 * len(llm.token_ids(NO_ANSWER))
+    worker.submit(jobs)
+    assert worker.run_pending() == 2
+    stats = worker.stats()
+    assert (stats["verdicts_reused"], stats["verdicts_rejected"], stats["tokens_generated"]) == (2, 2, tokens)
+    assert stats["warm_up_s"] > 0
+
+
+def test_no_warm_up_when_verdicts_carry_image_tokens(tmp_path, repository, llm, encoder):
+    worker = worker_for(tmp_path, make_model(llm, encoder, verdict_image_tokens=True), repository)
+    assert worker.warm_up() == 0
+    assert worker.stats()["tokens_generated"] == 0
