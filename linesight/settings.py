@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     )
     llm_torch_threads: int = Field(1, ge=1, description="torch threads of the verdict actor (keep inference fed)")
     verdict_queue_size: int = Field(
-        16, ge=1, le=10_000, description="verdict jobs waiting at most; more are skipped (the template verdict stands)"
+        64, ge=1, le=10_000, description="verdict jobs waiting at most; more are skipped (the template verdict stands)"
     )
     verdict_sample_normal: float = Field(
         0.05, ge=0.0, le=1.0, description="share of normal frames also sent for an LLM verdict (flagged: all)"
@@ -282,6 +282,16 @@ class Settings(BaseSettings):
     )
     coldstart_window: int = Field(
         16, ge=2, description="mutual scoring compares each frame with at most this many - 1 other frames (cost bound)"
+    )
+
+    # --- LLM verdicts that keep up (issue 10: pipeline/verdicts.py, batched generation) ----------
+    verdict_batch_size: int = Field(
+        8, ge=1, le=64, description="verdict jobs answered together in one batched LLM generation"
+    )
+    verdict_image_tokens: bool | None = Field(
+        None,
+        description="E_img and E_prompt in the verdict prompt; empty = only with a trained prompt learner "
+        "(checkpoint_dir); without them the answer depends on the detector's facts alone and is reused",
     )
 
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")

@@ -3,8 +3,10 @@
     sink: SQL write ──► alerts flushed ──► verdicts.submit.remote(jobs)   (fire and forget)
                                                │ bounded queue; a job that does not fit is skipped
                                                ▼
-    VerdictWorker thread (nice 19, 1 torch thread): stored map + frame -> E_prompt, E_img
-        -> LLM with the detector's facts in the description -> parse -> agrees?
+    VerdictWorker thread (nice 19, 1 torch thread): up to verdict_batch_size jobs at a time
+        stored map + frame -> E_prompt, E_img (only with a trained prompt learner)
+        -> one batched LLM generation with the detector's facts in each description,
+           stopped at the end of the decision sentence -> parse -> agrees?
              yes: set_verdict(frame_id, llm sentence, "llm")
              no:  set_verdict(frame_id, template, "template", note="llm contradicted: ...")
 
@@ -13,17 +15,25 @@ PNG) and the frame as received (JPEG/PNG bytes). The global image vector for E_i
 here with the worker's own encoder: one encoder pass (~30 ms) is a few percent of one verdict
 (~1 s of generation) and keeps the hot path's messages and contracts unchanged; the dialogue
 (pipeline/dialogue.py) rebuilds E_img and E_prompt from the same stored bytes the same way.
+
+Keeping up (issue 10): the queue keeps flagged frames first (a flagged job pushes out a queued
+normal sample when full); jobs are answered in batches (one generate call, left-padded); without a
+trained prompt learner E_img/E_prompt are untrained noise and are left out
+(``verdict_image_tokens``), and so is the class name (it does not change the expected sentence):
+the prompt then depends on the decision, positions and region count alone, so one answer serves
+every later frame with the same facts (greedy decoding gives the same text). The stream's actor
+answers the 10 commonest facts (no anomaly, one region at each of the 9 positions) in one batch
+before the stream starts.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 import zlib
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,6 +61,7 @@ PROMPT_LEARNER_SEED = 0  # fixed seed of an untrained prompt learner (no checkpo
 _NICE = 19  # lowest priority: the verdict thread only gets the cores inference leaves idle
 _REPORT_EVERY_S = 1.0
 _NOTE_CHARS = 300
+_REUSE_ENTRIES = 4096  # answers kept for text-only prompts (keyed by the detector's facts)
 
 
 @dataclass(frozen=True)
@@ -115,9 +126,10 @@ class InspectionModel:
     True
     """
 
-    def __init__(self, gpt: Any, encoder: Any) -> None:
+    def __init__(self, gpt: Any, encoder: Any, *, verdict_image_tokens: bool = True) -> None:
         self.gpt = gpt  # model.anomalygpt.AnomalyGPT (LLM + prompt learner)
         self.encoder = encoder  # model.encoders ImageEncoder (frozen)
+        self.verdict_image_tokens = verdict_image_tokens  # E_img/E_prompt in verdict prompts (not dialogue)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, llm: Any | None = None, encoder: Any | None = None) -> InspectionModel:
@@ -125,6 +137,7 @@ class InspectionModel:
 
         The prompt learner comes from ``checkpoint_dir/prompt_learner.safetensors``; without a
         checkpoint_dir it is freshly initialised with seed ``PROMPT_LEARNER_SEED`` (logged).
+        ``verdict_image_tokens`` None means: E_img/E_prompt in verdicts only with a checkpoint_dir.
         """
         from model.anomalygpt import AnomalyGPT
         from model.encoders import build_encoder
@@ -135,7 +148,11 @@ class InspectionModel:
         if encoder is None:
             encoder = build_encoder(settings.encoder, settings.encoder_path, settings.image_size_px)
         learner = _prompt_learner(settings, llm.hidden_size, encoder.global_dim)
-        return cls(AnomalyGPT(llm, learner), encoder)
+        image_tokens = settings.verdict_image_tokens
+        if image_tokens is None:
+            image_tokens = settings.checkpoint_dir is not None
+        log.info("verdict prompts %s E_img/E_prompt", "carry" if image_tokens else "leave out (untrained learner)")
+        return cls(AnomalyGPT(llm, learner), encoder, verdict_image_tokens=image_tokens)
 
     @property
     def llm(self) -> Any:
@@ -162,6 +179,49 @@ class InspectionModel:
 
         anomaly_map = torch.from_numpy(map_from_png(anomaly_map_png).copy()) if anomaly_map_png else None
         return anomaly_map, self.global_vector(image_bytes)
+
+    def verdict_inputs(self, image_bytes: bytes | None, anomaly_map_png: bytes | None) -> tuple[Any | None, Any | None]:
+        """:meth:`inputs` for a verdict prompt: (None, None) when verdicts leave E_img/E_prompt out."""
+        if not self.verdict_image_tokens:
+            return None, None
+        return self.inputs(image_bytes, anomaly_map_png)
+
+
+class _JobQueue:
+    """Bounded verdict jobs, flagged first: when full, a flagged job pushes out the newest normal sample."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._flagged: deque[VerdictJob] = deque()
+        self._normal: deque[VerdictJob] = deque()
+        self._ready = threading.Condition()
+
+    def qsize(self) -> int:
+        with self._ready:
+            return len(self._flagged) + len(self._normal)
+
+    def put(self, job: VerdictJob) -> tuple[bool, int]:
+        """(accepted, how many queued jobs were pushed out to make room)."""
+        with self._ready:
+            pushed_out = 0
+            if len(self._flagged) + len(self._normal) >= self.maxsize:
+                if not job.is_anomalous or not self._normal:
+                    return False, 0
+                self._normal.pop()
+                pushed_out = 1
+            (self._flagged if job.is_anomalous else self._normal).append(job)
+            self._ready.notify()
+            return True, pushed_out
+
+    def take(self, count: int, timeout_s: float = 0.0) -> list[VerdictJob]:
+        """Up to ``count`` jobs, flagged first, oldest first; waits up to ``timeout_s`` for the first."""
+        with self._ready:
+            if timeout_s > 0 and not (self._flagged or self._normal):
+                self._ready.wait(timeout_s)
+            jobs = []
+            while len(jobs) < count and (self._flagged or self._normal):
+                jobs.append((self._flagged or self._normal).popleft())
+            return jobs
 
 
 def _prompt_learner(settings: Settings, hidden_size: int, global_dim: int) -> Any:
@@ -207,6 +267,9 @@ class VerdictWorker:
 
     >>> worker = VerdictWorker(settings, model=model, repository=repo)  # doctest: +SKIP
     >>> worker.submit(jobs), worker.wait_idle(30), worker.stats()["verdicts_written"]  # doctest: +SKIP
+
+    ``warm_up`` (None: only in the stream, where the model is loaded here) runs :meth:`warm_up`
+    before the pipeline waits on :meth:`ready`, so it never competes with scoring.
     """
 
     def __init__(
@@ -217,7 +280,9 @@ class VerdictWorker:
         model: InspectionModel | None = None,
         repository: Any | None = None,
         start: bool = True,
+        warm_up: bool | None = None,
     ) -> None:
+        self._is_stream_actor = model is None
         if model is None:
             import torch
 
@@ -232,13 +297,16 @@ class VerdictWorker:
         self.model = model
         self.repository = repository
         self.max_new_tokens = settings.verdict_max_new_tokens
+        self.batch_size = settings.verdict_batch_size
         self._monitor = monitor
-        self._queue: queue.Queue[VerdictJob] = queue.Queue(maxsize=settings.verdict_queue_size)
+        self._queue = _JobQueue(settings.verdict_queue_size)
+        self._reused: OrderedDict[Any, Any] = OrderedDict()  # DetectorFacts -> VerdictResult (text-only prompts)
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(
-            ("verdicts_submitted", "verdict_skipped", "verdicts_written", "verdicts_rejected", "verdicts_failed"), 0
+            ("verdicts_submitted", "verdict_skipped", "verdicts_written", "verdicts_rejected", "verdicts_failed",
+             "verdicts_reused"), 0
         )
-        self._busy = False
+        self._busy = 0  # jobs taken from the queue and not finished
         self._accepting = True
         self._latencies_ms: deque[float] = deque(maxlen=2000)  # job start -> verdict stored
         self._waits_ms: deque[float] = deque(maxlen=2000)  # submitted -> verdict stored
@@ -248,8 +316,36 @@ class VerdictWorker:
         self._reported_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.warm_up_s: float | None = None
+        if warm_up if warm_up is not None else self._is_stream_actor:
+            self.warm_up()
         if start:
             self.start()
+
+    def warm_up(self) -> int:
+        """Answer the commonest text-only facts now (no anomaly, one region at each position); returns how many.
+
+        Does nothing when verdict prompts carry E_img/E_prompt (every frame is then its own prompt).
+        """
+        from model.anomalygpt import DetectorFacts
+        from model.positions import POSITION_NAMES
+
+        if self.model.verdict_image_tokens:
+            return 0
+        started = time.perf_counter()
+        facts = [DetectorFacts(False), *(DetectorFacts(True, (name,), 1) for name in POSITION_NAMES)]
+        todo = [f for f in facts if f not in self._reused]
+        if todo:
+            answers = self.model.gpt.verdict_batch(todo, [None] * len(todo), [None] * len(todo), self.max_new_tokens)
+            generate_s = time.perf_counter() - started
+            for one, answer in zip(todo, answers, strict=True):
+                self._reused[one] = answer
+            with self._lock:
+                self._tokens += sum(len(self.model.llm.token_ids(a.text)) for a in answers if a.text)
+                self._generate_s += generate_s
+            self.warm_up_s = time.perf_counter() - started
+            log.info("verdict warm-up: %d answers in %.1f s", len(todo), self.warm_up_s)
+        return len(todo)
 
     # --- the sink's side ------------------------------------------------------------------------
     def ready(self) -> bool:
@@ -257,17 +353,19 @@ class VerdictWorker:
         return True
 
     def submit(self, jobs: Sequence[VerdictJob]) -> int:
-        """Queue what fits and return at once; returns how many were accepted, the rest are skipped."""
-        accepted = 0
+        """Queue what fits and return at once; returns how many were accepted, the rest are skipped.
+
+        Flagged frames come first: when the queue is full, a flagged job pushes out a queued normal
+        sample (that one is counted as skipped).
+        """
+        accepted = pushed_out = 0
         for job in jobs if self._accepting else ():
-            try:
-                self._queue.put_nowait(job)
-                accepted += 1
-            except queue.Full:
-                pass
+            ok, out = self._queue.put(job)
+            accepted += ok
+            pushed_out += out
         with self._lock:
             self._counts["verdicts_submitted"] += accepted
-            self._counts["verdict_skipped"] += len(jobs) - accepted
+            self._counts["verdict_skipped"] += len(jobs) - accepted + pushed_out
         return accepted
 
     # --- the background thread ------------------------------------------------------------------
@@ -283,53 +381,106 @@ class VerdictWorker:
         except OSError:
             pass
         while not self._stop.is_set():
-            try:
-                job = self._queue.get(timeout=0.2)
-            except queue.Empty:
-                self._report()
-                continue
-            self._handle(job)
+            jobs = self._take(timeout_s=0.2)
+            if jobs:
+                self._handle(jobs)
             self._report()
 
     def run_pending(self) -> int:
         """Process the queued jobs in the calling thread (a worker built with ``start=False``); returns how many."""
         done = 0
-        while (job := self._take()) is not None:
-            self._handle(job)
-            done += 1
+        while jobs := self._take():
+            self._handle(jobs)
+            done += len(jobs)
         self._report(force=True)
         return done
 
-    def _take(self) -> VerdictJob | None:
-        try:
-            return self._queue.get_nowait()
-        except queue.Empty:
-            return None
-
-    def _handle(self, job: VerdictJob) -> None:
+    def _take(self, timeout_s: float = 0.0) -> list[VerdictJob]:
+        """Up to ``batch_size`` jobs, marked in progress under the lock (so the backlog never reads 0 early)."""
         with self._lock:
-            self._busy = True
+            jobs = self._queue.take(self.batch_size)
+            self._busy += len(jobs)
+        if jobs or timeout_s <= 0:
+            return jobs
+        self._queue.take(0, timeout_s)  # wait for work without taking it
+        with self._lock:
+            jobs = self._queue.take(self.batch_size)
+            self._busy += len(jobs)
+        return jobs
+
+    def _handle(self, jobs: list[VerdictJob]) -> None:
         try:
-            self._process(job)
-        except Exception as exc:  # one bad job must not stop the verdicts; the template stays
-            log.warning("LLM verdict for %s failed: %s: %s", job.frame_id, type(exc).__name__, exc)
+            self._process(jobs)
+        except Exception as exc:  # a bad batch must not stop the verdicts; the templates stay
+            log.warning("LLM verdicts for %s failed: %s: %s", [j.frame_id for j in jobs], type(exc).__name__, exc)
             with self._lock:
-                self._counts["verdicts_failed"] += 1
+                self._counts["verdicts_failed"] += len(jobs)
         finally:
             with self._lock:
-                self._busy = False
-            self._queue.task_done()
+                self._busy -= len(jobs)
 
-    def _process(self, job: VerdictJob) -> None:
+    def _process(self, jobs: list[VerdictJob]) -> None:
+        """Answer a batch: reused answers first, the rest in one batched generation; store each."""
         from model.anomalygpt import DetectorFacts
 
         started = time.perf_counter()
-        facts = DetectorFacts(job.is_anomalous, job.positions, job.region_count, job.product_class)
-        anomaly_map, global_vector = self.model.inputs(job.image_bytes, job.anomaly_map_png)
-        generate_started = time.perf_counter()
-        result = self.model.gpt.verdict(facts, anomaly_map, global_vector, max_new_tokens=self.max_new_tokens)
-        generate_s = time.perf_counter() - generate_started
-        tokens = len(self.model.llm.token_ids(result.text)) if result.text else 0  # re-tokenised answer
+        results: dict[int, Any] = {}
+        todo: list[tuple[int, Any, Any, Any]] = []  # (index, facts, map, vector)
+        for index, job in enumerate(jobs):
+            facts = DetectorFacts(job.is_anomalous, job.positions, job.region_count, job.product_class)
+            try:
+                anomaly_map, global_vector = self.model.verdict_inputs(job.image_bytes, job.anomaly_map_png)
+            except Exception as exc:  # one bad job must not stop the others; its template stays
+                log.warning("LLM verdict for %s failed: %s: %s", job.frame_id, type(exc).__name__, exc)
+                with self._lock:
+                    self._counts["verdicts_failed"] += 1
+                continue
+            reusable = anomaly_map is None and global_vector is None  # the prompt is f(facts) alone
+            if reusable:  # text-only prompts leave the class out: one answer per decision and positions
+                facts = DetectorFacts(job.is_anomalous, job.positions, job.region_count)
+            if reusable and facts in self._reused:
+                results[index] = self._reused[facts]
+                self._reused.move_to_end(facts)
+                with self._lock:
+                    self._counts["verdicts_reused"] += 1
+                continue
+            todo.append((index, facts, anomaly_map, global_vector))
+        tokens, generate_s = 0, 0.0
+        if todo:
+            unique: dict[Any, int] = {}  # text-only prompts with the same facts are generated once
+            batch = []
+            for index, facts, anomaly_map, global_vector in todo:
+                key = facts if anomaly_map is None and global_vector is None else ("frame", index)
+                if key not in unique:
+                    unique[key] = len(batch)
+                    batch.append((facts, anomaly_map, global_vector))
+            with self._lock:
+                self._counts["verdicts_reused"] += len(todo) - len(batch)
+            generate_started = time.perf_counter()
+            answers = self.model.gpt.verdict_batch(
+                [b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch], max_new_tokens=self.max_new_tokens
+            )
+            generate_s = time.perf_counter() - generate_started
+            tokens = sum(len(self.model.llm.token_ids(a.text)) for a in answers if a.text)  # re-tokenised
+            for index, facts, anomaly_map, global_vector in todo:
+                key = facts if anomaly_map is None and global_vector is None else ("frame", index)
+                results[index] = answers[unique[key]]
+                if key is facts:
+                    self._reused[facts] = results[index]
+                    while len(self._reused) > _REUSE_ENTRIES:
+                        self._reused.popitem(last=False)
+        with self._lock:
+            self._tokens += tokens
+            self._generate_s += generate_s
+        for index, result in sorted(results.items()):
+            try:
+                self._store(jobs[index], result, started)
+            except Exception as exc:
+                log.warning("LLM verdict for %s not stored: %s: %s", jobs[index].frame_id, type(exc).__name__, exc)
+                with self._lock:
+                    self._counts["verdicts_failed"] += 1
+
+    def _store(self, job: VerdictJob, result: Any, started: float) -> None:
         if result.agrees:
             self.repository.set_verdict(job.frame_id, result.sentence, "llm")
             source, counter = "llm", "verdicts_written"
@@ -343,8 +494,6 @@ class VerdictWorker:
             self._latencies_ms.append((time.perf_counter() - started) * 1000.0)
             if job.submitted_at:
                 self._waits_ms.append((time.time() - job.submitted_at) * 1000.0)
-            self._tokens += tokens
-            self._generate_s += generate_s
             self._recent.append({"frame_id": job.frame_id, "source": source, "written_at": written_at})
 
     # --- counters -------------------------------------------------------------------------------
@@ -352,7 +501,7 @@ class VerdictWorker:
         """The monitor's verdict counters (``verdict_backlog`` = queued + in progress) plus extras."""
         with self._lock:
             out = dict(self._counts)
-            out["verdict_backlog"] = self._queue.qsize() + int(self._busy)
+            out["verdict_backlog"] = self._queue.qsize() + self._busy
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -366,6 +515,7 @@ class VerdictWorker:
             out[f"{name}_p95"] = round(float(np.percentile(values, 95)), 1) if values else None
         out["tokens_generated"] = tokens
         out["tokens_per_s"] = round(tokens / generate_s, 2) if generate_s > 0 else None
+        out["warm_up_s"] = None if self.warm_up_s is None else round(self.warm_up_s, 2)
         out["recent"] = recent
         return out
 
@@ -402,10 +552,7 @@ class VerdictWorker:
             self.wait_idle(drain_timeout_s)
             self._stop.set()
             self._thread.join(timeout=max(5.0, drain_timeout_s))
-        abandoned = 0
-        while self._take() is not None:
-            self._queue.task_done()
-            abandoned += 1
+        abandoned = len(self._queue.take(self._queue.maxsize + 1))
         with self._lock:
             self._counts["verdict_skipped"] += abandoned
         self._report(force=True, running=False)

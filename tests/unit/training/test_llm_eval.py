@@ -39,7 +39,7 @@ def dataset(tmp_path_factory):
 
 def _gpt(encoder, answer: str) -> AnomalyGPT:
     llm = tiny_llm()
-    llm.generate = lambda inputs_embeds, max_new_tokens=48: answer  # the fixed answer; the input is still built
+    llm.generate = lambda inputs_embeds, max_new_tokens=48, **options: answer  # the fixed answer; the input is still built
     return AnomalyGPT(llm, PromptLearner(llm.hidden_size, encoder.global_dim).eval())
 
 
