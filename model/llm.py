@@ -149,8 +149,15 @@ class LanguageModel(nn.Module):
         inputs_embeds: torch.Tensor,
         max_new_tokens: int = 48,
         stop_strings: tuple[str, ...] = ("###",),
+        *,
+        repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
     ) -> list[int]:
-        """Greedy new token ids after (1, T, D) ``inputs_embeds``: at most ``max_new_tokens``, ends at EOS or a stop string."""
+        """Greedy new token ids after (1, T, D) ``inputs_embeds``: at most ``max_new_tokens``, ends at EOS or a stop string.
+
+        ``repetition_penalty`` > 1 lowers the logits of tokens already generated; ``no_repeat_ngram_size``
+        = n > 0 forbids repeating any n-gram of generated tokens (transformers' processors).
+        """
         from transformers import GenerationConfig
 
         if (
@@ -163,6 +170,10 @@ class LanguageModel(nn.Module):
             )
         if max_new_tokens < 1:
             raise ModelError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not 1.0 <= repetition_penalty <= 10.0:
+            raise ModelError(f"repetition_penalty must be in [1, 10], got {repetition_penalty}")
+        if no_repeat_ngram_size < 0:
+            raise ModelError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
         eos = self.tokenizer.eos_token_id
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
@@ -170,6 +181,8 @@ class LanguageModel(nn.Module):
             eos_token_id=eos,
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos,
             stop_strings=list(stop_strings) or None,
+            repetition_penalty=repetition_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
         )
         embeds = inputs_embeds.to(self.device, dtype=self.model.get_input_embeddings().weight.dtype)
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
@@ -183,9 +196,15 @@ class LanguageModel(nn.Module):
         inputs_embeds: torch.Tensor,
         max_new_tokens: int = 48,
         stop_strings: tuple[str, ...] = ("###",),
+        *,
+        repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
     ) -> str:
         """Greedy answer text after (1, T, D) ``inputs_embeds``, cut before the first stop string and stripped."""
-        ids = self.generate_ids(inputs_embeds, max_new_tokens, stop_strings)
+        ids = self.generate_ids(
+            inputs_embeds, max_new_tokens, stop_strings,
+            repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+        )
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         for stop in stop_strings:
             text = text.split(stop, 1)[0]

@@ -120,6 +120,7 @@ class ChatTurn(BaseModel):
     role: str
     text: str
     created_at: datetime
+    source: str | None = None  # assistant turns: "llm" (the LLM's own text) or "facts" (the facts answer)
 
 
 class ChatTurns(BaseModel):

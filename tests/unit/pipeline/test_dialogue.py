@@ -98,11 +98,25 @@ def test_the_llm_sees_the_stored_frame_map_and_facts(repository, service):
     assert FLAGGED_SENTENCE in description
 
 
-def test_an_answer_contradicting_the_detector_is_replaced_by_its_sentence(repository, service):
+def test_an_answer_contradicting_the_detector_is_replaced_by_the_facts_answer(repository, service):
     row = store_inspection(repository, 3, flagged=True)
     reply = service.ask(row.id, "Is there any anomaly in the image?")  # the tiny LLM always says "No"
-    assert (reply.answer, reply.corrected) == (FLAGGED_SENTENCE, True)
-    assert [t.text for t in reply.turns] == ["Is there any anomaly in the image?", FLAGGED_SENTENCE]
+    assert (reply.llm_text, reply.source, reply.corrected) == (NO_ANSWER, "facts", True)
+    assert reply.reason.startswith("contradicts the facts: says no anomaly for a flagged frame")
+    assert reply.answer == f"{FLAGGED_SENTENCE} Score 0.90 against threshold 0.50 (1.80x the threshold): a clear anomaly."
+    assert [(t.text, t.source) for t in reply.turns] == [
+        ("Is there any anomaly in the image?", None), (reply.answer, "facts")]
+
+
+def test_follow_up_questions_are_answered_from_the_stored_mask_and_score(repository, service):
+    row = store_inspection(repository, 7, flagged=True)  # mask rows/cols 10..59 of 224: 50 x 50 px
+    reply = service.ask(row.id, "Where is the defect and how big is it?")
+    assert reply.source == "facts"  # the tiny LLM says "No, there is no anomaly" to everything
+    assert reply.answer == (
+        "The anomaly is at the top left (box x=10 y=10 w=50 h=50 px). "
+        "It covers 2500 px, 5.0% of the 224x224 px frame (box 50x50 px)."
+    )
+    assert service.ask(row.id, "How many anomalies?").answer == "1 anomaly region, at the top left."
 
 
 def test_a_question_stored_without_an_answer_is_not_replayed(repository, service):

@@ -55,7 +55,7 @@ def test_upgrade_from_0001_keeps_rows_and_adds_an_empty_hash(tmp_path):
             " bank_version, latency_ms) VALUES ('old-1', 'l', 'c', 'brick', '2026-01-01 00:00:00',"
             " '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0.1, 0.5, 0, '[]', 0, 'ok', 'template', 1, 5.0)"
         ))
-    assert database.migrate() == "0003"  # the newest revision
+    assert database.migrate() == "0004"  # the newest revision
     row = Repository(database).get_inspection_by_frame("old-1")
     assert row is not None
     assert row.content_sha256 is None
