@@ -284,7 +284,7 @@ def _fact_numbers(f: InspectionFacts) -> set[float]:
     return set().union(*(_numbers(t) for t in texts)) | {float(i) for i in range(1, 10)} | {24.0, 0.0}
 
 
-def repeats_itself(answer: str, *, n: int = 3) -> bool:
+def repeats_itself(answer: str, *, n: int = 4) -> bool:
     """True when a word ``n``-gram occurs twice, a sentence repeats, or one word is > 40% of >= 8 words."""
     words = re.findall(r"[a-z0-9%.]+", answer.lower())
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
