@@ -17,6 +17,7 @@ import os
 import shutil
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -186,9 +187,11 @@ class LanguageModel(nn.Module):
         )
         embeds = inputs_embeds.to(self.device, dtype=self.model.get_input_embeddings().weight.dtype)
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
-        output = self.model.generate(
-            inputs_embeds=embeds, attention_mask=mask, generation_config=config, tokenizer=self.tokenizer
-        )  # (1, new tokens): with inputs_embeds only, the prompt is not echoed
+        with warnings.catch_warnings():  # "applies only to newly generated tokens": exactly what is wanted
+            warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
+            output = self.model.generate(
+                inputs_embeds=embeds, attention_mask=mask, generation_config=config, tokenizer=self.tokenizer
+            )  # (1, new tokens): with inputs_embeds only, the prompt is not echoed
         return output[0].tolist()
 
     def generate(

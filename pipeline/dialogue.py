@@ -41,7 +41,7 @@ from pipeline.exceptions import (
 )
 from storage.rows import ChatTurnRow, InspectionRow
 
-__all__ = ["STOP_STRINGS", "ChatReply", "DialogueService", "grounded_answer"]
+__all__ = ["STOP_STRINGS", "ChatReply", "DialogueService", "answer_about_frame", "grounded_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -239,3 +239,48 @@ def grounded_answer(text: str, question: str, facts: InspectionFacts) -> tuple[s
     if reason is None:
         return text, "llm", None
     return facts_answer(facts, question), "facts", reason
+
+
+def answer_about_frame(settings: Settings, image: Any, result: Any, product_class: str, question: str, *,
+                       bank: Any | None = None, encoder: Any | None = None) -> ChatReply:
+    """Answer one question about a frame scored now (``linesight inspect IMAGE --ask``); nothing is stored.
+
+    ``image`` is the (H, W, 3) uint8 RGB frame, ``result`` its :class:`model.detector.FrameScore`. The LLM
+    sees the frame (E_img), the map (E_prompt) and the facts; when it cannot load, or its answer is
+    degenerate, the facts answer is given (``source="facts"``, ``reason`` says why).
+    """
+    import torch
+
+    from model.exceptions import ModelError
+    from pipeline.inspection_facts import facts_from_score
+    from pipeline.verdicts import InspectionModel
+
+    question = question.strip()
+    if not question or len(question) > settings.chat_max_question_chars:
+        raise InvalidQuestionError(
+            f"the question must be 1..{settings.chat_max_question_chars} characters, got {len(question)}: "
+            f"{question[:40]!r}"
+        )
+    facts = facts_from_score(result, product_class, bank_version=getattr(bank, "version", None),
+                             bank_shots=getattr(bank, "shots", None))
+    try:
+        model = InspectionModel.from_settings(settings, encoder=encoder)
+        with torch.inference_mode():
+            vector = model.encoder(model.encoder.preprocess([image])).global_vector[0].float()
+        tokens = model.gpt.tokens(torch.from_numpy(result.anomaly_map.copy()), vector)
+        llm = _TunedLLM(model.llm, repetition_penalty=settings.chat_repetition_penalty,
+                        no_repeat_ngram_size=settings.chat_no_repeat_ngram_size)
+        details = DetectorFacts(result.is_anomalous, tuple(result.positions), result.region_count, product_class)
+        conversation = Conversation(
+            llm, None if tokens is None else tokens.image_tokens, None if tokens is None else tokens.prompt_tokens,
+            f"{facts_description(details)} {facts_prompt(facts, question)}",
+            max_context_tokens=min(settings.chat_max_context_tokens, model.llm.max_positions),
+            max_new_tokens=settings.chat_max_new_tokens,
+        )
+        text = conversation.ask(question)
+    except (ModelError, PipelineError, OSError) as exc:
+        log.warning("no LLM answer (%s): answering from the facts", exc)
+        return ChatReply(answer=facts_answer(facts, question), turns=[], corrected=True, source="facts",
+                         reason=f"no LLM answer: {exc}")
+    answer, source, reason = grounded_answer(text, question, facts)
+    return ChatReply(answer=answer, turns=[], corrected=source == "facts", source=source, llm_text=text, reason=reason)
