@@ -19,6 +19,7 @@ No model and no database here: :class:`InspectionFacts` is filled by ``pipeline/
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -269,6 +270,7 @@ def facts_prompt(facts: InspectionFacts, question: str | None = None) -> str:
 
 # --- checks on an answer -------------------------------------------------------------------------
 _NUMBER_RE = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
+_BOX_RE = re.compile(r"\b([xywh])\s*=\s*([^\s,)]*)")
 _MARKERS = ("###", "human:", "assistant:", "<img>", "</img>", "facts:", "answer in one short sentence")
 
 
@@ -325,6 +327,10 @@ def contradicts(answer: str, facts: InspectionFacts) -> str | None:
     unknown = sorted(_numbers(answer) - _fact_numbers(facts))
     if unknown:
         return f"states number(s) {unknown} not in the facts"
+    for key, value in _BOX_RE.findall(answer.lower()):
+        allowed_values = {str(getattr(r, f"{key}_px")) for r in facts.regions}
+        if value not in allowed_values:
+            return f"states box {key}={value!r}, the facts' boxes have {key} in {sorted(allowed_values)}"
     return None
 
 
@@ -363,13 +369,18 @@ def states_facts(answer: str, facts: InspectionFacts, question: str) -> bool:
     return True
 
 
-def degenerate_reason(answer: str, question: str, facts: InspectionFacts) -> str | None:
+def degenerate_reason(
+    answer: str, question: str, facts: InspectionFacts, earlier_answers: Sequence[str] = ()
+) -> str | None:
     """Why an LLM answer must not be shown as the LLM's (empty, repetition, echo, contradiction, missing
-    facts), or None when it may be shown."""
+    facts), or None when it may be shown. An answer equal to one of ``earlier_answers`` (the dialogue's
+    previous assistant turns) repeats itself too."""
     if not answer.strip():
         return "empty"
     if repeats_itself(answer):
         return "repeats itself"
+    if answer.strip().lower() in {a.strip().lower() for a in earlier_answers}:
+        return "repeats itself: the same as an earlier answer"
     if echoes(answer, question):
         return "echoes the prompt"
     reason = contradicts(answer, facts)

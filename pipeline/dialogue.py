@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +141,8 @@ class DialogueService:
                 text, overflow = "", f"no LLM answer: {exc}"
             else:
                 overflow = None
-            answer, source, reason = grounded_answer(text, question, facts)
+            earlier = [t.text for t in self.repository.chat_turns(row.id) if t.role == "assistant"]
+            answer, source, reason = grounded_answer(text, question, facts, earlier)
             reason = overflow or reason
             if reason is not None:
                 log.info("inspection %d: LLM answer %r not shown (%s); facts answer %r", row.id, text, reason, answer)
@@ -228,14 +230,16 @@ class DialogueService:
         return conversation
 
 
-def grounded_answer(text: str, question: str, facts: InspectionFacts) -> tuple[str, str, str | None]:
+def grounded_answer(
+    text: str, question: str, facts: InspectionFacts, earlier_answers: Sequence[str] = ()
+) -> tuple[str, str, str | None]:
     """(answer shown, source, reason): the LLM's ``text`` when it may be shown, else the facts answer.
 
     >>> grounded_answer("The image is of a brick. The image is of a brick.", "Where?", facts)[1:]  # doctest: +SKIP
     ('facts', 'repeats itself')
     """
     text = text.strip()
-    reason = degenerate_reason(text, question, facts)
+    reason = degenerate_reason(text, question, facts, earlier_answers)
     if reason is None:
         return text, "llm", None
     return facts_answer(facts, question), "facts", reason

@@ -139,7 +139,7 @@ def run_bench(service: Any, rows: list[Any]) -> list[BenchRow]:
             reply = service.ask(row.id, question)
             seconds = time.perf_counter() - started
             facts = service.facts(row)
-            shown_reason = degenerate_reason(reply.answer, question, facts) or ""
+            shown_reason = degenerate_reason(reply.answer, question, facts) or ""  # (earlier answers: see reply)
             raw_reason = reply.reason or degenerate_reason(reply.llm_text, question, facts) or ""
             results.append(BenchRow(
                 inspection_id=row.id, flagged=row.is_anomalous, intent=intent, question=question,

@@ -136,3 +136,16 @@ def test_the_facts_prompt_holds_what_the_question_asks():
     assert "2400 px" in prompt
     assert "false alarm" not in prompt
     assert "inspection 41" in facts_prompt(f)  # no question: every fact
+
+
+def test_garbled_boxes_and_answers_copied_from_earlier_turns_are_refused():
+    f = flagged()
+    assert contradicts("At the top left (box x=10 y=12 w=50 h=40 px).", f) is None
+    assert contradicts("At the top left (box x=10 y = 12 w=.8 h.x).", f) == (
+        "states box w='.8', the facts' boxes have w in ['20', '50']"
+    )
+    earlier = ["No anomaly was found in this frame, so there is nothing to locate."]
+    assert degenerate_reason(earlier[0], "How many anomalies?", normal(), earlier) == (
+        "repeats itself: the same as an earlier answer"
+    )
+    assert degenerate_reason(earlier[0], "Where is it?", normal()) is None
