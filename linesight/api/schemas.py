@@ -133,6 +133,7 @@ class ChatAnswer(BaseModel):
     """The answer and the turns this question added."""
 
     answer: str
+    source: str | None = None  # "llm": the LLM's own text; "facts": the facts answer replaced a degenerate one
     turns: list[ChatTurn]
 
 

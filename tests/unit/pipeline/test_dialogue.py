@@ -158,7 +158,8 @@ def test_chat_command_answers_one_question_and_runs_a_session(settings, reposito
     assert main(["chat", str(row.id)]) == 0
     out = capsys.readouterr().out
     assert out.index(f"assistant> {NO_ANSWER}") < out.index("(Ctrl-D or 'exit' to leave)")  # stored turns first
-    assert out.count("assistant> ") == 2
+    assert out.count("assistant> ") + out.count("assistant (facts)> ") == 2
+    assert "assistant (facts)> " in out  # "Anything else?": the tiny LLM's copy of its first answer is not shown
     assert [t.text for t in repository.chat_turns(row.id)][2] == "Anything else?"
     assert main(["chat", "424242"]) == 2
     assert capsys.readouterr().err.strip() == "linesight: error: no inspection with id 424242"
