@@ -213,7 +213,7 @@ def _changed(f: InspectionFacts) -> str:
     if h is None or h.window == 0:
         return f"There is no earlier inspection of {f.product_class} on this line to compare with."
     where = f"{f.line_id}, {f.product_class}" if f.line_id else f.product_class
-    text = f"On {where}: {_share(h.flagged, h.window)} of the last {h.window} inspections were flagged."
+    text = f"On {where}: {h.flagged} of the last {h.window} inspections were flagged ({_pct(h.flagged, h.window)})."
     if h.day_before_total:
         text += (
             f" Last 24 h: {_share(h.last_day_flagged, h.last_day_total)} flagged;"
@@ -287,12 +287,14 @@ def _fact_numbers(f: InspectionFacts) -> set[float]:
 
 
 def repeats_itself(answer: str, *, n: int = 4) -> bool:
-    """True when a word ``n``-gram occurs twice, a sentence repeats, or one word is > 40% of >= 8 words."""
-    words = re.findall(r"[a-z0-9%.]+", answer.lower())
+    """True when a word ``n``-gram occurs twice (numbers aside), a sentence repeats, or one word is > 40% of
+    >= 8 words."""
+    # words of 2+ letters: numbers and box keys (x= y= w= h=) left out, facts may coincide ("1 of 2 ... 1 of 2")
+    words = re.findall(r"[a-z]{2,}", answer.lower())
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     if len(grams) != len(set(grams)):
         return True
-    sentences = [s.strip() for s in re.split(r"[.!?\n]+", answer.lower()) if s.strip()]
+    sentences = [s.strip() for s in re.split(r"[.!?](?:\s+|$)|\n+", answer.lower()) if s.strip()]
     if len(sentences) != len(set(sentences)):
         return True
     return len(words) >= 8 and max(words.count(w) for w in set(words)) > 0.4 * len(words)

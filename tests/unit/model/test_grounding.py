@@ -69,7 +69,7 @@ def test_facts_answers_state_the_facts():
     assert facts_answer(f, "How many?") == "2 anomaly regions, at the top left and bottom."
     assert facts_answer(f, "How sure?") == "Score 0.90 against threshold 0.50 (1.80x the threshold): a clear anomaly."
     assert facts_answer(f, "What changed since yesterday?") == (
-        "On line-1, brick: 3 of 20 (15.0%) of the last 20 inspections were flagged. "
+        "On line-1, brick: 3 of the last 20 inspections were flagged (15.0%). "
         "Last 24 h: 2 of 12 (16.7%) flagged; the 24 h before: 0 of 8 (0.0%)."
     )
     assert facts_answer(f, "Is this like the last false alarm?") == (
@@ -98,6 +98,7 @@ def test_repetition_is_detected():
     assert repeats_itself("The corner of the image is affected by the corner of the image.")
     assert repeats_itself("top top top top top top top top left")
     assert not repeats_itself("The anomaly is at the top left, 2000 px.")
+    assert not repeats_itself("Last 24 h: 1 of 2 (50.0%) flagged; the 24 h before: 1 of 2 (50.0%).")
 
 
 def test_echo_is_detected():
