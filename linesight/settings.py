@@ -294,6 +294,17 @@ class Settings(BaseSettings):
         "(checkpoint_dir); without them the answer depends on the detector's facts alone and is reused",
     )
 
+    # --- grounded dialogue (issue 12: pipeline/dialogue.py, model/grounding.py) ----------------
+    chat_repetition_penalty: float = Field(
+        1.3, ge=1.0, le=3.0, description="dialogue generation: penalty on tokens already in the sequence (1 = none)"
+    )
+    chat_no_repeat_ngram_size: int = Field(
+        3, ge=0, le=16, description="dialogue generation: never repeat a word-piece n-gram of this size (0 = off)"
+    )
+    chat_history_window: int = Field(
+        20, ge=1, le=1000, description="the line's recent history in dialogue facts: the last N inspections"
+    )
+
     @field_validator("kafka_bootstrap_servers", "ray_address", "alert_webhook_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from model.verdict import verdict_sentence
 
-__all__ = ["POSITIONS", "ParsedAnswer", "answer_agrees", "answer_sentence", "parse_answer"]
+__all__ = ["POSITIONS", "ParsedAnswer", "answer_agrees", "answer_sentence", "named_positions", "parse_answer"]
 
 POSITIONS: tuple[str, ...] = (
     "top left",
@@ -75,6 +75,15 @@ def _positions(text: str) -> tuple[str, ...]:
         if name in POSITIONS and name not in found:
             found.append(name)
     return tuple(found)
+
+
+def named_positions(text: str) -> tuple[str, ...]:
+    """Grid positions named anywhere in ``text`` (aliases read: upper/lower/middle), in order of mention.
+
+    >>> named_positions("Upper-left corner and the middle")
+    ('top left', 'center')
+    """
+    return _positions(text.lower())
 
 
 def _count(text: str) -> int | None:

@@ -18,6 +18,7 @@ import re
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -153,11 +154,16 @@ class LanguageModel(nn.Module):
         max_new_tokens: int = 48,
         stop_strings: tuple[str, ...] = ("###",),
         stop_pattern: re.Pattern[str] | None = None,
+        *,
+        repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
     ) -> list[int]:
         """Greedy new token ids after (1, T, D) ``inputs_embeds``: at most ``max_new_tokens``, ends at EOS or a stop string.
 
         ``stop_pattern`` (optional) also ends generation once the decoded answer matches it (e.g. the
         end of the first sentence); the text after the match is cut by :meth:`generate`.
+        ``repetition_penalty`` > 1 lowers the logits of tokens already generated; ``no_repeat_ngram_size``
+        = n > 0 forbids repeating any n-gram of generated tokens (transformers' processors).
         """
         from transformers import GenerationConfig
 
@@ -171,6 +177,10 @@ class LanguageModel(nn.Module):
             )
         if max_new_tokens < 1:
             raise ModelError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+        if not 1.0 <= repetition_penalty <= 10.0:
+            raise ModelError(f"repetition_penalty must be in [1, 10], got {repetition_penalty}")
+        if no_repeat_ngram_size < 0:
+            raise ModelError(f"no_repeat_ngram_size must be >= 0, got {no_repeat_ngram_size}")
         eos = self.tokenizer.eos_token_id
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
@@ -178,13 +188,17 @@ class LanguageModel(nn.Module):
             eos_token_id=eos,
             pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos,
             stop_strings=list(stop_strings) or None,
+            repetition_penalty=repetition_penalty,
+            no_repeat_ngram_size=no_repeat_ngram_size,
         )
         embeds = inputs_embeds.to(self.device, dtype=self.model.get_input_embeddings().weight.dtype)
         mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
         extra = {} if stop_pattern is None else {"stopping_criteria": _criteria(self.tokenizer, 1, (), stop_pattern)}
-        output = self.model.generate(
-            inputs_embeds=embeds, attention_mask=mask, generation_config=config, tokenizer=self.tokenizer, **extra
-        )  # (1, new tokens): with inputs_embeds only, the prompt is not echoed
+        with warnings.catch_warnings():  # "applies only to newly generated tokens": exactly what is wanted
+            warnings.filterwarnings("ignore", message=r"Passing `(repetition_penalty|no_repeat_ngram_size)`")
+            output = self.model.generate(
+                inputs_embeds=embeds, attention_mask=mask, generation_config=config, tokenizer=self.tokenizer, **extra
+            )  # (1, new tokens): with inputs_embeds only, the prompt is not echoed
         return output[0].tolist()
 
     def generate(
@@ -193,12 +207,18 @@ class LanguageModel(nn.Module):
         max_new_tokens: int = 48,
         stop_strings: tuple[str, ...] = ("###",),
         stop_pattern: re.Pattern[str] | None = None,
+        *,
+        repetition_penalty: float = 1.0,
+        no_repeat_ngram_size: int = 0,
     ) -> str:
         """Greedy answer text after (1, T, D) ``inputs_embeds``, cut before the first stop string and stripped.
 
         With ``stop_pattern`` the text also ends at the end of its first match.
         """
-        ids = self.generate_ids(inputs_embeds, max_new_tokens, stop_strings, stop_pattern)
+        ids = self.generate_ids(
+            inputs_embeds, max_new_tokens, stop_strings, stop_pattern,
+            repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+        )
         return _answer_text(self.tokenizer.decode(ids, skip_special_tokens=True), stop_strings, stop_pattern)
 
     # --- batched generation (several answers in one generate call; issue 10) ----------------------

@@ -7,8 +7,14 @@ model/anomalygpt.py), and the stored turns are replayed in order without generat
 The question and the answer are then stored with ``add_chat_turn``, so a later
 :class:`DialogueService` (another process, the CLI, the HTTP API) continues the same conversation.
 
-An answer that states a decision contradicting the detector (the 135M LLM does that,
-ENVIRONMENT.md) is replaced by the detector's sentence and flagged ``corrected``.
+The LLM is grounded: the description also carries the facts the system knows
+(pipeline/inspection_facts.py: regions with boxes and areas, score vs threshold, bank and shots, the
+line's recent history, the class's last false alarm), and it generates greedily with repetition
+control (``chat_repetition_penalty``, ``chat_no_repeat_ngram_size``), stopping at the end of the first
+answer (newline or ``###``). An answer that repeats itself, echoes the prompt, contradicts the facts or
+does not state what was asked (:func:`model.grounding.degenerate_reason`) is not shown as the LLM's:
+the deterministic facts answer (:func:`model.grounding.facts_answer`) is shown and stored instead, with
+the turn's ``source`` = ``"facts"`` (``"llm"`` when the LLM's own text is shown).
 
 >>> service = DialogueService(load_settings())  # doctest: +SKIP
 >>> service.ask(42, "Is there any anomaly in the image?").answer  # doctest: +SKIP
@@ -19,11 +25,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from linesight.settings import Settings
 from model.anomalygpt import Conversation, DetectorFacts, facts_description
+from model.exceptions import ModelError
+from model.grounding import InspectionFacts, degenerate_reason, facts_answer, facts_prompt
 from pipeline.exceptions import (
     DialogueError,
     DialogueUnavailableError,
@@ -33,7 +42,7 @@ from pipeline.exceptions import (
 )
 from storage.rows import ChatTurnRow, InspectionRow
 
-__all__ = ["ChatReply", "DialogueService"]
+__all__ = ["STOP_STRINGS", "ChatReply", "DialogueService", "answer_about_frame", "grounded_answer"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +53,10 @@ class ChatReply:
 
     answer: str
     turns: list[ChatTurnRow]
-    corrected: bool = False  # the LLM contradicted the detector: ``answer`` is the detector's sentence
+    corrected: bool = False  # the LLM's text was not shown: ``answer`` is the facts answer
+    source: str = "llm"  # "llm" (the LLM's own text) or "facts" (the facts answer)
+    llm_text: str = ""  # what the LLM generated (shown or not)
+    reason: str | None = None  # why the LLM's text was not shown (model.grounding.degenerate_reason)
 
 
 def _facts(row: InspectionRow) -> DetectorFacts:
@@ -54,6 +66,24 @@ def _facts(row: InspectionRow) -> DetectorFacts:
         region_count=row.region_count,
         product_class=row.product_class,
     )
+
+
+STOP_STRINGS = ("###", "\n", "Human:")
+
+
+class _TunedLLM:
+    """The LLM with the dialogue's generation options (repetition control, stop strings) for
+    :class:`model.anomalygpt.Conversation`; everything else is the wrapped model's."""
+
+    def __init__(self, llm: Any, *, repetition_penalty: float, no_repeat_ngram_size: int) -> None:
+        self._llm = llm
+        self._options = {"repetition_penalty": repetition_penalty, "no_repeat_ngram_size": no_repeat_ngram_size}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm, name)
+
+    def generate(self, inputs_embeds: Any, max_new_tokens: int = 48, stop_strings: tuple[str, ...] = STOP_STRINGS) -> str:
+        return self._llm.generate(inputs_embeds, max_new_tokens, STOP_STRINGS, **self._options)
 
 
 def _stored_pairs(turns: list[ChatTurnRow]) -> list[tuple[str, str]]:
@@ -100,21 +130,33 @@ class DialogueService:
         question = self._checked_question(question)
         row = self._inspection(inspection_id)
         with self._lock:
-            conversation = self._conversation(row)
+            facts = self.facts(row)
+            conversation = self._conversation(row, facts, question)
             try:
                 text = conversation.ask(question)
             except DialogueError:
                 raise
-            except Exception as exc:  # ModelError: the context cannot hold the question
-                raise InvalidQuestionError(
-                    f"the question of {len(question)} characters cannot be answered about inspection "
-                    f"{inspection_id}: {exc}"
-                ) from None
-            answer, corrected = self._grounded(row, text)
+            except ModelError as exc:  # the context cannot hold the question: the facts still answer it
+                log.info("inspection %d: no LLM answer (%s); answering from the facts", row.id, exc)
+                text, overflow = "", f"no LLM answer: {exc}"
+            else:
+                overflow = None
+            earlier = [t.text for t in self.repository.chat_turns(row.id) if t.role == "assistant"]
+            answer, source, reason = grounded_answer(text, question, facts, earlier)
+            reason = overflow or reason
+            if reason is not None:
+                log.info("inspection %d: LLM answer %r not shown (%s); facts answer %r", row.id, text, reason, answer)
             self.repository.add_chat_turn(row.id, "operator", question)
-            self.repository.add_chat_turn(row.id, "assistant", answer)
+            self.repository.add_chat_turn(row.id, "assistant", answer, source=source)
             turns = self.repository.chat_turns(row.id)
-        return ChatReply(answer=answer, turns=turns, corrected=corrected)
+        return ChatReply(answer=answer, turns=turns, corrected=source == "facts", source=source,
+                         llm_text=text, reason=reason)
+
+    def facts(self, row: InspectionRow) -> InspectionFacts:
+        """What the system knows about a stored inspection (pipeline/inspection_facts.py)."""
+        from pipeline.inspection_facts import stored_facts
+
+        return stored_facts(self.repository, row, history_window=self.settings.chat_history_window)
 
     def history(self, inspection_id: int) -> list[ChatTurnRow]:
         """The stored turns of an inspection, in order (:class:`InspectionNotFoundError` if unknown)."""
@@ -124,7 +166,7 @@ class DialogueService:
         """The LLM conversation rebuilt from storage: image turn, facts and every stored turn replayed."""
         row = self._inspection(inspection_id)
         with self._lock:
-            return self._conversation(row)
+            return self._conversation(row, self.facts(row), None)
 
     # --- internals ------------------------------------------------------------------------------
     def _checked_question(self, question: object) -> str:
@@ -160,7 +202,7 @@ class DialogueService:
                 raise DialogueUnavailableError(f"the dialogue model could not be loaded: {exc}") from None
         return self._model
 
-    def _conversation(self, row: InspectionRow) -> Conversation:
+    def _conversation(self, row: InspectionRow, facts: InspectionFacts, question: str | None) -> Conversation:
         model = self._loaded_model()
         masks = self.repository.get_masks(row.id)
         anomaly_map, global_vector = model.inputs(
@@ -170,11 +212,16 @@ class DialogueService:
             log.info("inspection %d has no stored frame image: the dialogue goes without E_img/E_prompt", row.id)
         tokens = model.gpt.tokens(anomaly_map, global_vector)
         image, prompt = (None, None) if tokens is None else (tokens.image_tokens, tokens.prompt_tokens)
-        conversation = Conversation(
+        llm = _TunedLLM(
             model.llm,
+            repetition_penalty=self.settings.chat_repetition_penalty,
+            no_repeat_ngram_size=self.settings.chat_no_repeat_ngram_size,
+        )
+        conversation = Conversation(
+            llm,
             image,
             prompt,
-            facts_description(_facts(row)),
+            f"{facts_description(_facts(row))} {facts_prompt(facts, question)}",
             max_context_tokens=min(self.settings.chat_max_context_tokens, model.llm.max_positions),
             max_new_tokens=self.settings.chat_max_new_tokens,
         )
@@ -182,18 +229,62 @@ class DialogueService:
             conversation.replay(question, answer)
         return conversation
 
-    @staticmethod
-    def _grounded(row: InspectionRow, text: str) -> tuple[str, bool]:
-        """The LLM's answer, or the detector's sentence when the answer is empty or contradicts it."""
-        from model.answers import answer_agrees, answer_sentence, parse_answer
 
-        template = answer_sentence(row.positions)
-        text = text.strip()
-        if not text:
-            return template, True
-        parsed = parse_answer(text)
-        region_count = row.region_count if row.is_anomalous and row.region_count > 0 else None
-        if parsed.is_anomalous is not None and not answer_agrees(parsed, row.is_anomalous, row.positions, region_count):
-            log.info("inspection %d: the LLM answer %r contradicts the detector; answering %r", row.id, text, template)
-            return template, True
-        return text, False
+def grounded_answer(
+    text: str, question: str, facts: InspectionFacts, earlier_answers: Sequence[str] = ()
+) -> tuple[str, str, str | None]:
+    """(answer shown, source, reason): the LLM's ``text`` when it may be shown, else the facts answer.
+
+    >>> grounded_answer("The image is of a brick. The image is of a brick.", "Where?", facts)[1:]  # doctest: +SKIP
+    ('facts', 'repeats itself')
+    """
+    text = text.strip()
+    reason = degenerate_reason(text, question, facts, earlier_answers)
+    if reason is None:
+        return text, "llm", None
+    return facts_answer(facts, question), "facts", reason
+
+
+def answer_about_frame(settings: Settings, image: Any, result: Any, product_class: str, question: str, *,
+                       bank: Any | None = None, encoder: Any | None = None) -> ChatReply:
+    """Answer one question about a frame scored now (``linesight inspect IMAGE --ask``); nothing is stored.
+
+    ``image`` is the (H, W, 3) uint8 RGB frame, ``result`` its :class:`model.detector.FrameScore`. The LLM
+    sees the frame (E_img), the map (E_prompt) and the facts; when it cannot load, or its answer is
+    degenerate, the facts answer is given (``source="facts"``, ``reason`` says why).
+    """
+    import torch
+
+    from model.exceptions import ModelError
+    from pipeline.inspection_facts import facts_from_score
+    from pipeline.verdicts import InspectionModel
+
+    question = question.strip()
+    if not question or len(question) > settings.chat_max_question_chars:
+        raise InvalidQuestionError(
+            f"the question must be 1..{settings.chat_max_question_chars} characters, got {len(question)}: "
+            f"{question[:40]!r}"
+        )
+    facts = facts_from_score(result, product_class, bank_version=getattr(bank, "version", None),
+                             bank_shots=getattr(bank, "shots", None))
+    try:
+        model = InspectionModel.from_settings(settings, encoder=encoder)
+        with torch.inference_mode():
+            vector = model.encoder(model.encoder.preprocess([image])).global_vector[0].float()
+        tokens = model.gpt.tokens(torch.from_numpy(result.anomaly_map.copy()), vector)
+        llm = _TunedLLM(model.llm, repetition_penalty=settings.chat_repetition_penalty,
+                        no_repeat_ngram_size=settings.chat_no_repeat_ngram_size)
+        details = DetectorFacts(result.is_anomalous, tuple(result.positions), result.region_count, product_class)
+        conversation = Conversation(
+            llm, None if tokens is None else tokens.image_tokens, None if tokens is None else tokens.prompt_tokens,
+            f"{facts_description(details)} {facts_prompt(facts, question)}",
+            max_context_tokens=min(settings.chat_max_context_tokens, model.llm.max_positions),
+            max_new_tokens=settings.chat_max_new_tokens,
+        )
+        text = conversation.ask(question)
+    except (ModelError, PipelineError, OSError) as exc:
+        log.warning("no LLM answer (%s): answering from the facts", exc)
+        return ChatReply(answer=facts_answer(facts, question), turns=[], corrected=True, source="facts",
+                         reason=f"no LLM answer: {exc}")
+    answer, source, reason = grounded_answer(text, question, facts)
+    return ChatReply(answer=answer, turns=[], corrected=source == "facts", source=source, llm_text=text, reason=reason)

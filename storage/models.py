@@ -169,6 +169,7 @@ class ChatTurn(Base):
     role: Mapped[str] = mapped_column(sa.String(16))  # "operator" | "assistant"
     text: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
+    source: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)  # assistant: "llm" | "facts"
 
     __table_args__ = (
         sa.UniqueConstraint("inspection_id", "turn_index", name="uq_chat_turns_inspection_turn"),

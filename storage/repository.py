@@ -7,7 +7,7 @@ A replayed batch (after a crash, before the Kafka commit) inserts nothing and re
 >>> from storage.db import Database
 >>> repo = Repository(Database("sqlite://"))
 >>> repo.database.migrate()  # the newest revision
-'0004'
+'0005'
 >>> repo.next_bank_version("bottle")
 1
 """
@@ -346,10 +346,16 @@ class Repository(BankQueries):
         return conditions
 
     # --- chat --------------------------------------------------------------------------------
-    def add_chat_turn(self, inspection_id: int, role: str, text: str) -> ChatTurnRow:
-        """Append a turn to an inspection's dialogue (``turn_index`` = previous + 1, from 0)."""
+    def add_chat_turn(self, inspection_id: int, role: str, text: str, source: str | None = None) -> ChatTurnRow:
+        """Append a turn to an inspection's dialogue (``turn_index`` = previous + 1, from 0).
+
+        ``source`` (assistant turns): ``"llm"`` when the LLM's own text is shown, ``"facts"`` when the
+        deterministic facts answer replaced it.
+        """
         if role not in CHAT_ROLES:
             raise InvalidRecordError(f"chat role must be one of {CHAT_ROLES}, got {role!r}")
+        if source not in (None, "llm", "facts"):
+            raise InvalidRecordError(f"chat turn source must be 'llm', 'facts' or None, got {source!r}")
         with self.database.transaction(write=True) as connection:
             # FOR UPDATE (PostgreSQL) serialises appends to one dialogue; SQLite holds the write lock.
             owner = connection.execute(
@@ -366,6 +372,7 @@ class Repository(BankQueries):
                 "role": role,
                 "text": text,
                 "created_at": datetime.now(UTC),
+                "source": source,
             }
             turn_id = connection.execute(_CHAT.insert().values(values).returning(_CHAT.c.id)).scalar_one()
         return ChatTurnRow(id=turn_id, **values)

@@ -118,6 +118,7 @@ class ChatTurnRow:
     role: str
     text: str
     created_at: datetime
+    source: str | None = None  # assistant turns: "llm" (the LLM's text shown) or "facts" (the facts answer)
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,6 +125,7 @@ class ChatTurn(BaseModel):
     role: str
     text: str
     created_at: datetime
+    source: str | None = None  # assistant turns: "llm" (the LLM's own text) or "facts" (the facts answer)
 
 
 class ChatTurns(BaseModel):
@@ -137,6 +138,7 @@ class ChatAnswer(BaseModel):
     """The answer and the turns this question added."""
 
     answer: str
+    source: str | None = None  # "llm": the LLM's own text; "facts": the facts answer replaced a degenerate one
     turns: list[ChatTurn]
 
 

@@ -22,8 +22,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ask questions about a stored inspection (multi-turn; turns are stored)",
         description=(
             "Asks the LLM about one stored inspection: it sees the frame (E_img), the anomaly map (E_prompt), "
-            "the detector's result and the conversation so far. With QUESTION, prints the answer and exits; "
-            "without, starts an interactive session (Ctrl-D or 'exit' to leave)."
+            "the facts the system knows (regions, boxes, areas, score vs threshold, bank, the line's recent "
+            "history, the class's last false alarm) and the conversation so far. An LLM answer that repeats "
+            "itself, echoes the prompt or contradicts the facts is replaced by the facts answer (shown as "
+            "'assistant (facts)>' in a session). With QUESTION, prints the answer and exits; without, starts "
+            "an interactive session (Ctrl-D or 'exit' to leave)."
         ),
     )
     parser.add_argument("inspection_id", type=positive_int, metavar="INSPECTION_ID", help="id from `linesight history`")
@@ -51,7 +54,7 @@ def _interactive(service, inspection_id: int) -> int:
     row = service.repository.get_inspection(inspection_id)
     print(f"inspection {row.id}: {row.product_class} on {row.line_id}, {row.verdict}")
     for turn in turns:
-        print(f"{_ROLE_PROMPTS.get(turn.role, turn.role + '> ')}{turn.text}")
+        print(f"{_prompt(turn.role, turn.source)}{turn.text}")
     print("(Ctrl-D or 'exit' to leave)")
     while True:
         try:
@@ -68,4 +71,11 @@ def _interactive(service, inspection_id: int) -> int:
         except InvalidQuestionError as exc:
             print(f"linesight: error: {exc}", file=sys.stderr)
             continue
-        print(f"{_ROLE_PROMPTS['assistant']}{reply.answer}", flush=True)
+        print(f"{_prompt('assistant', reply.source)}{reply.answer}", flush=True)
+
+
+def _prompt(role: str, source: str | None) -> str:
+    """``you> ``, ``assistant> `` (the LLM's text) or ``assistant (facts)> `` (the facts answer)."""
+    if role == "assistant" and source == "facts":
+        return "assistant (facts)> "
+    return _ROLE_PROMPTS.get(role, role + "> ")

@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="folder for overlay PNGs (default LINESIGHT_DATA_DIR/inspect)")
     parser.add_argument("--overlay", type=Path, default=None, help="one image: write its overlay to this file instead")
     parser.add_argument("--no-overlay", action="store_true", help="write no overlay PNG")
+    parser.add_argument("--ask", default=None, metavar="QUESTION",
+                        help="one image: also answer this question about it, grounded in its score and regions "
+                        "(the LLM, or the facts answer when the LLM's is degenerate); nothing is stored")
     parser.add_argument("--csv", type=Path, default=None, metavar="FILE", help="also write the rows as CSV")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, metavar="FILE",
                         help="also write the rows as a JSON list")
@@ -62,6 +65,8 @@ def handle(args: argparse.Namespace) -> int:
     batch = args.image.is_dir()
     if batch and args.overlay is not None:
         raise ConfigError("--overlay names one file; for a folder use --out DIR")
+    if batch and args.ask is not None:
+        raise ConfigError("--ask asks about one image, not a folder")
     paths = _folder_images(args.image) if batch else [args.image]
     if not paths:
         raise ConfigError(f"no images (.png, .jpg, .jpeg, .bmp) in folder {str(args.image)!r}")
@@ -78,6 +83,8 @@ def handle(args: argparse.Namespace) -> int:
     if not batch:
         if rows[0]["error"]:
             raise ConfigError(rows[0]["error"])
+        if args.ask is not None:
+            rows[0].update(scorer.ask(args.ask))
         print(json.dumps({k: v for k, v in rows[0].items() if k != "error"}))
         return 0
     _print_table(rows, out_dir if not args.no_overlay else None)
@@ -149,6 +156,15 @@ class _Scorer:
                    region_count=result.region_count, verdict=result.verdict,
                    regions=[r.to_dict() for r in result.regions])
         return row
+
+    def ask(self, question: str) -> dict:
+        """``question``/``answer``/``answer_source`` about the image scored last (pipeline/dialogue.py)."""
+        from pipeline.dialogue import answer_about_frame
+
+        image, result = self._last
+        reply = answer_about_frame(self.settings, image, result, self.args.product_class, question,
+                                   bank=self.bank, encoder=self.detector.encoder)
+        return {"question": question.strip(), "answer": reply.answer, "answer_source": reply.source}
 
     def write_overlay(self, target: Path) -> str:
         """The overlay of the image scored last, written to ``target``; returns its path."""

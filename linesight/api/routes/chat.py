@@ -42,10 +42,14 @@ def chat_turns(inspection_id: InspectionId, context: Annotated[ApiContext, Depen
 def ask(
     inspection_id: InspectionId, body: ChatQuestion, context: Annotated[ApiContext, Depends(get_context)]
 ) -> dict[str, Any]:
-    """Ask; the answer is grounded in the stored result. Returns the answer and the turns it added."""
+    """Ask; the answer is grounded in the stored result's facts (regions, score, bank, line history).
+
+    Returns the answer, its ``source`` (``llm``: the LLM's own text; ``facts``: the deterministic facts
+    answer, given when the LLM's repeats itself, echoes the prompt or contradicts the facts) and the turns
+    it added."""
     _require_inspection(context, inspection_id)
     service = context.dialogue()
     before = len(context.repository.chat_turns(inspection_id))
     reply = service.ask(inspection_id, body.question.strip())
     added = [turn_json(t) for t in reply.turns if t.turn_index >= before]
-    return {"answer": reply.answer, "turns": added}
+    return {"answer": reply.answer, "source": getattr(reply, "source", None), "turns": added}

@@ -98,11 +98,25 @@ def test_the_llm_sees_the_stored_frame_map_and_facts(repository, service):
     assert FLAGGED_SENTENCE in description
 
 
-def test_an_answer_contradicting_the_detector_is_replaced_by_its_sentence(repository, service):
+def test_an_answer_contradicting_the_detector_is_replaced_by_the_facts_answer(repository, service):
     row = store_inspection(repository, 3, flagged=True)
     reply = service.ask(row.id, "Is there any anomaly in the image?")  # the tiny LLM always says "No"
-    assert (reply.answer, reply.corrected) == (FLAGGED_SENTENCE, True)
-    assert [t.text for t in reply.turns] == ["Is there any anomaly in the image?", FLAGGED_SENTENCE]
+    assert (reply.llm_text, reply.source, reply.corrected) == (NO_ANSWER, "facts", True)
+    assert reply.reason.startswith("contradicts the facts: says no anomaly for a flagged frame")
+    assert reply.answer == f"{FLAGGED_SENTENCE} Score 0.90 against threshold 0.50 (1.80x the threshold): a clear anomaly."
+    assert [(t.text, t.source) for t in reply.turns] == [
+        ("Is there any anomaly in the image?", None), (reply.answer, "facts")]
+
+
+def test_follow_up_questions_are_answered_from_the_stored_mask_and_score(repository, service):
+    row = store_inspection(repository, 7, flagged=True)  # mask rows/cols 10..59 of 224: 50 x 50 px
+    reply = service.ask(row.id, "Where is the defect and how big is it?")
+    assert reply.source == "facts"  # the tiny LLM says "No, there is no anomaly" to everything
+    assert reply.answer == (
+        "The anomaly is at the top left (box x=10 y=10 w=50 h=50 px). "
+        "It covers 2500 px, 5.0% of the 224x224 px frame (box 50x50 px)."
+    )
+    assert service.ask(row.id, "How many anomalies?").answer == "1 anomaly region, at the top left."
 
 
 def test_a_question_stored_without_an_answer_is_not_replayed(repository, service):
@@ -144,7 +158,76 @@ def test_chat_command_answers_one_question_and_runs_a_session(settings, reposito
     assert main(["chat", str(row.id)]) == 0
     out = capsys.readouterr().out
     assert out.index(f"assistant> {NO_ANSWER}") < out.index("(Ctrl-D or 'exit' to leave)")  # stored turns first
-    assert out.count("assistant> ") == 2
+    assert out.count("assistant> ") + out.count("assistant (facts)> ") == 2
+    assert "assistant (facts)> " in out  # "Anything else?": the tiny LLM's copy of its first answer is not shown
     assert [t.text for t in repository.chat_turns(row.id)][2] == "Anything else?"
     assert main(["chat", "424242"]) == 2
     assert capsys.readouterr().err.strip() == "linesight: error: no inspection with id 424242"
+
+
+BRICK_LOOP = "The image is of a brick. The image is of a brick. The image is of a brick."
+
+
+def looping_llm(text: str = BRICK_LOOP):
+    """A tiny Llama whose next token depends only on the current one, wired to cycle through the tokens of
+    ``text`` after the prompt's last token: the degenerate loop SmolLM2 produced in issue 12, made certain."""
+    from model.anomalygpt import ASSISTANT
+    from tests.unit.model.test_llm import tiny_llm
+
+    llm = tiny_llm()
+    model, size = llm.model, llm.hidden_size
+    start = llm.token_ids(ASSISTANT)[-1]
+    cycle = [t for t in dict.fromkeys(llm.token_ids(" " + text.split(". ")[0] + ".")) if t != start][: size - 1]
+    with torch.no_grad():
+        for layer in model.model.layers:  # the layers add nothing to the residual stream
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        table, head = model.get_input_embeddings().weight, model.lm_head.weight
+        table.zero_()
+        head.zero_()
+        table[start, size - 1] = 1.0
+        head[cycle[0], size - 1] = 10.0
+        for index, token in enumerate(cycle):
+            table[token, index] = 1.0
+            head[cycle[(index + 1) % len(cycle)], index] = 10.0
+    return llm
+
+
+@pytest.fixture(scope="module")
+def looping_llm_folder(tmp_path_factory):
+    return save_llm(looping_llm(), tmp_path_factory.mktemp("looping-llm"))
+
+
+def test_a_repeating_llm_answer_is_replaced_by_the_facts_answer(tmp_path, looping_llm_folder):
+    from pipeline.dialogue import DialogueService
+    from pipeline.verdicts import InspectionModel
+
+    settings = load_settings(database_url=f"sqlite:///{tmp_path / 'loop.db'}", data_dir=tmp_path,
+                             llm_path=looping_llm_folder, chat_repetition_penalty=1.0, chat_no_repeat_ngram_size=0)
+    for repository in open_repository(settings.database_url):
+        row = store_inspection(repository, 8, flagged=True)
+        service = DialogueService(settings, repository, model=InspectionModel.from_settings(settings))
+        reply = service.ask(row.id, "Where is the defect and how big is it?")
+        assert reply.llm_text.count("brick.") >= 2  # the loop, as generated
+        assert (reply.source, reply.reason) == ("facts", "repeats itself")
+        assert reply.answer == (
+            "The anomaly is at the top left (box x=10 y=10 w=50 h=50 px). "
+            "It covers 2500 px, 5.0% of the 224x224 px frame (box 50x50 px)."
+        )
+        assert [(t.role, t.source) for t in repository.chat_turns(row.id)] == [("operator", None), ("assistant", "facts")]
+
+
+def test_no_repeat_ngram_size_forbids_repeated_token_ngrams(looping_llm_folder):
+    from model.llm import load_llm
+
+    llm = load_llm(looping_llm_folder)
+    prompt = llm.embed_text("### Human: Where is it?\n### Assistant:").unsqueeze(0)
+    free = llm.generate_ids(prompt, max_new_tokens=40, stop_strings=())
+    controlled = llm.generate_ids(prompt, max_new_tokens=40, stop_strings=(), no_repeat_ngram_size=3,
+                                  repetition_penalty=1.3)
+
+    def trigrams(ids):
+        return [tuple(ids[i : i + 3]) for i in range(len(ids) - 2)]
+
+    assert len(trigrams(free)) != len(set(trigrams(free)))  # the trained loop repeats itself...
+    assert len(trigrams(controlled)) == len(set(trigrams(controlled)))  # ...not with repetition control
