@@ -237,7 +237,7 @@ class LanguageModel(nn.Module):
         or ``stop_pattern`` and its ids end there (EOS kept, as in :meth:`generate_ids`).
         One step costs about the same for 1 or 8 rows on a CPU (the weights are read once per step).
 
-        >>> texts = llm.generate_batch([llm.embed_text("### Human: Hi\n### Assistant:")] * 2)  # doctest: +SKIP
+        >>> texts = llm.generate_batch([llm.embed_text("### Human: Hi\\n### Assistant:")] * 2)  # doctest: +SKIP
         """
         from transformers import GenerationConfig
 
