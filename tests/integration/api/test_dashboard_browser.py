@@ -267,7 +267,8 @@ def test_feedback_clicks_change_the_stored_label(server, page, shots):
     assert (stored.label, stored.note, stored.actor) == ("false_alarm", "glare on the rim", "api")
     assert target.frame_id in repository.feedback_for_class(target.product_class, "false_alarm")
     page.click("#review .ack")
-    page.wait_for_selector("#review .ack[disabled]")
+    # the button is disabled while the request is in flight; "Acknowledged" is the server's answer
+    page.wait_for_selector("#review .ack[disabled]:has-text('Acknowledged')")
     assert repository.get_acknowledgement(target.frame_id) is not None
     shots(page, "detail-false-alarm", full_page=True)
     page.fill("#review-note", "")
