@@ -221,8 +221,8 @@ def test_detail_shows_the_frame_with_heat_toggle_and_region_boxes(server, page, 
     url, repository = server
     flagged = next(r for r in repository.iter_history(anomalous=True) if r.line_id != "line-3")
     page.goto(f"{url}/#/inspection/{flagged.id}")
-    page.wait_for_function("() => document.querySelector('#frame-image').naturalWidth === 224")
-    page.wait_for_function("() => document.querySelector('#heat-image').naturalWidth === 224")
+    page.wait_for_function("() => document.querySelector('#frame-image')?.naturalWidth === 224")
+    page.wait_for_function("() => document.querySelector('#heat-image')?.naturalWidth === 224")
     page.wait_for_selector("#region-boxes rect.region", state="attached")
     regions = page.request.get(f"{url}/api/inspections/{flagged.id}/regions").json()["regions"]
     assert page.locator("#region-boxes rect.region").count() == len(regions) >= 1
