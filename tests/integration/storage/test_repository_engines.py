@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import sqlalchemy as sa
 
-from storage.db import Database
 from storage.repository import Repository
 from tests.unit.storage import test_repository as shared
 
@@ -15,28 +11,6 @@ pytestmark = pytest.mark.integration
 
 # Collect every shared check here too: they then use this module's parametrized ``repo``.
 globals().update({name: getattr(shared, name) for name in dir(shared) if name.startswith("test_")})
-
-
-@pytest.fixture(scope="module")
-def postgres_database(postgres_url: str) -> Iterator[Database]:
-    database = Database(postgres_url)
-    database.migrate()
-    yield database
-    database.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def repo(request: pytest.FixtureRequest, tmp_path) -> Iterator[Repository]:
-    if request.param == "sqlite":
-        database = Database(f"sqlite:///{tmp_path / 'linesight.db'}")
-        database.migrate()
-        yield Repository(database)
-        database.dispose()
-        return
-    database = request.getfixturevalue("postgres_database")
-    with database.transaction(write=True) as connection:
-        connection.execute(sa.text("TRUNCATE chat_turns, masks, inspections, banks RESTART IDENTITY CASCADE"))
-    yield Repository(database)
 
 
 def test_upsert_of_a_mixed_batch_of_32(repo: Repository):
