@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.api.served import served
 from tests.unit.api.helpers import TOKEN, make_record, scored_records
 
 pytestmark = pytest.mark.integration
@@ -88,9 +87,7 @@ def topics(broker):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, broker, topics):
     """uvicorn serving the app on a free port: 24 scored live frames, 6 old frames of a stopped line."""
-    import uvicorn
 
-    from connectors.tansu import free_port
     from linesight.api.app import create_app
     from linesight.settings import load_settings
     from model.encoders import build_encoder
@@ -111,17 +108,8 @@ def server(tmp_path_factory, broker, topics):
     repository.upsert_inspections(scored_records(build_encoder("efficientnet-lite0"), 24, seed_value=4))
     app = create_app(settings, token=TOKEN, repository=repository, bootstrap_servers=broker.bootstrap_servers,
                      stream_snapshot=lambda: None)
-    port = free_port()
-    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uvicorn_server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uvicorn_server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", repository
-    uvicorn_server.should_exit = True
-    thread.join(10)
+    with served(app) as url:
+        yield url, repository
     database.dispose()
 
 

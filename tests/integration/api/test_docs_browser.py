@@ -6,11 +6,11 @@ blank there. The browser here aborts any request to another host and counts them
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.integration.api.served import served
 
 pytestmark = pytest.mark.integration
 
@@ -22,9 +22,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """uvicorn serving the app on a free port over an empty migrated SQLite file."""
-    import uvicorn
 
-    from connectors.tansu import free_port
     from linesight.api.app import create_app
     from linesight.settings import load_settings
     from tests.unit.api.helpers import TOKEN
@@ -32,17 +30,8 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("docs")
     settings = load_settings(database_url=f"sqlite:///{folder / 'd.db'}", data_dir=folder)
     app = create_app(settings, token=TOKEN, stream_snapshot=lambda: None)
-    port = free_port()
-    uvicorn_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not uvicorn_server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert uvicorn_server.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}", app
-    uvicorn_server.should_exit = True
-    thread.join(10)
+    with served(app) as url:
+        yield url, app
 
 
 def test_docs_render_with_no_internet(server, tmp_path: Path) -> None:
