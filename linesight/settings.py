@@ -272,6 +272,13 @@ class Settings(BaseSettings):
     bank_stages: str = Field(
         "", description="comma-separated encoder stages new banks match (0-3 for efficientnet-lite0); empty = all"
     )
+    # 500 frames: the refined threshold (median + 4 robust sigmas) then varies by ~3 % from one window
+    # of normal frames to the next (measured: README "Detection on real photographs"); 100 gives ~7 %.
+    self_calibrate_after_frames: int = Field(
+        500, ge=0,
+        description="the stream refines a bank version's threshold from its own scores once the version has "
+        "scored this many frames of its class (a new, reversible version; pipeline/self_calibration.py); 0 = off",
+    )
 
     # --- cold start (issue 15: `linesight bank auto`, pipeline/coldstart.py, model/mutual.py) -------
     coldstart_frames: int = Field(
@@ -339,6 +346,15 @@ class Settings(BaseSettings):
         if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
             raise ValueError("must be distinct stage numbers separated by commas, e.g. '1' or '1,2'")
         return ",".join(parts)
+
+    @field_validator("self_calibrate_after_frames")
+    @classmethod
+    def _self_calibrate_after_frames(cls, value: int) -> int:
+        from model.calibration import STREAM_MIN_FRAMES
+
+        if 0 < value < STREAM_MIN_FRAMES:
+            raise ValueError(f"must be 0 (off) or at least {STREAM_MIN_FRAMES} frames (robust statistics need them)")
+        return value
 
     @property
     def tile_setting(self) -> int | str | None:
