@@ -132,3 +132,25 @@ def test_a_bad_sensitivity_is_named(manager, bad):
     with pytest.raises(ConfigError, match="'bracket' has no active bank"):
         manager.set_sensitivity("bracket", 0.5)
     assert [r.version for r in manager.list("washer")] == [1]
+
+
+def test_the_cli_sets_clears_lists_and_names_a_bad_value(manager, monkeypatch, capsys):
+    import json
+
+    from linesight.cli import main
+
+    monkeypatch.setenv("LINESIGHT_DATA_DIR", str(manager.settings.data_dir))
+    monkeypatch.setenv("LINESIGHT_DATABASE_URL", manager.settings.database_url)
+    assert main(["bank", "sensitivity", "--class", "washer", "--threshold", "0.45"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["version"], shown["threshold"], shown["calibration"], shown["calibrated_from"]) == (
+        2, 0.45, OVERRIDE_METHOD, 1)
+    assert main(["bank", "sensitivity", "--class", "washer", "--threshold", "7"]) == 2
+    assert "got 7.0" in capsys.readouterr().err
+    assert main(["bank", "sensitivity", "--class", "washer", "--clear"]) == 0
+    capsys.readouterr()
+    assert main(["bank", "list", "--class", "washer"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "operator-override v1" in table[2]
+    assert "balanced-accuracy-midpoint" in table[3]
+    assert "*" in table[3]  # the cleared version is the active one
