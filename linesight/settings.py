@@ -272,8 +272,9 @@ class Settings(BaseSettings):
     bank_stages: str = Field(
         "", description="comma-separated encoder stages new banks match (0-3 for efficientnet-lite0); empty = all"
     )
-    # 500 frames: the refined threshold (median + 4 robust sigmas) then varies by ~3 % from one window
-    # of normal frames to the next (measured: README "Detection on real photographs"); 100 gives ~7 %.
+    # 500 frames: the refined threshold (median + 4 robust sigmas) then varies by 1.4-1.7 % from one window
+    # to the next (3 % defects in it), against 3.2 % at 100 and 4.5 % at 50; 1000 gains little (1.1-1.3 %)
+    # for twice the wait (measured: python -m pipeline.bench_self_calibration, README "Detection on real photographs").
     self_calibrate_after_frames: int = Field(
         500, ge=0,
         description="the stream refines a bank version's threshold from its own scores once the version has "
