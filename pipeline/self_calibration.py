@@ -42,11 +42,13 @@ class SelfCalibrator:
         self.after_frames = after_frames
         self.calibrated: list[str] = []  # "class@vN" keys this driver created, oldest first
         self._settled: set[str] = set()  # versions that are never refined (again): no SQL read for them
+        self._warned: set[str] = set()  # versions whose transient failure was logged
 
     def run_once(self) -> list[str]:
         """Refine every active version that has scored enough frames; returns the new versions' keys.
 
-        Never raises: a failure is logged and the version is not tried again by this driver.
+        Never raises: a failure is logged; a version whose bank or calibration is broken is not tried
+        again by this driver, one that met an unavailable database is tried next round.
         """
         created: list[str] = []
         try:
@@ -63,8 +65,13 @@ class SelfCalibrator:
             try:
                 new = self._maybe_refine(product_class, row)
             except Exception as exc:
-                self._settled.add(key)
-                log.warning("self-calibration of %s failed, not retried: %s: %s", key, type(exc).__name__, exc)
+                if _permanent(exc):  # a broken bank file, a bad calibration: the same next round
+                    self._settled.add(key)
+                    log.warning("self-calibration of %s failed, not retried: %s: %s", key, type(exc).__name__, exc)
+                elif key not in self._warned:  # SQL busy or down: retried every round, logged once
+                    self._warned.add(key)
+                    log.warning("self-calibration of %s failed, retried next round: %s: %s", key,
+                                type(exc).__name__, exc)
                 continue
             if new is not None:
                 self._settled.add(key)
@@ -88,6 +95,13 @@ class SelfCalibrator:
                  self.after_frames, float(row.calibration["threshold"]), float(new.calibration["threshold"]),
                  bank_key(product_class, new.version))
         return new
+
+
+def _permanent(exc: BaseException) -> bool:
+    """True for an error that repeats (a broken bank file, a refused calibration), False for an outage."""
+    from linesight.errors import LinesightError, UnavailableError
+
+    return isinstance(exc, LinesightError) and not isinstance(exc, UnavailableError)
 
 
 def self_calibrator_for(settings: Any) -> SelfCalibrator | None:

@@ -82,6 +82,26 @@ def test_a_broken_version_is_logged_once_and_left_alone(manager, caplog):
     assert [r.version for r in manager.list("washer")] == [1]
 
 
+def test_an_unavailable_database_mid_round_is_retried_and_logged_once(manager, monkeypatch, caplog):
+    from storage.exceptions import DatabaseUnavailableError
+
+    calibrator = SelfCalibrator(lambda: manager, N)
+    _stream(manager, N, 1)
+    real = manager.repository.recent_scores
+
+    def unavailable(*args, **kwargs):  # the fault: SQL answers the bank list, then goes away
+        raise DatabaseUnavailableError("database is locked")
+
+    monkeypatch.setattr(manager.repository, "recent_scores", unavailable)
+    with caplog.at_level(logging.WARNING, logger="pipeline.self_calibration"):
+        assert calibrator.run_once() == []
+        assert calibrator.run_once() == []
+    assert len(caplog.records) == 1
+    assert "retried next round" in caplog.records[0].message
+    monkeypatch.setattr(manager.repository, "recent_scores", real)
+    assert calibrator.run_once() == ["washer@v2"]
+
+
 def test_a_database_that_cannot_open_is_retried_next_round(manager):
     tries = []
 
