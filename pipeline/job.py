@@ -178,7 +178,7 @@ class Pipeline:
             except Exception as exc:  # never let the supervisor die; it tries again next interval
                 log.warning("supervision round failed: %s", _root_cause(exc))
             if self.self_calibration is not None:
-                self.self_calibration.run_once()  # never raises
+                self.self_calibration.poke()  # a round in its own thread, one at a time
 
     def _count_restart(self, role: str) -> None:
         self.restarts_by_role[role] += 1

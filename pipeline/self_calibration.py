@@ -5,7 +5,9 @@ class (the newest ``after_frames`` frames of the class all carry its version), t
 the class's threshold from those scores with the same code as ``linesight bank calibrate``
 (:meth:`pipeline.banks.BankManager.self_calibrate`: median + 4 robust sigmas, within 30 % of the
 version's threshold) and activates the result as a new version; the stream swaps to it within
-``bank_poll_interval_s``. It is reversible with ``bank activate C OLD``.
+``bank_poll_interval_s``. It is reversible with ``bank activate C OLD``. The supervision loop only
+pokes a round (:meth:`SelfCalibrator.poke`); it runs in its own thread, so recreating dead actors
+never waits on SQL or on copying a bank file.
 
 A version is refined once: not a version that is itself a stream calibration (method
 ``stream-robust``), not an operator's override (``operator-override``, ``bank sensitivity``), and
@@ -18,6 +20,7 @@ operator who activates the old version again keeps it, across restarts too.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +46,18 @@ class SelfCalibrator:
         self.calibrated: list[str] = []  # "class@vN" keys this driver created, oldest first
         self._settled: set[str] = set()  # versions that are never refined (again): no SQL read for them
         self._warned: set[str] = set()  # versions whose transient failure was logged
+        self._outage_logged = False
+        self._round: threading.Thread | None = None
+
+    def poke(self) -> None:
+        """Start a round (:meth:`run_once`) in a background thread unless one is running.
+
+        The supervision loop calls this: recreating dead actors never waits on SQL or a bank file.
+        """
+        if self._round is not None and self._round.is_alive():
+            return
+        self._round = threading.Thread(target=self.run_once, name="linesight-self-calibration", daemon=True)
+        self._round.start()
 
     def run_once(self) -> list[str]:
         """Refine every active version that has scored enough frames; returns the new versions' keys.
@@ -55,9 +70,12 @@ class SelfCalibrator:
             if self.manager is None:
                 self.manager = self._make_manager()
             active = self.manager.repository.active_banks()
-        except Exception as exc:  # SQL down: the ingest loop reports it; try again next round
-            log.warning("self-calibration could not read the active banks: %s", exc)
+        except Exception as exc:  # SQL down: the ingest loop reports it; try again next round, say it once
+            if not self._outage_logged:
+                self._outage_logged = True
+                log.warning("self-calibration could not read the active banks (retried each round): %s", exc)
             return created
+        self._outage_logged = False
         for product_class, row in active.items():
             key = bank_key(product_class, row.version)
             if key in self._settled:

@@ -117,6 +117,26 @@ def test_a_database_that_cannot_open_is_retried_next_round(manager):
     assert calibrator.run_once() == ["washer@v2"]
 
 
+def test_the_supervisor_only_pokes_one_round_at_a_time(manager):
+    import threading
+
+    release, opened = threading.Event(), []
+
+    def slow_manager():  # the first round waits here, as on a slow database
+        opened.append(1)
+        release.wait(10)
+        return manager
+
+    calibrator = SelfCalibrator(slow_manager, N)
+    _stream(manager, N, 1)
+    calibrator.poke()
+    calibrator.poke()  # returns at once: a round is running
+    release.set()
+    calibrator._round.join(10)
+    assert opened == [1]
+    assert calibrator.calibrated == ["washer@v2"]
+
+
 def test_off_and_bad_settings(tmp_path):
     assert self_calibrator_for(load_settings(data_dir=tmp_path, self_calibrate_after_frames=0)) is None
     assert self_calibrator_for(load_settings(data_dir=tmp_path)).after_frames == 500  # the default
