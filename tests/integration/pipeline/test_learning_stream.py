@@ -181,6 +181,22 @@ def test_a_threshold_that_is_off_moves_to_the_streams_own_tail_within_n_frames(b
     print(f"threshold {off.calibration['threshold']:.4f} -> {threshold:.4f}; defects {[round(r.score, 3) for r in bad]}")
 
 
+def _cli(argv):
+    """``linesight ARGV`` in this process; its log handler (on the test's captured stderr) removed after."""
+    import logging
+
+    from linesight.cli import main
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        return main(argv)
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+
 def _stamped(image):
     """A harmless print the references never showed (a date stamp on the part)."""
     out = image.copy()
@@ -190,7 +206,6 @@ def _stamped(image):
 
 def test_a_false_alarm_marked_by_an_operator_stops_recurring_after_bank_learn(broker, ray_session, encoder,
                                                                             tmp_path, monkeypatch, capsys):
-    from linesight.cli import main
     from pipeline.banks import BankManager
     from pipeline.job import Pipeline, wait_for
     from pipeline.prepare import prepare
@@ -219,7 +234,7 @@ def test_a_false_alarm_marked_by_an_operator_stops_recurring_after_bank_learn(br
         monkeypatch.setenv("LINESIGHT_DATA_DIR", str(settings.data_dir))
         monkeypatch.setenv("LINESIGHT_DATABASE_URL", settings.database_url)
         monkeypatch.setenv("LINESIGHT_ENGINE", "torch")
-        assert main(["bank", "learn", "--class", "washer"]) == 0
+        assert _cli(["bank", "learn", "--class", "washer"]) == 0
         learned = json.loads(capsys.readouterr().out)
         assert (learned["version"], learned["active"]) == (2, True)
         assert wait_for(lambda: pipeline.stats()["bank_swaps"] >= 1, 10)  # the stream swapped to v2
