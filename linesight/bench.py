@@ -78,7 +78,7 @@ def bare_model(settings: Settings, batch_sizes=(1, 8, 16, 32), frames_per_size: 
     (``inference_actors * torch_threads``): the same compute, without Kafka, Ray or SQL.
     """
     from model.factory import DetectorConfig, build_detector
-    from training.fewshot import build_bank
+    from model.fewshot import build_bank
     from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
 
     config = DetectorConfig.from_settings(settings, threads=settings.inference_actors * settings.torch_threads)
@@ -107,8 +107,8 @@ def bare_model(settings: Settings, batch_sizes=(1, 8, 16, 32), frames_per_size: 
 def tiled_cost(settings: Settings, sizes=(224, 448), megapixels: float = 1.2, frames: int = 4) -> dict[str, Any]:
     """Frames/s of tiled inspection of ~``megapixels`` frames (a real photograph) at each model input size."""
     from model.factory import DetectorConfig, build_detector
+    from model.fewshot import build_bank
     from model.tiling import TileGrid
-    from training.fewshot import build_bank
     from training.realistic import exposure, source_photo
 
     photo = source_photo("brick", megapixels)
@@ -137,9 +137,9 @@ def pipeline_run(settings: Settings, frames: int, rate_fps: float | None) -> dic
     from connectors.camera import CameraPublisher
     from connectors.kafka import make_producer
     from connectors.tansu import EmbeddedBroker
-    from pipeline.banks import BankManager
-    from pipeline.job import Pipeline, init_ray
-    from pipeline.prepare import prepare
+    from pipeline.services.banks import BankManager
+    from pipeline.stream.job import Pipeline, init_ray
+    from pipeline.stream.prepare import prepare
     from storage.db import Database
     from storage.repository import Repository
     from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok

@@ -66,8 +66,8 @@ def run_demo(config: DemoConfig = DemoConfig()) -> dict[str, Any]:
     """Run the demo; returns the figures (also printed as the last line by the CLI)."""
     from connectors.tansu import broker_for
     from linesight.data_folder import prepare_demo_folder
-    from pipeline.job import Pipeline, init_ray
-    from pipeline.prepare import prepare
+    from pipeline.stream.job import Pipeline, init_ray
+    from pipeline.stream.prepare import prepare
 
     _refuse_live_broker(config.out_dir)
     removed = prepare_demo_folder(config.out_dir)
@@ -103,7 +103,7 @@ def _refuse_live_broker(out_dir: Path) -> None:
 
 
 def _build_banks(settings: Settings, config: DemoConfig):
-    from pipeline.banks import BankManager
+    from pipeline.services.banks import BankManager
     from training.synthetic import PRODUCT_CLASSES, normal_images, rotations_ok
 
     manager = BankManager(settings)

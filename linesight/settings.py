@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         "decoder's zero-shot map from checkpoint_dir, each in units of its own threshold",
     )
 
-    # --- LLM: verdict sentences and dialogue (pipeline/verdicts.py, pipeline/dialogue.py) -------
+    # --- LLM: verdict sentences and dialogue (pipeline/stream/verdicts.py, pipeline/services/dialogue.py) -------
     # --- LLM verdicts and dialogue; the LLM never sits on the per-frame hot path.
     llm_verdicts: bool = Field(
         False, description="reword verdicts with the LLM in a low-priority actor, after rows and alerts are written"
@@ -198,7 +198,7 @@ class Settings(BaseSettings):
         False, description="POST /api/inspect needs the bearer token too (default: open, rate-limited)"
     )
 
-    # --- faults and supervision (pipeline/ingest.py, pipeline/supervisor.py) --------------------
+    # --- faults and supervision (pipeline/stream/ingest.py, pipeline/supervisor.py) --------------------
     fault_retry_initial_s: float = Field(
         0.2, gt=0, le=60, description="first retry delay after an infrastructure fault (database, broker, actor)"
     )
@@ -240,7 +240,7 @@ class Settings(BaseSettings):
     dead_letter_retention_ms: int | None = Field(
         None, ge=60_000, description="retention of the dead-letter topic set at creation; empty = the broker's default"
     )
-    # Device and placement of the inference actors (pipeline/placement.py).
+    # Device and placement of the inference actors (pipeline/stream/placement.py).
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="inference device: auto = cuda when torch sees a GPU, else cpu; cuda without one = error"
     )
@@ -274,14 +274,14 @@ class Settings(BaseSettings):
     )
     # 500 frames: the refined threshold (median + 4 robust sigmas) then varies by 1.4-1.7 % from one window
     # to the next (3 % defects in it), against 3.2 % at 100 and 4.5 % at 50; 1000 gains little (1.1-1.3 %)
-    # for twice the wait (measured: python -m pipeline.bench_self_calibration, README "Detection on real photographs").
+    # for twice the wait (measured: python -m pipeline.services.bench_self_calibration, README "Detection on real photographs").
     self_calibrate_after_frames: int = Field(
         500, ge=0,
         description="the stream refines a bank version's threshold from its own scores once the version has "
-        "scored this many frames of its class (a new, reversible version; pipeline/self_calibration.py); 0 = off",
+        "scored this many frames of its class (a new, reversible version; pipeline/services/self_calibration.py); 0 = off",
     )
 
-    # --- cold start (issue 15: `linesight bank auto`, pipeline/coldstart.py, model/mutual.py) -------
+    # --- cold start (issue 15: `linesight bank auto`, pipeline/services/coldstart.py, model/mutual.py) -------
     coldstart_frames: int = Field(
         64, ge=4, description="`bank auto`: the first N frames of a class scored against each other"
     )
@@ -292,7 +292,7 @@ class Settings(BaseSettings):
         16, ge=2, description="mutual scoring compares each frame with at most this many - 1 other frames (cost bound)"
     )
 
-    # --- LLM verdicts that keep up (issue 10: pipeline/verdicts.py, batched generation) ----------
+    # --- LLM verdicts that keep up (issue 10: pipeline/stream/verdicts.py, batched generation) ----------
     verdict_batch_size: int = Field(
         8, ge=1, le=64, description="verdict jobs answered together in one batched LLM generation"
     )
@@ -302,7 +302,7 @@ class Settings(BaseSettings):
         "(checkpoint_dir); without them the answer depends on the detector's facts alone and is reused",
     )
 
-    # --- grounded dialogue (issue 12: pipeline/dialogue.py, model/grounding.py) ----------------
+    # --- grounded dialogue (issue 12: pipeline/services/dialogue.py, model/grounding.py) ----------------
     chat_repetition_penalty: float = Field(
         1.3, ge=1.0, le=3.0, description="dialogue generation: penalty on tokens already in the sequence (1 = none)"
     )

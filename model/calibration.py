@@ -1,7 +1,7 @@
 """Automatic decision threshold of a bank: no manual threshold anywhere.
 
 The threshold on the image score max(M) is chosen from two score sets measured when the bank is
-built (training/fewshot.py): scores of *normal* views (leave-one-out shots or augmented views)
+built (model/fewshot.py): scores of *normal* views (leave-one-out shots or augmented views)
 and scores of the same shots with *synthetic defects*. The rule maximises balanced accuracy; on a
 plateau of equally good thresholds it takes the midpoint. When the sets separate perfectly the
 threshold sits in the gap, pulled no lower than ``mean + 3 std`` of the normal scores (a few

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from training.exceptions import DefectError
+from model.exceptions import DefectError
 
 __all__ = ["DEFECT_KINDS", "inject_defect", "random_defect", "scratch", "stain", "hole", "cut_paste"]
 

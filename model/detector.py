@@ -83,7 +83,7 @@ class Detector:
     ``MAP_MAX_PX``). Only the encoder stages the bank holds (``bank.stages``) are matched.
 
     >>> from model.encoders.efficientnet import EfficientNetLiteEncoder
-    >>> from training.fewshot import build_bank
+    >>> from model.fewshot import build_bank
     >>> from training.synthetic import normal_images
     >>> encoder = EfficientNetLiteEncoder()
     >>> bank = build_bank(encoder, normal_images("washer", 2), "washer", 1, rotations=True)

@@ -2,7 +2,7 @@
 
 from linesight.errors import ConfigError, ConflictError, InvalidInputError, LinesightError
 
-__all__ = ["ModelError", "BankFileError", "ClassNameError", "EncoderNotFoundError", "ShapeError"]
+__all__ = ["ModelError", "BankBuildError", "BankFileError", "DefectError", "ClassNameError", "EncoderNotFoundError", "ShapeError"]
 
 
 class ModelError(LinesightError):
@@ -11,6 +11,14 @@ class ModelError(LinesightError):
 
 class BankFileError(ModelError, ConflictError):
     """A memory-bank file is missing, unreadable, or does not match the encoder (the message names the file)."""
+
+
+class BankBuildError(ModelError, InvalidInputError):
+    """A memory bank cannot be built from the given images (too few, wrong shapes); names the problem."""
+
+
+class DefectError(ModelError):
+    """A defect cannot be injected (unknown kind, bad image); the message names the value."""
 
 
 class EncoderNotFoundError(ModelError):

@@ -7,7 +7,7 @@
 2. Normal scores: leave-one-out, each shot scored against a bank built without it; with a single
    shot, slightly moved views of it scored against its own bank. Scored by the stream's own
    Detector, on the views as the stream sees them (JPEG).
-3. Anomaly scores: synthetic defects (training/defects.py) at reduced contrast (real defects are
+3. Anomaly scores: synthetic defects (model/defects.py) at reduced contrast (real defects are
    subtler than bold synthetic ones), injected into the shots, scored the same way.
 4. Threshold: :func:`model.calibration.choose_threshold` on the two score sets, stored in the bank.
 
@@ -30,11 +30,11 @@ from model.anomaly_map import patch_embeddings
 from model.bank import MemoryBank
 from model.calibration import choose_threshold
 from model.coreset import coreset_size, greedy_coreset
+from model.defects import random_defect
 from model.detector import Detector
 from model.encoders.base import ImageEncoder
+from model.exceptions import BankBuildError
 from model.tiling import DEFAULT_OVERLAP, TileGrid
-from training.defects import random_defect
-from training.exceptions import BankBuildError
 
 __all__ = [
     "ANOMALIES_PER_BANK",

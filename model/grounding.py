@@ -1,6 +1,6 @@
 """Facts about one inspection, the operator's question intents, facts answers and the degenerate-answer check.
 
-No model and no database here: :class:`InspectionFacts` is filled by ``pipeline/inspection_facts.py``
+No model and no database here: :class:`InspectionFacts` is filled by ``pipeline/services/inspection_facts.py``
 (stored row, mask regions, bank, line history, last false alarm) or by ``linesight inspect --ask``.
 
 - :func:`question_intents` classifies a question: ``where``, ``how_big``, ``how_many``, ``how_sure``,

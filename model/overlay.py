@@ -1,7 +1,7 @@
 """The one overlay renderer: heat where the anomaly map is above the threshold, a binary mask outlined.
 
 Pure numpy/OpenCV, so every picture uses the same heat scale: the stream's overlays folder
-(``pipeline/sink.py``), the API's ``overlay.png`` and ``heat.png``, ``linesight inspect`` and the
+(``pipeline/stream/sink.py``), the API's ``overlay.png`` and ``heat.png``, ``linesight inspect`` and the
 evaluation report (``training/report.py``).
 
 >>> import numpy as np

@@ -5,7 +5,7 @@
    frames' own score distribution (:func:`robust_threshold`: median + 3 scaled MADs; most frames
    are normal, so the median and MAD describe the normal scores even with 10 % defects).
 2. :func:`promote`: the K frames that scored most normal become the shots of a bank built and
-   calibrated by :func:`training.fewshot.build_bank` (leave-one-out normal views and synthetic
+   calibrated by :func:`model.fewshot.build_bank` (leave-one-out normal views and synthetic
    defects). The chosen frame indices and every frame's score are returned, so an operator can
    check (and veto) the references.
 
@@ -26,9 +26,9 @@ import numpy as np
 from model.bank import MemoryBank
 from model.detector import Detector
 from model.encoders.base import ImageEncoder
+from model.exceptions import BankBuildError
+from model.fewshot import build_bank
 from model.mutual import MutualConfig, mutual_scores
-from training.exceptions import BankBuildError
-from training.fewshot import build_bank
 
 __all__ = [
     "COLD_START_METHOD",

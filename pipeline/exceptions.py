@@ -26,7 +26,7 @@ class NoActiveBankError(PipelineError):
     """A product class has no active memory bank (build one with `linesight bank build`)."""
 
 
-# --- dialogue about stored inspections (pipeline/dialogue.py) ---------------------------------
+# --- dialogue about stored inspections (pipeline/services/dialogue.py) ---------------------------------
 # The HTTP API maps errors by category (linesight.errors): NotFoundError -> 404,
 # ConfigError (an InvalidInputError) -> 400, UnavailableError -> 503; hence the second bases.
 
@@ -47,7 +47,7 @@ class DialogueUnavailableError(DialogueError, UnavailableError):
     """The LLM, encoder or prompt learner needed for the dialogue could not be loaded."""
 
 
-# --- faults of the stream (pipeline/ingest.py): not the frame's fault vs the batch's ------------
+# --- faults of the stream (pipeline/stream/ingest.py): not the frame's fault vs the batch's ------------
 FAULT_KINDS = (
     "database", "broker", "inference_actor", "sink_actor", "sink", "bank", "bank_lookup", "dead_letter", "no_actor",
 )

@@ -28,9 +28,9 @@ import torch
 
 from model.detector import Detector
 from model.encoders.efficientnet import EfficientNetLiteEncoder
+from model.fewshot import build_bank
 from model.mutual import MutualConfig, mutual_scores
-from training.coldstart import cold_start_scores
-from training.fewshot import build_bank
+from model.references import cold_start_scores
 from training.metrics import accuracy, image_auroc
 from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
 
@@ -76,7 +76,7 @@ def evaluate_class(
     started = time.perf_counter()
     cold = cold_start_scores(encoder, images, config)  # the encoder included
     cold_ms = (time.perf_counter() - started) * 1000.0 / frames
-    chosen = [int(i) for i in np.argsort(cold.scores, kind="stable")[:shots]]  # = training.coldstart.promote
+    chosen = [int(i) for i in np.argsort(cold.scores, kind="stable")[:shots]]  # = model.references.promote
     bank = build_bank(encoder, [images[i] for i in chosen], product_class, 1, rotations=rotations_ok(product_class),
                       seed=seed)
     row = {

@@ -8,7 +8,7 @@ registered in the ``banks`` table, stored with their map, mask and frame; half c
 half in the last hours; one earlier flagged frame per class labelled a false alarm. Then asks six
 questions about each of the newest ``--inspections`` inspections (where / how big / how many / how sure /
 what changed since yesterday / is this like the last false alarm; 8 x 6 = 48 by default) through
-:class:`pipeline.dialogue.DialogueService` with the LLM (the packaged SmolLM2-135M unless ``--llm``),
+:class:`pipeline.services.dialogue.DialogueService` with the LLM (the packaged SmolLM2-135M unless ``--llm``),
 and prints per intent:
 
 - ``right facts``: share of shown answers that state the facts asked for (:func:`model.grounding.states_facts`);
@@ -75,8 +75,8 @@ def build_database(repository: Any, encoder: Any, banks_dir: Path, *, frames: in
                    now: datetime | None = None) -> int:
     """Store ``frames`` scored synthetic frames (see the module doc); returns how many were stored."""
     from model.detector import Detector
+    from model.fewshot import build_bank
     from storage.records import InspectionRecord, png_from_map, png_from_mask
-    from training.fewshot import build_bank
     from training.synthetic import SyntheticLine, normal_images
 
     now = now or datetime.now(UTC)
@@ -192,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from linesight.settings import load_settings
-    from pipeline.dialogue import DialogueService
-    from pipeline.verdicts import InspectionModel
+    from pipeline.services.dialogue import DialogueService
+    from pipeline.stream.verdicts import InspectionModel
     from storage.db import Database
     from storage.repository import Repository
 

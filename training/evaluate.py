@@ -4,7 +4,7 @@ For every class, every ``k`` in ``shots`` and every draw ``seed`` in ``range(see
 training images are drawn (:func:`draw_references`: a seeded permutation, window ``seed``, so draws
 do not share images while there are enough) and scored:
 
-- ``few_shot``: :func:`training.fewshot.build_bank` on the references, then
+- ``few_shot``: :func:`model.fewshot.build_bank` on the references, then
   :class:`model.detector.Detector` on the test images (its calibrated, threshold-free decision).
 - ``zero_shot``: a trained decoder's unsupervised map (``zero_shot_maps``); decision: max(M) > 0.5,
   i.e. "abnormal" beats "normal" in the decoder's softmax. Independent of k, so computed once per class.
@@ -79,7 +79,7 @@ class EvalConfig:
     max_test_images: int | None = None  # cap per class (None = all), for quick runs
     examples_per_kind: int = 2  # overlays kept per class: this many hits and this many misses
     fpr_limit: float = 0.3  # AUPRO integration limit
-    tile_px: int | str | None = None  # banks tile frames (training.fewshot.build_bank); images load at full size
+    tile_px: int | str | None = None  # banks tile frames (model.fewshot.build_bank); images load at full size
     stages: tuple[int, ...] | None = None  # encoder stages the banks match; None = build_bank's default
 
     def __post_init__(self) -> None:
@@ -284,7 +284,7 @@ def evaluate(
 
 
 def _few_shot(detector, encoder, data: ClassData, refs: list[int], images, name: str, seed: int, config: EvalConfig):
-    from training.fewshot import build_bank
+    from model.fewshot import build_bank
 
     size = None if config.tile_px is not None else encoder.image_size_px
     references = [data.train[i].load_image(size) for i in refs]

@@ -1,8 +1,8 @@
 """Errors of the training package; all derive from :class:`linesight.errors.LinesightError`."""
 
-from linesight.errors import InvalidInputError, LinesightError
+from linesight.errors import LinesightError
 
-__all__ = ["TrainingError", "UnknownProductClassError", "DefectError", "BankBuildError", "DatasetError"]
+__all__ = ["TrainingError", "UnknownProductClassError", "DatasetError"]
 
 
 class TrainingError(LinesightError):
@@ -11,14 +11,6 @@ class TrainingError(LinesightError):
 
 class UnknownProductClassError(TrainingError):
     """A product class is not one of the synthetic line's classes (the message lists them)."""
-
-
-class DefectError(TrainingError):
-    """A defect cannot be injected (unknown kind, bad image); the message names the value."""
-
-
-class BankBuildError(TrainingError, InvalidInputError):
-    """A memory bank cannot be built from the given images (too few, wrong shapes); names the problem."""
 
 
 class DatasetError(TrainingError):

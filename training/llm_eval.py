@@ -72,8 +72,8 @@ def evaluate_llm(
 
     from model.anomalygpt import DetectorFacts, default_description
     from model.detector import Detector
+    from model.fewshot import build_bank
     from training.evaluate import draw_references
-    from training.fewshot import build_bank
     from training.synthetic import PRODUCT_CLASSES, rotations_ok
 
     size = encoder.image_size_px

@@ -6,7 +6,7 @@ p = 0.5, per-class patch-size bounds; the mask is binarised at 0.3. Plain cut-pa
 and scratch / stain variants are options for comparison and augmentation.
 
 Ground-truth mask, how it is made ("nsa" and "cutpaste"; scratch / stain come from
-:mod:`training.defects` with their own masks): ``diff = max over RGB |out - original| / 255``,
+:mod:`model.defects` with their own masks): ``diff = max over RGB |out - original| / 255``,
 smoothed by a 3x3 box filter and restricted to the pasted patch's footprint; it is normalised by
 ``max(max(diff in footprint), min_contrast)`` into [0, 1]; the mask is ``normalised > mask_threshold``
 (0.3), closed with a 3x3 kernel. So the mask covers where the image visibly changed, not the whole
@@ -195,7 +195,7 @@ class AnomalySimulator:
     def _one_patch(self, image: np.ndarray, target_index: int) -> tuple[np.ndarray, np.ndarray, PastedPatch]:
         h_px, w_px = image.shape[:2]
         if self.method in ("scratch", "stain"):
-            from training import defects  # one implementation of scratches and stains, with their own masks
+            from model import defects  # one implementation of scratches and stains, with their own masks
 
             out, mark = (defects.scratch if self.method == "scratch" else defects.stain)(image, self.rng)
             ys, xs = np.nonzero(mark)

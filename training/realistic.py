@@ -13,7 +13,7 @@ resolution, with their masks:
 - ``scratch``: a 1-2 px straight or slightly curved line, 10-25 % brighter or darker;
 - ``bold``: 1 in 8 defects is a clearly visible one (a larger blob of 30-50 % contrast).
 
-The generators here are deliberately not the ones bank calibration uses (training/defects.py),
+The generators here are deliberately not the ones bank calibration uses (model/defects.py),
 so the benchmark does not grade the calibration on its own homework. Written in the ``mvtec``
 layout that :func:`training.datasets.load_dataset` reads.
 

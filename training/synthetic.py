@@ -3,7 +3,7 @@
 Classes: three textures from images shipped inside scikit-image (``brick``, ``gravel``,
 ``grass``; random crops with small rotation, scale and brightness jitter) and two parts drawn
 with OpenCV (``washer``, a metal ring; ``bracket``, a painted L-plate with two holes; small pose
-and lighting jitter). Defective frames get one defect from :mod:`training.defects` (on the part
+and lighting jitter). Defective frames get one defect from :mod:`model.defects` (on the part
 for parts) and carry its ground-truth mask. Everything is deterministic by seed.
 
 >>> frame = SyntheticLine(seed=1).next_frame("washer")
@@ -20,7 +20,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from training.defects import random_defect
+from model.defects import random_defect
 from training.exceptions import UnknownProductClassError
 
 __all__ = [
@@ -49,7 +49,7 @@ class SyntheticFrame:
     product_class: str
     is_defective: bool
     mask: np.ndarray  # (S, S) uint8 in {0, 1}; all zero for normal frames
-    defect_kind: str | None  # one of training.defects.DEFECT_KINDS, None for normal frames
+    defect_kind: str | None  # one of model.defects.DEFECT_KINDS, None for normal frames
 
 
 def _check_class(product_class: str) -> None:

@@ -32,7 +32,7 @@ def ray_monitor_snapshot() -> dict[str, Any] | None:
 
     if not ray.is_initialized():
         return None
-    from pipeline.monitor import get_monitor
+    from pipeline.stream.monitor import get_monitor
 
     monitor = get_monitor()
     if monitor is None:
@@ -96,10 +96,10 @@ class ApiContext:
             return self._inspector
 
     def dialogue(self) -> Any:
-        """The ``DialogueService`` of ``pipeline.dialogue`` (it answers 503 itself when its model cannot load)."""
+        """The ``DialogueService`` of ``pipeline.services.dialogue`` (it answers 503 itself when its model cannot load)."""
         with self._lock:
             if self._dialogue is None:
-                from pipeline.dialogue import DialogueService
+                from pipeline.services.dialogue import DialogueService
 
                 self._dialogue = DialogueService(self.settings, repository=self._repository_unlocked())
             return self._dialogue

@@ -1,9 +1,9 @@
 """The model side of the API: inspect one image, build and activate banks.
 
 :class:`BankInspector` holds the frozen encoder, a :class:`~model.detector.Detector` and a
-:class:`~pipeline.banks.BankManager`; it is synchronous. The API talks to it through the async
+:class:`~pipeline.services.banks.BankManager`; it is synchronous. The API talks to it through the async
 :class:`Inspector` protocol: :class:`LocalInspector` runs it in this process (tests, ``--no-serve``
-tools) with a versioned LRU (:class:`~pipeline.bank_cache.BankCache`); in Ray Serve the
+tools) with a versioned LRU (:class:`~pipeline.stream.bank_cache.BankCache`); in Ray Serve the
 ``Inspector`` deployment (:mod:`linesight.api.deployment`) holds it and loads banks through
 ``@serve.multiplexed`` keyed by ``class@vN``, so activating a new version is a new key (a swap).
 
@@ -50,7 +50,7 @@ class BankInspector:
     """Encoder + detector + bank manager of one process (synchronous; one image at a time)."""
 
     def __init__(self, settings: Settings, repository: Any | None = None, encoder: Any | None = None) -> None:
-        from pipeline.banks import BankManager
+        from pipeline.services.banks import BankManager
 
         self.settings = settings
         self.manager = BankManager(settings, repository=repository, encoder=encoder)
@@ -114,8 +114,8 @@ class LocalInspector:
     """
 
     def __init__(self, core: BankInspector, cache_size: int | None = None) -> None:
-        from pipeline.bank_cache import BankCache
-        from pipeline.messages import BankRef
+        from pipeline.stream.bank_cache import BankCache
+        from pipeline.stream.messages import BankRef
 
         self.core = core
         self._ref = BankRef

@@ -1,7 +1,7 @@
 """Prometheus ``/metrics``: the stream's figures from the monitor actor, per-line counters from SQL, API requests.
 
 :class:`StreamCollector` is a custom collector: each scrape asks the stream monitor for one
-snapshot (``pipeline.monitor``) and, through :class:`LineCounters`, SQL for the inspections,
+snapshot (``pipeline.stream.monitor``) and, through :class:`LineCounters`, SQL for the inspections,
 flagged inspections and alerts stored since the last scrape, by ``line`` and ``product_class``.
 Those are counters (they only go up: a purge of old rows does not lower them; they restart at the
 stored totals when the process restarts). Latency is a histogram in seconds. Without a running

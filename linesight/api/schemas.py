@@ -167,6 +167,9 @@ class Bank(BaseModel):
     encoder: str
     sha256: str
     calibration: dict[str, Any]
+    calibrated_from: int | None = Field(
+        None, description="the version whose threshold this one refined (stream) or overrode (operator); null if built"
+    )
     created_at: datetime
 
 
@@ -238,6 +241,7 @@ def bank_json(row: Any) -> dict[str, Any]:
         "encoder": row.encoder,
         "sha256": row.sha256,
         "calibration": dict(row.calibration),
+        "calibrated_from": row.calibration.get("source_version"),
         "created_at": row.created_at,
     }
 

@@ -115,7 +115,7 @@ def _row(row) -> dict:
 def _build(args: argparse.Namespace) -> int:
     from linesight.errors import ConfigError
     from linesight.settings import load_settings
-    from pipeline.banks import BankManager, load_images
+    from pipeline.services.banks import BankManager, load_images
 
     if args.coreset_ratio is not None and not 0 < args.coreset_ratio <= 1:
         raise ConfigError(f"--coreset-ratio must be in (0, 1], got {args.coreset_ratio}")
@@ -134,7 +134,7 @@ def _build(args: argparse.Namespace) -> int:
 
 def _learn(args: argparse.Namespace) -> int:
     from linesight.settings import load_settings
-    from pipeline.banks import BankManager
+    from pipeline.services.banks import BankManager
 
     row = BankManager(load_settings()).learn_from_feedback(args.product_class, activate=not args.no_activate)
     if row is None:
@@ -146,7 +146,7 @@ def _learn(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from linesight.settings import load_settings
-    from pipeline.banks import BankManager
+    from pipeline.services.banks import BankManager
 
     row = BankManager(load_settings()).self_calibrate(args.product_class, frames=args.frames,
                                                       activate=not args.no_activate)
@@ -156,7 +156,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _sensitivity(args: argparse.Namespace) -> int:
     from linesight.settings import load_settings
-    from pipeline.banks import BankManager
+    from pipeline.services.banks import BankManager
 
     threshold = None if args.clear else args.threshold
     row = BankManager(load_settings()).set_sensitivity(args.product_class, threshold, activate=not args.no_activate)
@@ -167,8 +167,8 @@ def _sensitivity(args: argparse.Namespace) -> int:
 def _auto(args: argparse.Namespace) -> int:
     from linesight.errors import ConfigError
     from linesight.settings import load_settings
-    from pipeline.banks import BankManager
-    from pipeline.coldstart import auto_build, frames_from_folder, read_class_frames
+    from pipeline.services.banks import BankManager
+    from pipeline.services.coldstart import auto_build, frames_from_folder, read_class_frames
 
     settings = load_settings()
     count = args.frames or settings.coldstart_frames
@@ -202,7 +202,7 @@ def _auto(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from linesight.data_folder import open_repository
     from linesight.settings import load_settings
-    from pipeline.banks import BankManager
+    from pipeline.services.banks import BankManager
 
     settings = load_settings()
     manager = BankManager(settings, repository=open_repository(settings))  # read-only: never migrates
@@ -224,7 +224,7 @@ def _list(args: argparse.Namespace) -> int:
 def _activate(args: argparse.Namespace) -> int:
     from linesight.data_folder import open_repository
     from linesight.settings import load_settings
-    from pipeline.banks import BankManager
+    from pipeline.services.banks import BankManager
 
     settings = load_settings()
     row = BankManager(settings, repository=open_repository(settings)).activate(args.product_class, args.version)

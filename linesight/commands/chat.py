@@ -1,4 +1,4 @@
-"""``linesight chat INSPECTION_ID [QUESTION]``: questions about a stored inspection (pipeline/dialogue.py).
+"""``linesight chat INSPECTION_ID [QUESTION]``: questions about a stored inspection (pipeline/services/dialogue.py).
 
 With a QUESTION: print the answer and exit. Without one: print the stored turns, then read
 questions at ``you> `` until Ctrl-D or ``exit``. Every turn is stored, so a later session (or the
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from linesight.data_folder import open_repository
     from linesight.settings import load_settings
-    from pipeline.dialogue import DialogueService
+    from pipeline.services.dialogue import DialogueService
 
     settings = load_settings()
     service = DialogueService(settings, open_repository(settings))  # an existing database: never migrated here

@@ -153,7 +153,7 @@ def _run(args: argparse.Namespace, root: Path, layout: str, label: str | None = 
 
 
 def _llm(args: argparse.Namespace, settings, dataset, encoder, config) -> dict:
-    from pipeline.verdicts import InspectionModel
+    from pipeline.stream.verdicts import InspectionModel
     from training.llm_eval import evaluate_llm, llm_report
 
     checkpoint = args.decoder.parent if args.decoder is not None else settings.checkpoint_dir

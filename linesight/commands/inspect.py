@@ -111,7 +111,7 @@ class _Scorer:
 
     def __init__(self, args: argparse.Namespace, settings) -> None:
         from linesight.errors import ConfigError
-        from pipeline.banks import BankManager
+        from pipeline.services.banks import BankManager
 
         self.args, self.settings = args, settings
         needs_db = not args.zero_shot and args.bank is None
@@ -158,8 +158,8 @@ class _Scorer:
         return row
 
     def ask(self, question: str) -> dict:
-        """``question``/``answer``/``answer_source`` about the image scored last (pipeline/dialogue.py)."""
-        from pipeline.dialogue import answer_about_frame
+        """``question``/``answer``/``answer_source`` about the image scored last (pipeline/services/dialogue.py)."""
+        from pipeline.services.dialogue import answer_about_frame
 
         image, result = self._last
         reply = answer_about_frame(self.settings, image, result, self.args.product_class, question,

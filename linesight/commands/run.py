@@ -41,8 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from connectors.tansu import broker_for
     from linesight.settings import load_settings
-    from pipeline.job import Pipeline
-    from pipeline.prepare import prepare
+    from pipeline.stream.job import Pipeline
+    from pipeline.stream.prepare import prepare
 
     settings = load_settings()
     stop = threading.Event()

@@ -40,7 +40,7 @@ def handle(args: argparse.Namespace) -> int:
     from linesight.api.auth import resolve_api_token
     from linesight.api.deployment import start_serve, stop_serve
     from linesight.settings import load_settings
-    from pipeline.job import init_ray
+    from pipeline.stream.job import init_ray
 
     settings = load_settings()
     token, generated = resolve_api_token(settings.api_token)
@@ -53,7 +53,7 @@ def handle(args: argparse.Namespace) -> int:
         stack.callback(stop_serve)  # exits run in reverse: the stream drains first, then the API stops
         pipeline = None
         if not args.no_stream:
-            from pipeline.job import Pipeline
+            from pipeline.stream.job import Pipeline
 
             pipeline = stack.enter_context(Pipeline(settings, bootstrap))  # stopped (drained) on exit
         url = start_serve(settings, host=args.host, port=args.port, token=token, bootstrap_servers=bootstrap,
@@ -80,7 +80,7 @@ def _prepare(settings, stack: contextlib.ExitStack, *, stream: bool) -> str | No
             database.dispose()
         return settings.kafka_bootstrap_servers
     from connectors.tansu import broker_for
-    from pipeline.prepare import prepare
+    from pipeline.stream.prepare import prepare
 
     bootstrap = stack.enter_context(broker_for(settings))
     prepare(settings, bootstrap)

@@ -24,7 +24,7 @@ __all__ = ["EfficientNetLiteEncoder", "DEFAULT_STAGE_BLOCKS"]
 
 # Blocks whose outputs are the 4 stages: the last block of the 40-, 80-, 112- and 192-channel
 # groups (28, 14, 14 and 7 px at 224). Chosen by image AUROC on the synthetic line (see
-# training/fewshot.py); the 320-channel block 15 is too ImageNet-specific for few-shot matching.
+# model/fewshot.py); the 320-channel block 15 is too ImageNet-specific for few-shot matching.
 DEFAULT_STAGE_BLOCKS: tuple[int, ...] = (4, 7, 10, 14)
 
 _MEAN = (0.485, 0.456, 0.406)  # ImageNet normalisation

@@ -86,7 +86,7 @@ class BankManager:
         activate: bool = True,
     ) -> Any:
         """Build, save, register (and by default activate) a new version; returns the bank row."""
-        from training.fewshot import build_bank
+        from model.fewshot import build_bank
 
         check_class_name(product_class)
         if shots is not None and shots < 1:
@@ -130,7 +130,7 @@ class BankManager:
         Only frames not already in the active bank (its ``learned_frames``) count; returns the new
         bank row, or None when there is nothing new to learn. The stream swaps to it within a poll.
         """
-        from training.fewshot import extend_bank
+        from model.fewshot import extend_bank
 
         check_class_name(product_class)
         active = self._active(product_class, "learn into")
@@ -157,7 +157,7 @@ class BankManager:
         gave the last ``frames`` frames it scored (model.calibration.stream_threshold); same rows.
 
         Its calibration names the version it refined (``source_version``): the stream's automatic
-        self-calibration (pipeline/self_calibration.py) refines each version once. Reversible: the
+        self-calibration (pipeline/services/self_calibration.py) refines each version once. Reversible: the
         previous version stays registered (``bank activate C V``).
         """
         from model.calibration import STREAM_MIN_FRAMES, Calibration, stream_threshold

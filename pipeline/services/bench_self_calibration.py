@@ -1,6 +1,6 @@
 """How many stream frames self-calibration needs: the spread of the refined threshold per window size.
 
-    .venv/bin/python -m pipeline.bench_self_calibration --pool 400 --classes washer grass
+    .venv/bin/python -m pipeline.services.bench_self_calibration --pool 400 --classes washer grass
 
 Per class: a 2-shot bank, then ``--pool`` normal frames and ``--pool // 10`` defective ones of the
 synthetic line, JPEG-encoded as a camera sends them, scored once. Windows of N frames are drawn
@@ -33,7 +33,7 @@ def _scores(product_class: str, pool: int, seed: int) -> tuple[np.ndarray, np.nd
     from connectors.schema import decode_image, encode_image
     from model.encoders import build_encoder
     from model.factory import build_detector
-    from training.fewshot import build_bank
+    from model.fewshot import build_bank
     from training.synthetic import SyntheticLine, normal_images, rotations_ok
 
     encoder = build_encoder("efficientnet-lite0")

@@ -1,6 +1,6 @@
 """Seconds per LLM verdict and tokens/s: one at a time (the old path) vs stopped early vs batched.
 
-    .venv/bin/python -m pipeline.bench_verdicts --jobs 16 --rounds 2 --threads 1
+    .venv/bin/python -m pipeline.services.bench_verdicts --jobs 16 --rounds 2 --threads 1
 
 The packaged SmolLM2-135M with a seeded (untrained) prompt learner, random anomaly maps and image
 vectors and a mix of detector facts. The configurations alternate within each round so a shared,

@@ -2,7 +2,7 @@
 
 The first N frames of the class (read from the frames topic, or from a folder) are scored against
 each other (:mod:`model.mutual`), the K that scored most normal are built into a new bank version
-through :meth:`pipeline.banks.BankManager.build` (the same path as ``bank build``: calibration,
+through :meth:`pipeline.services.banks.BankManager.build` (the same path as ``bank build``: calibration,
 versioning, sha256, registration, activation = hot swap into the running stream), and the chosen
 frames are reported with their scores so that an operator can veto them (rerun with
 ``--exclude``, or ``bank activate`` the previous version).
@@ -70,7 +70,7 @@ class AutoBank:
 
 def frames_from_folder(folder: Path, limit: int | None = None) -> list[NamedFrame]:
     """The images of a folder (sorted by name, the first ``limit``) named by their file names."""
-    from pipeline.banks import IMAGE_SUFFIXES, load_images
+    from pipeline.services.banks import IMAGE_SUFFIXES, load_images
 
     names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
     images = load_images(folder, limit=limit)
@@ -150,10 +150,10 @@ def auto_build(
 
     ``exclude`` names frames the operator vetoed: they are neither scored nor chosen.
     """
+    from model.exceptions import BankBuildError
     from model.mutual import MutualConfig
     from model.names import check_class_name
-    from training.coldstart import choose_references
-    from training.exceptions import BankBuildError
+    from model.references import choose_references
 
     check_class_name(product_class)
     kept = [f for f in frames if f.name not in set(exclude)]

@@ -8,7 +8,7 @@ The question and the answer are then stored with ``add_chat_turn``, so a later
 :class:`DialogueService` (another process, the CLI, the HTTP API) continues the same conversation.
 
 The LLM is grounded: the description also carries the facts the system knows
-(pipeline/inspection_facts.py: regions with boxes and areas, score vs threshold, bank and shots, the
+(pipeline/services/inspection_facts.py: regions with boxes and areas, score vs threshold, bank and shots, the
 line's recent history, the class's last false alarm), and it generates greedily with repetition
 control (``chat_repetition_penalty``, ``chat_no_repeat_ngram_size``), stopping at the end of the first
 answer (newline or ``###``). An answer that repeats itself, echoes the prompt, contradicts the facts or
@@ -99,7 +99,7 @@ def _stored_pairs(turns: list[ChatTurnRow]) -> list[tuple[str, str]]:
 class DialogueService:
     """Answers operators' questions about stored inspections (the HTTP API and ``linesight chat``).
 
-    The model (LLM, encoder, prompt learner: :class:`pipeline.verdicts.InspectionModel`) loads on
+    The model (LLM, encoder, prompt learner: :class:`pipeline.stream.verdicts.InspectionModel`) loads on
     the first question; ``model`` may be given instead. Questions are answered one at a time.
 
     >>> reply = DialogueService(settings, repository).ask(7, "Where is the defect?")  # doctest: +SKIP
@@ -153,8 +153,8 @@ class DialogueService:
                          llm_text=text, reason=reason)
 
     def facts(self, row: InspectionRow) -> InspectionFacts:
-        """What the system knows about a stored inspection (pipeline/inspection_facts.py)."""
-        from pipeline.inspection_facts import stored_facts
+        """What the system knows about a stored inspection (pipeline/services/inspection_facts.py)."""
+        from pipeline.services.inspection_facts import stored_facts
 
         return stored_facts(self.repository, row, history_window=self.settings.chat_history_window)
 
@@ -194,7 +194,7 @@ class DialogueService:
     def _loaded_model(self) -> Any:
         if self._model is None:
             from model.exceptions import ModelError
-            from pipeline.verdicts import InspectionModel
+            from pipeline.stream.verdicts import InspectionModel
 
             try:
                 self._model = InspectionModel.from_settings(self.settings)
@@ -256,8 +256,8 @@ def answer_about_frame(settings: Settings, image: Any, result: Any, product_clas
     import torch
 
     from model.exceptions import ModelError
-    from pipeline.inspection_facts import facts_from_score
-    from pipeline.verdicts import InspectionModel
+    from pipeline.services.inspection_facts import facts_from_score
+    from pipeline.stream.verdicts import InspectionModel
 
     question = question.strip()
     if not question or len(question) > settings.chat_max_question_chars:

@@ -3,7 +3,7 @@
 Most frames on a line are normal. Once a bank version has scored ``after_frames`` frames of its
 class (the newest ``after_frames`` frames of the class all carry its version), the driver refines
 the class's threshold from those scores with the same code as ``linesight bank calibrate``
-(:meth:`pipeline.banks.BankManager.self_calibrate`: median + 4 robust sigmas, within 30 % of the
+(:meth:`pipeline.services.banks.BankManager.self_calibrate`: median + 4 robust sigmas, within 30 % of the
 version's threshold) and activates the result as a new version; the stream swaps to it within
 ``bank_poll_interval_s``. It is reversible with ``bank activate C OLD``. The supervision loop only
 pokes a round (:meth:`SelfCalibrator.poke`); it runs in its own thread, so recreating dead actors
@@ -126,6 +126,6 @@ def self_calibrator_for(settings: Any) -> SelfCalibrator | None:
     """The stream's calibrator for ``settings`` (``self_calibrate_after_frames``; None when it is 0 = off)."""
     if not settings.self_calibrate_after_frames:
         return None
-    from pipeline.banks import BankManager
+    from pipeline.services.banks import BankManager
 
     return SelfCalibrator(lambda: BankManager(settings), settings.self_calibrate_after_frames)

@@ -1,7 +1,7 @@
-"""Kafka and SQL behind the ingest loop's ports (:mod:`pipeline.ports`): the frames source and the bank lookup.
+"""Kafka and SQL behind the ingest loop's ports (:mod:`pipeline.stream.ports`): the frames source and the bank lookup.
 
 The dead-letter port is :class:`connectors.dead_letter.DeadLetterSink` as it is; the dispatcher is
-:class:`pipeline.dispatch.RayDispatcher`. Kafka errors become ``InfrastructureFault("broker")``; a
+:class:`pipeline.stream.dispatch.RayDispatcher`. Kafka errors become ``InfrastructureFault("broker")``; a
 commit refused after a rebalance becomes ``CommitRefused``.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.exceptions import CommitRefused, InfrastructureFault
-from pipeline.messages import ZERO_SHOT_VERSION, BankRef
+from pipeline.stream.messages import ZERO_SHOT_VERSION, BankRef
 
 __all__ = ["KafkaSourcePort", "SqlBankLookup"]
 

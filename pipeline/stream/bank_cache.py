@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from pipeline.messages import BankRef
+from pipeline.stream.messages import BankRef
 
 __all__ = ["BankCache"]
 

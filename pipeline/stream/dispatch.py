@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.exceptions import BankUnavailableError, BatchFailed, InfrastructureFault
-from pipeline.messages import FrameTask, WriteResult
+from pipeline.stream.messages import FrameTask, WriteResult
 
 __all__ = ["RayDispatcher", "classify_sink_error"]
 

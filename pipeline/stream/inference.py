@@ -2,7 +2,7 @@
 
 The encoder runs once over the whole batch (classes mixed); each frame is then compared with its
 class's bank version named in the task, so a hot swap takes effect at a batch boundary and every
-result names the version that scored it. Run as a Ray actor by :mod:`pipeline.job`.
+result names the version that scored it. Run as a Ray actor by :mod:`pipeline.stream.job`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from model.factory import DetectorConfig
-from pipeline.bank_cache import BankCache
 from pipeline.exceptions import BankUnavailableError
-from pipeline.messages import BankRef, FrameTask, ScoredFrame
+from pipeline.stream.bank_cache import BankCache
+from pipeline.stream.messages import BankRef, FrameTask, ScoredFrame
 
 __all__ = ["InferenceWorker"]
 

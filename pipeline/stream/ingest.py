@@ -1,7 +1,7 @@
 """The ingest loop: poll → validate → batch → dispatch → commit a finished prefix (at-least-once).
 
 :class:`IngestLoop` is given its source, dead-letter sink, bank lookup and dispatcher
-(:mod:`pipeline.ports`); it imports neither Kafka nor Ray, so its rules are unit-tested on fakes:
+(:mod:`pipeline.stream.ports`); it imports neither Kafka nor Ray, so its rules are unit-tested on fakes:
 
 1. **Commit only a finished prefix.** Offsets of a batch are committed only when it and every
    batch polled before it are finished (stored, or their frames dead-lettered for their own fault).
@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.counters import StreamCounters
 from pipeline.exceptions import BatchFailed, CommitRefused, InfrastructureFault
-from pipeline.messages import BankRef, FrameTask, RecordView, WriteResult
-from pipeline.ports import BankLookup, DeadLetters, Dispatcher, FrameSource, IngestConfig, Reporter
+from pipeline.stream.counters import StreamCounters
+from pipeline.stream.messages import BankRef, FrameTask, RecordView, WriteResult
+from pipeline.stream.ports import BankLookup, DeadLetters, Dispatcher, FrameSource, IngestConfig, Reporter
 
 __all__ = ["IngestLoop"]
 

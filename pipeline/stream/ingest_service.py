@@ -11,10 +11,10 @@ import threading
 from typing import Any
 
 from linesight.settings import Settings
-from pipeline.counters import StreamCounters
-from pipeline.dispatch import RayDispatcher
-from pipeline.ingest import IngestLoop
-from pipeline.ports import IngestConfig
+from pipeline.stream.counters import StreamCounters
+from pipeline.stream.dispatch import RayDispatcher
+from pipeline.stream.ingest import IngestLoop
+from pipeline.stream.ports import IngestConfig
 
 __all__ = ["IngestService"]
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class IngestService:
-    """Ray actor wrapper of one :class:`~pipeline.ingest.IngestLoop` (one Kafka consumer)."""
+    """Ray actor wrapper of one :class:`~pipeline.stream.ingest.IngestLoop` (one Kafka consumer)."""
 
     def __init__(
         self, settings: Settings, bootstrap_servers: str, inference: list[Any], sink: Any, name: str,
@@ -49,7 +49,7 @@ class IngestService:
         from connectors.dead_letter import DeadLetterSink
         from connectors.kafka import make_producer
         from connectors.source import KafkaFrameSource
-        from pipeline.adapters import KafkaSourcePort, SqlBankLookup
+        from pipeline.stream.adapters import KafkaSourcePort, SqlBankLookup
         from storage.db import Database
         from storage.repository import Repository
 

@@ -18,9 +18,9 @@ import time
 from typing import Any
 
 from linesight.settings import Settings
-from pipeline.counters import StreamCounters
 from pipeline.exceptions import PipelineError
-from pipeline.ingest_service import IngestService
+from pipeline.stream.counters import StreamCounters
+from pipeline.stream.ingest_service import IngestService
 
 __all__ = ["Pipeline", "IngestService", "init_ray"]
 
@@ -68,7 +68,7 @@ class Pipeline:
         self.monitor: Any | None = None
         self.verdicts: Any | None = None  # LLM verdicts: VerdictWorker actor when llm_verdicts
         self.verdict_stats: dict[str, Any] | None = None  # its final stats after stop()
-        self.self_calibration: Any | None = None  # pipeline/self_calibration.py, run by the supervisor
+        self.self_calibration: Any | None = None  # pipeline/services/self_calibration.py, run by the supervisor
         self._supervise = supervise
         self._supervisor: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -91,14 +91,14 @@ class Pipeline:
         """Create the actors, wait until the model is loaded, start the ingest loops and the supervisor."""
         import ray
 
-        from pipeline.monitor import MONITOR_NAME, start_monitor
+        from pipeline.stream.monitor import MONITOR_NAME, start_monitor
 
         settings = self.settings
         init_ray(settings)
         self.monitor = start_monitor()
-        from pipeline.placement import create_placement_group, inference_placement_for
+        from pipeline.stream.placement import create_placement_group, inference_placement_for
 
-        # device, resources and spread of the inference actors over the cluster's nodes (pipeline/placement.py)
+        # device, resources and spread of the inference actors over the cluster's nodes (pipeline/stream/placement.py)
         self._placement = inference_placement_for(settings, cluster_gpus=ray.cluster_resources().get("GPU", 0))
         self._placement_group = create_placement_group(self._placement)
         self.inference = [self._new_inference(index) for index in range(settings.inference_actors)]
@@ -118,7 +118,7 @@ class Pipeline:
             settings.batch_wait_timeout_s, settings.max_inflight_batches,
         )
         if self._supervise:
-            from pipeline.self_calibration import self_calibrator_for
+            from pipeline.services.self_calibration import self_calibrator_for
 
             self.self_calibration = self_calibrator_for(settings)  # None when off
             self._supervisor = threading.Thread(target=self._supervise_loop, name="linesight-supervisor", daemon=True)
@@ -131,8 +131,8 @@ class Pipeline:
         import ray
 
         from model.factory import DetectorConfig
-        from pipeline.inference import InferenceWorker
-        from pipeline.placement import inference_actor_options
+        from pipeline.stream.inference import InferenceWorker
+        from pipeline.stream.placement import inference_actor_options
 
         settings = self.settings
         options = inference_actor_options(self._placement, index, self._placement_group)
@@ -144,7 +144,7 @@ class Pipeline:
     def _new_verdicts(self, monitor_name: str) -> Any:
         import ray
 
-        from pipeline.verdicts import VerdictWorker
+        from pipeline.stream.verdicts import VerdictWorker
 
         verdict_cls = ray.remote(num_cpus=VERDICT_CPUS, max_restarts=1)(VerdictWorker)
         return verdict_cls.remote(self.settings, monitor_name)  # by name: no handle among the arguments
@@ -153,7 +153,7 @@ class Pipeline:
         """A sink actor (recreated by the supervisor, not by Ray)."""
         import ray
 
-        from pipeline.sink import ResultSink
+        from pipeline.stream.sink import ResultSink
 
         return ray.remote(num_cpus=SINK_CPUS)(ResultSink).remote(
             self.settings, self.bootstrap_servers, self.settings.api_base_url, self.verdicts
@@ -214,7 +214,7 @@ class Pipeline:
             service.set_inference.remote(list(self.inference))
 
     def _replace_dead_verdicts(self) -> None:
-        from pipeline.monitor import MONITOR_NAME
+        from pipeline.stream.monitor import MONITOR_NAME
 
         if self.verdicts is None or _alive([self.verdicts])[0]:
             return

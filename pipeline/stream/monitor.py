@@ -1,6 +1,6 @@
 """The stream's live counters in one named Ray actor, read by ``/metrics`` and ``/healthz``.
 
-Ingest loops (and the verdict actor) push cumulative counters (:class:`pipeline.counters.StreamCounters`)
+Ingest loops (and the verdict actor) push cumulative counters (:class:`pipeline.stream.counters.StreamCounters`)
 and the infrastructure faults they are holding on (``faults_active``) about once a second under a
 source name that is unique per loop *generation*, so a restarted loop never resets the totals.
 The supervisor counts the actors it recreated per role.
@@ -17,7 +17,7 @@ import bisect
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.counters import SNAPSHOT_NAMES, StreamCounters
+from pipeline.stream.counters import SNAPSHOT_NAMES, StreamCounters
 
 __all__ = [
     "MONITOR_NAME", "NAMESPACE", "LATENCY_BUCKETS_MS", "ACTOR_ROLES", "StreamMonitor", "start_monitor", "get_monitor",

@@ -1,7 +1,7 @@
 """What the ingest loop is given instead of building it: source, dead letters, bank lookup, dispatcher.
 
-The loop (:mod:`pipeline.ingest`) imports neither Kafka nor Ray. The stream plugs in the Kafka and
-Ray adapters (:mod:`pipeline.adapters`, :mod:`pipeline.dispatch`); unit tests plug in fakes in memory.
+The loop (:mod:`pipeline.stream.ingest`) imports neither Kafka nor Ray. The stream plugs in the Kafka and
+Ray adapters (:mod:`pipeline.stream.adapters`, :mod:`pipeline.stream.dispatch`); unit tests plug in fakes in memory.
 
 Partitions are plain ``(topic, partition)`` tuples; offsets are the *next* offset to read.
 """
@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pipeline.messages import BankRef, FrameTask, WriteResult
+from pipeline.stream.messages import BankRef, FrameTask, WriteResult
 
 __all__ = ["FrameSource", "DeadLetters", "BankLookup", "Dispatcher", "IngestConfig", "Reporter"]
 

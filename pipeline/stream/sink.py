@@ -18,7 +18,7 @@ import numpy as np
 
 from linesight.settings import Settings
 from model.overlay import render_overlay
-from pipeline.messages import ScoredFrame, WriteResult
+from pipeline.stream.messages import ScoredFrame, WriteResult
 
 __all__ = ["ResultSink", "to_record"]
 
@@ -79,7 +79,7 @@ class ResultSink:
         self.alerts = AlertSink(self._producer, settings.alerts_topic)
         self.api_base_url = api_base_url
         self.overlays_dir: Path | None = settings.overlays_dir if settings.write_overlays else None
-        # LLM verdicts: a pipeline.verdicts.VerdictWorker actor handle, or None when llm_verdicts is off
+        # LLM verdicts: a pipeline.stream.verdicts.VerdictWorker actor handle, or None when llm_verdicts is off
         self.verdicts = verdicts
         self.verdict_sample_normal = settings.verdict_sample_normal
         self.webhook = _webhook(settings) if settings.alert_webhook_url else None
@@ -134,7 +134,7 @@ class ResultSink:
 
     def _submit_verdicts(self, frames: list[ScoredFrame], records: list, inserted: set[str]) -> None:
         """Fire and forget: ``submit.remote`` without ``ray.get``, so the sink never waits for the LLM."""
-        from pipeline.verdicts import verdict_jobs
+        from pipeline.stream.verdicts import verdict_jobs
 
         try:
             jobs = verdict_jobs(frames, records, inserted, self.verdict_sample_normal)
@@ -171,7 +171,7 @@ def _webhook(settings: Settings):
     import uuid
 
     from connectors.webhook import WebhookForwarder, WebhookSink
-    from pipeline.monitor import get_monitor
+    from pipeline.stream.monitor import get_monitor
 
     token = settings.alert_webhook_token.get_secret_value() if settings.alert_webhook_token else None
     sink = WebhookSink(settings.alert_webhook_url or "", bearer_token=token)

@@ -14,7 +14,7 @@ A job carries the detector's facts, the anomaly map as the sink already encoded 
 PNG) and the frame as received (JPEG/PNG bytes). The global image vector for E_img is recomputed
 here with the worker's own encoder: one encoder pass (~30 ms) is a few percent of one verdict
 (~1 s of generation) and keeps the hot path's messages and contracts unchanged; the dialogue
-(pipeline/dialogue.py) rebuilds E_img and E_prompt from the same stored bytes the same way.
+(pipeline/services/dialogue.py) rebuilds E_img and E_prompt from the same stored bytes the same way.
 
 Keeping up (issue 10): the queue keeps flagged frames first (a flagged job pushes out a queued
 normal sample when full); jobs are answered in batches (one generate call, left-padded); without a
@@ -93,7 +93,7 @@ def sample_normal(frame_id: str, rate: float) -> bool:
 def verdict_jobs(frames: Sequence[Any], records: Sequence[Any], inserted: set[str], sample_rate: float) -> list[VerdictJob]:
     """Jobs for newly inserted frames: every flagged one and a sample of the normal ones.
 
-    ``frames`` are :class:`pipeline.messages.ScoredFrame`, ``records`` their
+    ``frames`` are :class:`pipeline.stream.messages.ScoredFrame`, ``records`` their
     :class:`storage.records.InspectionRecord` (the encoded map is reused, not re-encoded).
     """
     now = time.time()
@@ -261,7 +261,7 @@ class VerdictWorker:
     ``submit`` never blocks: jobs beyond ``verdict_queue_size`` are counted as skipped and keep the
     template verdict. In the stream (``model`` None) it loads its own model and sets this process's
     torch threads to ``llm_torch_threads``; tests pass a ``model`` and ``repository``. ``monitor`` is
-    a :class:`pipeline.monitor.StreamMonitor` (object or actor handle) or the name of the monitor
+    a :class:`pipeline.stream.monitor.StreamMonitor` (object or actor handle) or the name of the monitor
     actor, looked up when first needed (a handle among the constructor arguments would stop Ray
     from restarting the actor safely).
 
@@ -528,7 +528,7 @@ class VerdictWorker:
             if isinstance(self._monitor, str):  # the named monitor actor of this Ray cluster
                 import ray
 
-                from pipeline.monitor import NAMESPACE
+                from pipeline.stream.monitor import NAMESPACE
 
                 self._monitor = ray.get_actor(self._monitor, namespace=NAMESPACE)
             report = self._monitor.report

@@ -12,9 +12,9 @@ import pytest
 
 SLOW_TESTS = (  # node id prefixes, relative to the repository root
     "tests/unit/model/test_anomalygpt.py::test_real_smollm2_verdicts",  # real SmolLM2 (also marked in place)
-    "tests/unit/training/test_fewshot.py::test_calibrated_bank_from_shots",
-    "tests/unit/training/test_fewshot.py::test_coreset_and_determinism",
-    "tests/unit/training/test_fewshot.py::test_single_shot_uses_augmented_views",
+    "tests/unit/model/test_fewshot.py::test_calibrated_bank_from_shots",
+    "tests/unit/model/test_fewshot.py::test_coreset_and_determinism",
+    "tests/unit/model/test_fewshot.py::test_single_shot_uses_augmented_views",
     "tests/unit/training/test_llm_eval.py::test_accuracy_and_agreement_are_counted_against_truth_and_detector",
     "tests/unit/training/test_llm_eval.py::test_the_report_carries_the_llm_figures",
     "tests/unit/training/test_llm_eval.py::test_an_answer_without_a_decision_counts_as_wrong",

@@ -17,11 +17,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("model", "connectors", "storage", "training")
 MODULES = (
-    "pipeline.bank_cache", "pipeline.counters", "pipeline.monitor", "pipeline.placement",
+    "pipeline.stream.bank_cache", "pipeline.stream.counters", "pipeline.stream.monitor", "pipeline.stream.placement",
     "linesight.errors", "linesight.api.errors",
 )
 SKIP_FOLDERS = {"migrations"}  # Alembic's env.py runs only inside Alembic
-SLOW = {"model.detector", "training.fewshot", "training.metrics", "model.encoders.efficientnet"}
+SLOW = {"model.detector", "model.fewshot", "training.metrics", "model.encoders.efficientnet"}
 
 
 def _modules() -> list[str]:

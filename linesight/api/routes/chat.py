@@ -1,4 +1,4 @@
-"""The operator's dialogue about one inspection (``pipeline.dialogue.DialogueService``)."""
+"""The operator's dialogue about one inspection (``pipeline.services.dialogue.DialogueService``)."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ def _publish_until(settings, broker, stop: threading.Event, manifest: list, extr
 
 
 def _wait(predicate, timeout_s: float, what: str) -> None:
-    from pipeline.job import wait_for
+    from pipeline.stream.job import wait_for
 
     assert wait_for(predicate, timeout_s, interval_s=0.25), f"timed out after {timeout_s} s waiting for {what}"
 
@@ -68,9 +68,9 @@ def _wait(predicate, timeout_s: float, what: str) -> None:
 def test_inspect_and_hot_swap_through_ray_serve_while_frames_stream(broker, ray_session, encoder, tmp_path):
     from connectors.tansu import free_port
     from linesight.api.deployment import start_serve, stop_serve
-    from pipeline.banks import BankManager
-    from pipeline.job import Pipeline
-    from pipeline.prepare import prepare
+    from pipeline.services.banks import BankManager
+    from pipeline.stream.job import Pipeline
+    from pipeline.stream.prepare import prepare
     from storage.db import Database
     from storage.repository import Repository
     from training.synthetic import normal_images

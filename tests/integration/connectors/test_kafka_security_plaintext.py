@@ -28,7 +28,7 @@ def _settings(broker, sqlite_url: str, **overrides):
 
 def test_plaintext_clients_built_from_settings_round_trip(broker, sqlite_url):
     from linesight.api.routes.health import check_broker
-    from pipeline.prepare import prepare
+    from pipeline.stream.prepare import prepare
 
     settings = _settings(broker, sqlite_url)
     security = settings.kafka_security

@@ -12,7 +12,7 @@ import pytest
 
 from model.encoders.efficientnet import EfficientNetLiteEncoder
 from model.factory import build_detector
-from training.fewshot import build_bank
+from model.fewshot import build_bank
 from training.realistic import exposure
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]

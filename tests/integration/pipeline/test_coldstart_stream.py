@@ -39,10 +39,10 @@ def test_a_class_without_a_bank_ends_with_an_active_auto_bank_that_flags_later_d
     broker, ray_session, tmp_path
 ):
     from model.encoders import build_encoder
-    from pipeline.banks import BankManager
-    from pipeline.coldstart import auto_build, read_class_frames
-    from pipeline.job import Pipeline, wait_for
-    from pipeline.prepare import prepare
+    from pipeline.services.banks import BankManager
+    from pipeline.services.coldstart import auto_build, read_class_frames
+    from pipeline.stream.job import Pipeline, wait_for
+    from pipeline.stream.prepare import prepare
     from storage.db import Database
     from storage.repository import Repository
 

@@ -149,8 +149,8 @@ def _publish_in_background(settings, broker, count: int, fps: float, seed: int):
 
 def test_a_database_outage_loses_nothing_and_the_stream_recovers(broker, ray_session, encoder, tmp_path,
                                                                    private_postgres):
-    from pipeline.job import Pipeline, wait_for
-    from pipeline.monitor import get_monitor
+    from pipeline.stream.job import Pipeline, wait_for
+    from pipeline.stream.monitor import get_monitor
 
     settings = _settings(private_postgres.url, tmp_path, fault_retry_max_s=1.0)
     _prepare(settings, broker, encoder)
@@ -177,8 +177,8 @@ def test_a_database_outage_loses_nothing_and_the_stream_recovers(broker, ray_ses
 
 
 def test_inference_and_sink_actors_killed_for_good_are_recreated(broker, ray_session, encoder, tmp_path):
-    from pipeline.job import Pipeline, wait_for
-    from pipeline.monitor import get_monitor
+    from pipeline.stream.job import Pipeline, wait_for
+    from pipeline.stream.monitor import get_monitor
 
     settings = _settings(f"sqlite:///{tmp_path / 'k.db'}", tmp_path, fault_retry_max_s=1.0)
     _prepare(settings, broker, encoder)
@@ -187,7 +187,7 @@ def test_inference_and_sink_actors_killed_for_good_are_recreated(broker, ray_ses
         manifest, publisher = _publish_in_background(settings, broker, 90, fps=12, seed=4)
         _wait_rows(repository, 8)
         for kill in range(8):  # max_restarts=2: the third kill of an actor is for good
-            ray.kill(pipeline.inference[kill % 2], no_restart=False)
+            ray.kill(pipeline.stream.inference[kill % 2], no_restart=False)
             time.sleep(1.5)
         ray.kill(pipeline.sinks[0])  # no restarts for a sink: the supervisor replaces it
         publisher.join(60)
@@ -205,7 +205,7 @@ def test_a_poison_record_and_a_reused_frame_id_are_dead_lettered_without_stallin
                                                                                 tmp_path):
     from connectors.kafka import make_consumer, make_producer
     from connectors.schema import FrameHeaders, encode_image, frame_message
-    from pipeline.job import Pipeline, wait_for
+    from pipeline.stream.job import Pipeline, wait_for
 
     settings = _settings(f"sqlite:///{tmp_path / 'p.db'}", tmp_path, max_frame_bytes=64 * 1024, frames_partitions=1)
     _prepare(settings, broker, encoder)

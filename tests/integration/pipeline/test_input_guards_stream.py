@@ -29,7 +29,7 @@ def encoder():
 def test_hostile_frames_are_dead_lettered_by_reason(broker, ray_session, encoder, tmp_path):
     from connectors.kafka import make_consumer, make_producer
     from connectors.schema import FrameHeaders, encode_image, frame_message
-    from pipeline.job import Pipeline
+    from pipeline.stream.job import Pipeline
 
     settings = _settings(f"sqlite:///{tmp_path / 'g.db'}", tmp_path, max_frame_pixels=300 * 300,
                          max_capture_age_s=3600, max_capture_skew_s=60)

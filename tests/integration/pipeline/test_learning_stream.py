@@ -75,7 +75,7 @@ def _repository(settings):
 
 
 def _wait_rows(repository, count, timeout_s=90):
-    from pipeline.job import wait_for
+    from pipeline.stream.job import wait_for
 
     assert wait_for(lambda: repository.count_inspections() >= count, timeout_s), (
         f"only {repository.count_inspections()} of {count} frames stored after {timeout_s} s"
@@ -102,9 +102,9 @@ def test_a_threshold_that_is_off_moves_to_the_streams_own_tail_within_n_frames(b
     from model.bank import MemoryBank
     from model.calibration import STREAM_METHOD, Calibration
     from model.factory import build_detector
-    from pipeline.banks import BankManager
-    from pipeline.job import Pipeline, wait_for
-    from pipeline.prepare import prepare
+    from pipeline.services.banks import BankManager
+    from pipeline.stream.job import Pipeline, wait_for
+    from pipeline.stream.prepare import prepare
     from training.synthetic import SyntheticLine, normal_images
 
     settings = _settings(tmp_path, self_calibrate_after_frames=N)
@@ -150,7 +150,7 @@ def test_a_threshold_that_is_off_moves_to_the_streams_own_tail_within_n_frames(b
         manager.activate("washer", off.version)  # reversible; and the stream does not refine v2 again
         time.sleep(3 * settings.supervise_interval_s)
         assert repository.active_banks()["washer"].version == off.version
-        assert pipeline.self_calibration.calibrated == [f"washer@v{refined.version}"]
+        assert pipeline.services.self_calibration.calibrated == [f"washer@v{refined.version}"]
         pipeline.stop()
 
     assert (refined.version, refined.calibration["method"], refined.calibration["source_version"]) == (
@@ -206,9 +206,9 @@ def _stamped(image):
 
 def test_a_false_alarm_marked_by_an_operator_stops_recurring_after_bank_learn(broker, ray_session, encoder,
                                                                             tmp_path, monkeypatch, capsys):
-    from pipeline.banks import BankManager
-    from pipeline.job import Pipeline, wait_for
-    from pipeline.prepare import prepare
+    from pipeline.services.banks import BankManager
+    from pipeline.stream.job import Pipeline, wait_for
+    from pipeline.stream.prepare import prepare
     from training.synthetic import normal_images
 
     settings = _settings(tmp_path, self_calibrate_after_frames=0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from linesight.errors import ConfigError
-from pipeline.placement import (
+from pipeline.stream.placement import (
     create_placement_group,
     inference_actor_options,
     inference_placement,

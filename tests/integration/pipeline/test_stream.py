@@ -47,8 +47,8 @@ def encoder():
 
 
 def _prepare(settings, broker, encoder, classes=CLASSES):
-    from pipeline.banks import BankManager
-    from pipeline.prepare import prepare
+    from pipeline.services.banks import BankManager
+    from pipeline.stream.prepare import prepare
     from training.synthetic import normal_images, rotations_ok
 
     prepare(settings, broker.bootstrap_servers)
@@ -81,7 +81,7 @@ def _repository(settings):
 
 
 def _wait_rows(repository, count, timeout_s=120):
-    from pipeline.job import wait_for
+    from pipeline.stream.job import wait_for
 
     assert wait_for(lambda: repository.count_inspections() >= count, timeout_s), (
         f"only {repository.count_inspections()} of {count} frames stored after {timeout_s} s"
@@ -94,7 +94,7 @@ def _stored(repository):
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_every_frame_stored_exactly_once(engine, broker, ray_session, encoder, tmp_path, request):
-    from pipeline.job import Pipeline
+    from pipeline.stream.job import Pipeline
 
     url = f"sqlite:///{tmp_path / 'l.db'}" if engine == "sqlite" else request.getfixturevalue("postgres_url")
     settings = _settings(url, tmp_path)
@@ -118,7 +118,7 @@ def test_every_frame_stored_exactly_once(engine, broker, ray_session, encoder, t
 
 
 def test_crash_of_the_ingest_loses_nothing_and_duplicates_nothing(broker, ray_session, encoder, tmp_path):
-    from pipeline.job import Pipeline
+    from pipeline.stream.job import Pipeline
 
     settings = _settings(f"sqlite:///{tmp_path / 'l.db'}", tmp_path, max_inflight_batches=4)
     _prepare(settings, broker, encoder)
@@ -145,7 +145,7 @@ def test_crash_of_the_ingest_loses_nothing_and_duplicates_nothing(broker, ray_se
 def test_every_kind_of_bad_frame_reaches_the_dead_letter_topic(broker, ray_session, encoder, tmp_path):
     from connectors.kafka import make_consumer, make_producer
     from connectors.schema import FrameHeaders, encode_image, frame_message
-    from pipeline.job import Pipeline
+    from pipeline.stream.job import Pipeline
 
     settings = _settings(f"sqlite:///{tmp_path / 'l.db'}", tmp_path, max_frame_bytes=64 * 1024)
     _prepare(settings, broker, encoder, classes=("brick",))
@@ -200,7 +200,7 @@ def test_every_kind_of_bad_frame_reaches_the_dead_letter_topic(broker, ray_sessi
 
 
 def test_hot_swap_under_load(broker, ray_session, encoder, tmp_path):
-    from pipeline.job import Pipeline
+    from pipeline.stream.job import Pipeline
     from training.synthetic import normal_images, rotations_ok
 
     settings = _settings(f"sqlite:///{tmp_path / 'l.db'}", tmp_path, frames_partitions=1)
@@ -232,8 +232,8 @@ def test_alerts_also_reach_the_webhook(broker, ray_session, encoder, tmp_path):
     import json
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from pipeline.job import Pipeline, wait_for
-    from pipeline.monitor import get_monitor
+    from pipeline.stream.job import Pipeline, wait_for
+    from pipeline.stream.monitor import get_monitor
 
     received: list[dict] = []
 
@@ -273,7 +273,7 @@ def test_a_zero_shot_class_is_scored_without_a_bank_until_its_first_bank(broker,
     """LINESIGHT_ZERO_SHOT_CLASSES: frames of a class with no bank are scored by the trained decoder
     (bank version 0, threshold 0.5) instead of being dead-lettered; its first bank takes over mid-stream."""
     from model.decoder import TextAlignedDecoder, save_decoder
-    from pipeline.job import Pipeline
+    from pipeline.stream.job import Pipeline
     from training.synthetic import normal_images, rotations_ok
 
     checkpoint = tmp_path / "ckpt"

@@ -1,7 +1,7 @@
 """The stream with LLM verdicts on: real Tansu, real ray.init, SQLite, a tiny LLM folder via settings.
 
 The tiny Llama always answers "No, there is no anomaly in the image." (trained in
-tests/unit/pipeline/test_verdicts.py): normal frames get an "llm" verdict, flagged ones keep the
+tests/unit/pipeline/stream/test_verdicts.py): normal frames get an "llm" verdict, flagged ones keep the
 template with a rejection note. Alerts go out before any verdict is written.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.pipeline.test_stream import _prepare, _publish, _repository, _settings, _wait_rows
-from tests.unit.pipeline.test_verdicts import NO_ANSWER, answering_llm, save_llm
+from tests.unit.pipeline.stream.test_verdicts import NO_ANSWER, answering_llm, save_llm
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def encoder():
 def test_flagged_rows_get_llm_verdicts_or_rejections_after_their_alerts(broker, ray_session, encoder, tmp_path):
     import ray
 
-    from pipeline.job import Pipeline, wait_for
+    from pipeline.stream.job import Pipeline, wait_for
 
     llm_folder = save_llm(answering_llm(), tmp_path / "tiny-llm")
     settings = _settings(
@@ -45,7 +45,7 @@ def test_flagged_rows_get_llm_verdicts_or_rejections_after_their_alerts(broker, 
         assert wait_for(lambda: len(done()) == len(manifest), 90), f"{len(done())} of {len(manifest)} verdicts"
 
         def reported() -> int:
-            snapshot = ray.get(pipeline.monitor.snapshot.remote())
+            snapshot = ray.get(pipeline.stream.monitor.snapshot.remote())
             return snapshot["verdicts_written"] + snapshot["verdicts_rejected"]
 
         assert wait_for(lambda: reported() == len(manifest), 10), f"the monitor saw {reported()} verdicts"

@@ -69,7 +69,7 @@ def scored_records(encoder: Any, count: int, *, seed_value: int = 0, now: dateti
     One-shot banks without rotations and one batch per class keep this to a few seconds.
     """
     from model.detector import Detector
-    from training.fewshot import build_bank
+    from model.fewshot import build_bank
     from training.synthetic import SyntheticLine, normal_images
 
     classes = ("brick", "washer")

@@ -20,11 +20,10 @@ from linesight.errors import (
     NotFoundError,
     UnavailableError,
 )
-from model.exceptions import BankFileError, ClassNameError, ModelError, ShapeError
+from model.exceptions import BankBuildError, BankFileError, ClassNameError, ModelError, ShapeError
 from pipeline.exceptions import DialogueUnavailableError, InspectionNotFoundError, InvalidQuestionError
 from storage.exceptions import DatabaseUnavailableError, InvalidRecordError
 from storage.exceptions import NotFoundError as StorageNotFoundError
-from training.exceptions import BankBuildError
 
 
 @pytest.mark.parametrize(

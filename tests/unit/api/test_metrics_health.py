@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.monitor import StreamMonitor
+from pipeline.stream.monitor import StreamMonitor
 from tests.unit.api.helpers import TOKEN, seed
 
 

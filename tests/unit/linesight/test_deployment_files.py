@@ -262,7 +262,7 @@ def _ingest_loops(argv: list[str]) -> int:
 
 
 def test_compose_workers_hold_the_stream_actors():
-    from pipeline.job import INGEST_CPUS, SINK_CPUS
+    from pipeline.stream.job import INGEST_CPUS, SINK_CPUS
 
     services = _compose()["services"]
     env = _compose()["x-linesight-env"]
@@ -281,7 +281,7 @@ def test_compose_workers_hold_the_stream_actors():
 
 
 def test_k8s_workers_hold_the_stream_actors():
-    from pipeline.job import INGEST_CPUS, SINK_CPUS
+    from pipeline.stream.job import INGEST_CPUS, SINK_CPUS
 
     (config_map,) = _by_kind("ConfigMap")
     (service,) = _by_kind("RayService")

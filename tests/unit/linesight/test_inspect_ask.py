@@ -16,8 +16,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch) -> Path:
-    from tests.unit.pipeline.test_dialogue import looping_llm
-    from tests.unit.pipeline.test_verdicts import save_llm
+    from tests.unit.pipeline.services.test_dialogue import looping_llm
+    from tests.unit.pipeline.stream.test_verdicts import save_llm
 
     monkeypatch.setenv("LINESIGHT_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LINESIGHT_DATABASE_URL", f"sqlite:///{tmp_path / 'data' / 'linesight.db'}")

@@ -20,7 +20,7 @@ METRIC = re.compile(r"\blinesight_[a-z0-9_]+\b")
 def exported(tmp_path_factory) -> set[str]:
     """Every sample name a scrape of a busy stream and API returns (counters with _total, histogram parts)."""
     from linesight.api.metrics import build_registry, request_counter
-    from pipeline.monitor import StreamMonitor
+    from pipeline.stream.monitor import StreamMonitor
     from tests.helpers import open_repository
     from tests.unit.storage.helpers import make_record
 

@@ -14,9 +14,9 @@ from model.anomaly_map import (
     nearest_similarity,
     patch_embeddings,
 )
+from model.defects import inject_defect
 from model.encoders.efficientnet import EfficientNetLiteEncoder
 from model.exceptions import ShapeError
-from training.defects import inject_defect
 from training.synthetic import normal_images
 
 

@@ -101,8 +101,8 @@ def test_default_row_limit_admits_the_largest_real_build() -> None:
 def test_inference_worker_checks_the_bank_ref_hash_and_row_limit(tmp_path: Path) -> None:
     """The stream's loader (InferenceWorker's bank cache) checks the BankRef's sha256 and max_bank_rows."""
     from model.calibration import choose_threshold
-    from pipeline.inference import InferenceWorker
-    from pipeline.messages import BankRef
+    from pipeline.stream.inference import InferenceWorker
+    from pipeline.stream.messages import BankRef
 
     worker = InferenceWorker(max_bank_rows=30)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.defects import DEFECT_KINDS, inject_defect, random_defect
-from training.exceptions import DefectError
+from model.defects import DEFECT_KINDS, inject_defect, random_defect
+from model.exceptions import DefectError
 from training.synthetic import normal_images
 
 

@@ -11,8 +11,8 @@ from model.bank import MemoryBank
 from model.detector import Detector
 from model.encoders.efficientnet import EfficientNetLiteEncoder
 from model.exceptions import BankFileError, ShapeError
+from model.fewshot import build_bank
 from model.positions import POSITION_NAMES
-from training.fewshot import build_bank
 from training.synthetic import SyntheticLine, normal_images
 
 

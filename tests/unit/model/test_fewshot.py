@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from model.encoders.efficientnet import EfficientNetLiteEncoder
-from training.exceptions import BankBuildError
-from training.fewshot import (
+from model.exceptions import BankBuildError
+from model.fewshot import (
     SINGLE_SHOT_VIEWS,
     VIEWS_PER_SHOT,
     augmented_views,

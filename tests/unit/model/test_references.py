@@ -1,4 +1,4 @@
-"""training/coldstart.py: robust cold-start threshold, promotion of the most normal frames, bad input."""
+"""model/references.py: robust cold-start threshold, promotion of the most normal frames, bad input."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from model.encoders.efficientnet import EfficientNetLiteEncoder
-from training.coldstart import choose_references, promote, robust_threshold
-from training.exceptions import BankBuildError
+from model.exceptions import BankBuildError
+from model.references import choose_references, promote, robust_threshold
 from training.synthetic import SyntheticLine, normal_images
 
 

@@ -12,11 +12,11 @@ import pytest
 
 from model.anomalygpt import AnomalyGPT
 from model.detector import Detector
+from model.fewshot import build_bank
 from model.prompt_learner import PromptLearner
 from tests.unit.model.test_llm import tiny_llm
 from training.datasets import export_synthetic_dataset, load_dataset
 from training.evaluate import EvalConfig, draw_references, evaluate
-from training.fewshot import build_bank
 from training.llm_eval import balanced_subset, evaluate_llm, llm_report
 from training.report import write_report
 

@@ -45,7 +45,7 @@ def test_auto_bank_has_no_defective_reference_is_active_and_flags_later_defects(
     from linesight.settings import load_settings
     from model.bank import MemoryBank
     from model.detector import Detector
-    from pipeline.banks import BankManager
+    from pipeline.services.banks import BankManager
 
     folder, truth = stream_folder
     assert sum(truth.values()) == 2  # the premise: some of the first frames are defective

@@ -1,7 +1,7 @@
-"""pipeline/dialogue.py and ``linesight chat``: stored turns, continued across services, grounded answers, errors.
+"""pipeline/services/dialogue.py and ``linesight chat``: stored turns, continued across services, grounded answers, errors.
 
 The LLM is a real tiny Llama folder (``settings.llm_path``) trained to answer "No, there is no
-anomaly in the image." (tests/unit/pipeline/test_verdicts.py); the encoder is the packaged one.
+anomaly in the image." (tests/unit/pipeline/stream/test_verdicts.py); the encoder is the packaged one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from linesight.settings import load_settings
 from tests.helpers import open_repository
-from tests.unit.pipeline.test_verdicts import NO_ANSWER, answering_llm, save_llm, store_inspection
+from tests.unit.pipeline.stream.test_verdicts import NO_ANSWER, answering_llm, save_llm, store_inspection
 
 FLAGGED_SENTENCE = "Yes, there is an anomaly in the image, at the top left of the image."
 
@@ -37,20 +37,20 @@ def repository(settings):
 
 @pytest.fixture(scope="module")
 def model(llm_folder):
-    from pipeline.verdicts import InspectionModel
+    from pipeline.stream.verdicts import InspectionModel
 
     return InspectionModel.from_settings(load_settings(llm_path=llm_folder))  # loaded once for this module
 
 
 @pytest.fixture
 def service(settings, repository, model):
-    from pipeline.dialogue import DialogueService
+    from pipeline.services.dialogue import DialogueService
 
     return DialogueService(settings, repository, model=model)
 
 
 def test_turns_are_stored_and_a_second_service_continues_the_conversation(settings, repository, service):
-    from pipeline.dialogue import DialogueService
+    from pipeline.services.dialogue import DialogueService
 
     row = store_inspection(repository, 1, flagged=False)
     first = service.ask(row.id, "Is there any anomaly in the image?")
@@ -199,8 +199,8 @@ def looping_llm_folder(tmp_path_factory):
 
 
 def test_a_repeating_llm_answer_is_replaced_by_the_facts_answer(tmp_path, looping_llm_folder):
-    from pipeline.dialogue import DialogueService
-    from pipeline.verdicts import InspectionModel
+    from pipeline.services.dialogue import DialogueService
+    from pipeline.stream.verdicts import InspectionModel
 
     settings = load_settings(database_url=f"sqlite:///{tmp_path / 'loop.db'}", data_dir=tmp_path,
                              llm_path=looping_llm_folder, chat_repetition_penalty=1.0, chat_no_repeat_ngram_size=0)

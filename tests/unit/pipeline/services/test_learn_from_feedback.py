@@ -11,7 +11,7 @@ from linesight.errors import ConfigError
 from linesight.settings import load_settings
 from model.bank import MemoryBank
 from model.factory import build_detector
-from pipeline.banks import BankManager
+from pipeline.services.banks import BankManager
 from storage.records import png_from_map, png_from_mask
 from tests.unit.storage.helpers import make_record
 from training.synthetic import normal_images

@@ -13,8 +13,8 @@ from linesight.errors import ConfigError
 from linesight.settings import load_settings
 from model.bank import MemoryBank
 from model.calibration import METHOD, OVERRIDE_METHOD, STREAM_METHOD, choose_threshold
-from pipeline.banks import BankManager
-from pipeline.self_calibration import SelfCalibrator, self_calibrator_for
+from pipeline.services.banks import BankManager
+from pipeline.services.self_calibration import SelfCalibrator, self_calibrator_for
 from storage.banks import bank_file_path
 from tests.unit.storage.helpers import make_record
 
@@ -74,7 +74,7 @@ def test_a_broken_version_is_logged_once_and_left_alone(manager, caplog):
     calibrator = SelfCalibrator(lambda: manager, N)
     _stream(manager, N, 1)
     bank_file_path(manager.settings.banks_dir, "washer", 1).write_bytes(b"not a bank")
-    with caplog.at_level(logging.WARNING, logger="pipeline.self_calibration"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.services.self_calibration"):
         assert calibrator.run_once() == []
         assert calibrator.run_once() == []
     assert [r.message for r in caplog.records].count(caplog.records[0].message) == 1
@@ -93,7 +93,7 @@ def test_an_unavailable_database_mid_round_is_retried_and_logged_once(manager, m
         raise DatabaseUnavailableError("database is locked")
 
     monkeypatch.setattr(manager.repository, "recent_scores", unavailable)
-    with caplog.at_level(logging.WARNING, logger="pipeline.self_calibration"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.services.self_calibration"):
         assert calibrator.run_once() == []
         assert calibrator.run_once() == []
     assert len(caplog.records) == 1

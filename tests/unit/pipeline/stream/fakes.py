@@ -1,5 +1,5 @@
 """In-memory stand-ins for the ingest loop's ports: a frames source, dead letters, a dispatcher with a
-simulated SQL table. They follow the contracts of :mod:`pipeline.ports`; faults are switched on by flags."""
+simulated SQL table. They follow the contracts of :mod:`pipeline.stream.ports`; faults are switched on by flags."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from connectors.exceptions import DeliveryError
 from connectors.schema import FrameHeaders, encode_image, frame_message
 from pipeline.exceptions import BatchFailed, InfrastructureFault
-from pipeline.messages import BankRef, FrameTask, WriteResult
+from pipeline.stream.messages import BankRef, FrameTask, WriteResult
 
 TOPIC = "frames"
 BANKS = {"brick": BankRef("brick", 1, "/banks/brick/v1.safetensors")}

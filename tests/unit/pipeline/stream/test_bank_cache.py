@@ -2,8 +2,8 @@ import threading
 
 import pytest
 
-from pipeline.bank_cache import BankCache
-from pipeline.messages import BankRef
+from pipeline.stream.bank_cache import BankCache
+from pipeline.stream.messages import BankRef
 
 
 def ref(cls: str, version: int) -> BankRef:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from linesight.settings import load_settings
-from pipeline.counters import SNAPSHOT_NAMES, StreamCounters
-from pipeline.job import _aggregate
-from pipeline.ports import IngestConfig
+from pipeline.stream.counters import SNAPSHOT_NAMES, StreamCounters
+from pipeline.stream.job import _aggregate
+from pipeline.stream.ports import IngestConfig
 
 
 def test_merge_adds_every_field_and_keeps_the_inputs():

@@ -6,8 +6,8 @@ import pytest
 import sqlalchemy.exc
 from kafka.errors import KafkaTimeoutError
 
-from pipeline.dispatch import classify_sink_error
 from pipeline.exceptions import BatchFailed, InfrastructureFault
+from pipeline.stream.dispatch import classify_sink_error
 from storage.exceptions import InvalidRecordError
 
 
@@ -37,10 +37,10 @@ def test_an_unknown_fault_kind_is_refused_by_name():
 def test_a_bank_file_that_cannot_load_is_an_infrastructure_fault_of_the_inference_actor(tmp_path):
     from types import SimpleNamespace
 
-    from pipeline.bank_cache import BankCache
     from pipeline.exceptions import BankUnavailableError
-    from pipeline.inference import InferenceWorker
-    from pipeline.messages import BankRef
+    from pipeline.stream.bank_cache import BankCache
+    from pipeline.stream.inference import InferenceWorker
+    from pipeline.stream.messages import BankRef
 
     def load(ref):
         raise FileNotFoundError(ref.path)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.ingest import IngestLoop
-from pipeline.ports import IngestConfig
-from tests.unit.pipeline.fakes import (
+from pipeline.stream.ingest import IngestLoop
+from pipeline.stream.ports import IngestConfig
+from tests.unit.pipeline.stream.fakes import (
     BANKS,
     TOPIC,
     Events,

@@ -1,4 +1,4 @@
-from pipeline.monitor import LATENCY_BUCKETS_MS, StreamMonitor
+from pipeline.stream.monitor import LATENCY_BUCKETS_MS, StreamMonitor
 
 
 def test_totals_survive_a_restarted_loop():

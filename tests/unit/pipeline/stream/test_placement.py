@@ -4,7 +4,7 @@ import pytest
 
 from linesight.errors import ConfigError
 from linesight.settings import load_settings
-from pipeline.placement import (
+from pipeline.stream.placement import (
     inference_actor_options,
     inference_placement,
     inference_placement_for,

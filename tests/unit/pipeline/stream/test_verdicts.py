@@ -1,4 +1,4 @@
-"""pipeline/verdicts.py: bounded queue and skips, agreement vs contradiction, counters, prompt learner files.
+"""pipeline/stream/verdicts.py: bounded queue and skips, agreement vs contradiction, counters, prompt learner files.
 
 The LLM is the tiny random Llama of tests/unit/model/test_llm.py, trained here for a few dozen
 steps to always answer "No, there is no anomaly in the image." (a real model with a controlled
@@ -98,7 +98,7 @@ def store_inspection(repository, index: int, *, flagged: bool, image: bytes | No
 
 
 def job_for(row, repository):
-    from pipeline.verdicts import VerdictJob
+    from pipeline.stream.verdicts import VerdictJob
 
     masks = repository.get_masks(row.id)
     return VerdictJob(
@@ -117,7 +117,7 @@ def encoder():
 
 @pytest.fixture(scope="module")
 def model(encoder):
-    from pipeline.verdicts import InspectionModel
+    from pipeline.stream.verdicts import InspectionModel
 
     return InspectionModel.from_settings(load_settings(), llm=answering_llm(), encoder=encoder)
 
@@ -133,7 +133,7 @@ def repository(settings):
 
 
 def test_submit_never_blocks_and_counts_what_does_not_fit(settings, repository, model):
-    from pipeline.verdicts import VerdictWorker
+    from pipeline.stream.verdicts import VerdictWorker
 
     rows = [store_inspection(repository, i, flagged=False) for i in range(5)]
     worker = VerdictWorker(settings, model=model, repository=repository, start=False)
@@ -147,8 +147,8 @@ def test_submit_never_blocks_and_counts_what_does_not_fit(settings, repository, 
 
 
 def test_an_agreeing_answer_becomes_the_llm_verdict(settings, repository, model):
-    from pipeline.monitor import StreamMonitor
-    from pipeline.verdicts import VerdictWorker
+    from pipeline.stream.monitor import StreamMonitor
+    from pipeline.stream.verdicts import VerdictWorker
 
     row = store_inspection(repository, 1, flagged=False)
     monitor = StreamMonitor()
@@ -166,8 +166,8 @@ def test_an_agreeing_answer_becomes_the_llm_verdict(settings, repository, model)
 
 
 def test_a_contradiction_keeps_the_template_and_counts_a_rejection(settings, repository, model):
-    from pipeline.monitor import StreamMonitor
-    from pipeline.verdicts import VerdictWorker
+    from pipeline.stream.monitor import StreamMonitor
+    from pipeline.stream.verdicts import VerdictWorker
 
     row = store_inspection(repository, 2, flagged=True)
     monitor = StreamMonitor()
@@ -183,8 +183,8 @@ def test_a_contradiction_keeps_the_template_and_counts_a_rejection(settings, rep
 
 
 def test_the_background_thread_drains_and_close_refuses_more(settings, repository, model):
-    from pipeline.monitor import StreamMonitor
-    from pipeline.verdicts import VerdictWorker
+    from pipeline.stream.monitor import StreamMonitor
+    from pipeline.stream.verdicts import VerdictWorker
 
     rows = [store_inspection(repository, i, flagged=i == 0) for i in range(2)]
     monitor = StreamMonitor()
@@ -202,7 +202,7 @@ def test_the_background_thread_drains_and_close_refuses_more(settings, repositor
 def test_a_failing_job_is_counted_and_the_next_one_still_runs(settings, repository, model):
     from dataclasses import replace
 
-    from pipeline.verdicts import VerdictWorker
+    from pipeline.stream.verdicts import VerdictWorker
 
     row = store_inspection(repository, 3, flagged=False)
     worker = VerdictWorker(settings, model=model, repository=repository, start=False)
@@ -229,7 +229,7 @@ def test_inputs_rebuild_the_map_and_the_global_vector_from_stored_bytes(reposito
 
 
 def test_normal_frames_are_sampled_deterministically():
-    from pipeline.verdicts import sample_normal
+    from pipeline.stream.verdicts import sample_normal
 
     ids = [f"frame-{i}" for i in range(20_000)]
     share = np.mean([sample_normal(i, 0.05) for i in ids])
@@ -241,9 +241,9 @@ def test_normal_frames_are_sampled_deterministically():
 
 def test_jobs_are_made_for_new_flagged_frames_and_sampled_normal_ones():
     from model.detector import FrameScore
-    from pipeline.messages import BankRef, FrameTask, ScoredFrame
-    from pipeline.sink import to_record
-    from pipeline.verdicts import verdict_jobs
+    from pipeline.stream.messages import BankRef, FrameTask, ScoredFrame
+    from pipeline.stream.sink import to_record
+    from pipeline.stream.verdicts import verdict_jobs
 
     def scored(index: int, flagged: bool) -> ScoredFrame:
         task = FrameTask(
@@ -268,7 +268,7 @@ def test_jobs_are_made_for_new_flagged_frames_and_sampled_normal_ones():
 def test_the_prompt_learner_comes_from_checkpoint_dir(tmp_path, encoder):
     from model.prompt_learner import PromptLearner, save_prompt_learner
     from pipeline.exceptions import PipelineError
-    from pipeline.verdicts import PROMPT_LEARNER_FILE, InspectionModel
+    from pipeline.stream.verdicts import PROMPT_LEARNER_FILE, InspectionModel
     from tests.unit.model.test_llm import tiny_llm
 
     llm = tiny_llm()

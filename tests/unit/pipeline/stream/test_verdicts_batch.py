@@ -1,6 +1,6 @@
-"""pipeline/verdicts.py keeping up (issue 10): flagged first, batches, text-only prompts, reused answers.
+"""pipeline/stream/verdicts.py keeping up (issue 10): flagged first, batches, text-only prompts, reused answers.
 
-Same real parts as tests/unit/pipeline/test_verdicts.py: a tiny Llama trained to answer "No, there
+Same real parts as tests/unit/pipeline/stream/test_verdicts.py: a tiny Llama trained to answer "No, there
 is no anomaly in the image." (agrees on normal frames, contradicts flagged ones), the packaged
 encoder and a SQLite repository.
 """
@@ -14,7 +14,7 @@ import torch
 
 from linesight.settings import load_settings
 from tests.helpers import open_repository
-from tests.unit.pipeline.test_verdicts import NO_ANSWER, answering_llm, job_for, store_inspection
+from tests.unit.pipeline.stream.test_verdicts import NO_ANSWER, answering_llm, job_for, store_inspection
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -32,7 +32,7 @@ def llm():
 
 
 def make_model(llm, encoder, **settings):
-    from pipeline.verdicts import InspectionModel
+    from pipeline.stream.verdicts import InspectionModel
 
     return InspectionModel.from_settings(load_settings(**settings), llm=llm, encoder=encoder)
 
@@ -43,7 +43,7 @@ def repository(tmp_path):
 
 
 def worker_for(tmp_path, model, repository, **settings):
-    from pipeline.verdicts import VerdictWorker
+    from pipeline.stream.verdicts import VerdictWorker
 
     settings = load_settings(database_url=f"sqlite:///{tmp_path / 'l.db'}", data_dir=tmp_path, **settings)
     return VerdictWorker(settings, model=model, repository=repository, start=False)
@@ -106,7 +106,7 @@ def test_a_bad_job_in_a_batch_fails_alone(tmp_path, repository, llm, encoder):
 
 def test_verdict_image_tokens_follow_the_checkpoint_unless_set(tmp_path, encoder):
     from model.prompt_learner import PromptLearner, save_prompt_learner
-    from pipeline.verdicts import PROMPT_LEARNER_FILE
+    from pipeline.stream.verdicts import PROMPT_LEARNER_FILE
     from tests.unit.model.test_llm import tiny_llm
 
     tiny = tiny_llm()
