@@ -1,4 +1,4 @@
-"""Cameras: publish frames from a folder, a video or the synthetic line, paced at an fps per line.
+"""Cameras: publish frames from a folder, a video or any frame source (e.g. the synthetic line of training.synthetic), paced at an fps per line.
 
 A frame source yields :data:`CameraFrame` tuples ``(line_id, camera_id, product_class, image_rgb, extra)``;
 ``extra`` carries what the source knows (``is_defective``, ``defect_kind``, ``path``) and comes back in
@@ -6,7 +6,7 @@ the manifest so a demo can score results against ground truth.
 
 >>> from connectors.kafka import make_producer  # doctest: +SKIP
 >>> publisher = CameraPublisher(make_producer(servers, max_request_size=1 << 20), "linesight.frames")  # doctest: +SKIP
->>> manifest = publisher.publish(synthetic_frames(lines=2, seed=0), fps=20, count=100)  # doctest: +SKIP
+>>> manifest = publisher.publish(folder_frames(Path('shots'), 'line-1', 'cam-1', 'washer'), fps=20)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ __all__ = [
     "interleave",
     "iter_folder",
     "iter_video",
-    "synthetic_frames",
     "video_frames",
 ]
 
@@ -124,32 +123,6 @@ def video_frames(
             raise CameraError(f"video {str(path)!r} has no readable frame")
         if not loop:
             return
-
-
-def synthetic_frames(
-    line_id: str,
-    camera_id: str,
-    *,
-    product_classes: Sequence[str] | None = None,
-    defect_rate: float = 0.2,
-    image_size_px: int = 224,
-    seed: int = 0,
-) -> Iterator[CameraFrame]:
-    """An endless line of the built-in synthetic products (``training.synthetic.SyntheticLine``) with ground truth."""
-    try:
-        from training.synthetic import PRODUCT_CLASSES, SyntheticLine
-    except ImportError as exc:
-        raise CameraError(f"the synthetic line needs training.synthetic, which cannot be imported: {exc}") from exc
-    line = SyntheticLine(
-        product_classes=tuple(product_classes or PRODUCT_CLASSES),
-        defect_rate=defect_rate,
-        image_size_px=image_size_px,
-        seed=seed,
-    )
-    while True:
-        frame = line.next_frame()
-        extra = {"is_defective": frame.is_defective, "defect_kind": frame.defect_kind}
-        yield line_id, camera_id, frame.product_class, frame.image, extra
 
 
 def interleave(sources: Sequence[Iterable[CameraFrame]]) -> Iterator[CameraFrame]:

@@ -13,7 +13,7 @@ for parts) and carry its ground-truth mask. Everything is deterministic by seed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -25,6 +25,7 @@ from training.exceptions import UnknownProductClassError
 
 __all__ = [
     "PRODUCT_CLASSES",
+    "synthetic_frames",
     "SyntheticFrame",
     "SyntheticLine",
     "normal_images",
@@ -220,3 +221,26 @@ class SyntheticLine:
         source, _ = render_normal(others[int(rng.integers(len(others)))], size, rng)
         defective, mask, kind = random_defect(image, rng, sources=[source], where=foreground)
         return SyntheticFrame(defective, product_class, True, mask, kind)
+
+
+def synthetic_frames(
+    line_id: str,
+    camera_id: str,
+    *,
+    product_classes: Sequence[str] | None = None,
+    defect_rate: float = 0.2,
+    image_size_px: int = 224,
+    seed: int = 0,
+) -> Iterator[tuple[str, str, str, np.ndarray, dict]]:
+    """An endless line of the built-in synthetic products as camera frames (``connectors.camera``'s
+    ``(line_id, camera_id, product_class, image, extra)``), with ground truth in ``extra``."""
+    line = SyntheticLine(
+        product_classes=tuple(product_classes or PRODUCT_CLASSES),
+        defect_rate=defect_rate,
+        image_size_px=image_size_px,
+        seed=seed,
+    )
+    while True:
+        frame = line.next_frame()
+        extra = {"is_defective": frame.is_defective, "defect_kind": frame.defect_kind}
+        yield line_id, camera_id, frame.product_class, frame.image, extra

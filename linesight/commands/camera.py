@@ -115,7 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _sources(args: argparse.Namespace, image_size_px: int) -> list:
-    from connectors.camera import folder_frames, synthetic_frames, video_frames
+    from connectors.camera import folder_frames, video_frames
     from linesight.errors import ConfigError
 
     if args.source != "synthetic":
@@ -127,6 +127,8 @@ def _sources(args: argparse.Namespace, image_size_px: int) -> list:
     for index, (line_id, camera_id) in enumerate(line_names(args.line_ids, args.lines)):
         if args.source == "synthetic":
             classes = (args.product_class,) if args.product_class else None
+            from training.synthetic import synthetic_frames
+
             sources.append(synthetic_frames(
                 line_id, camera_id, product_classes=classes, defect_rate=args.defect_rate,
                 image_size_px=image_size_px, seed=args.seed * 1000 + index,

@@ -1,4 +1,4 @@
-"""Camera sources: image folders, videos, the synthetic line, interleaving lines."""
+"""Camera sources: image folders, videos, interleaving lines."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from connectors.camera import (
     interleave,
     iter_folder,
     iter_video,
-    synthetic_frames,
     video_frames,
 )
 from connectors.exceptions import CameraError
@@ -88,18 +87,6 @@ def test_video_frames_are_read_and_looped(tmp_path):
 def test_video_that_cannot_open_names_the_file(tmp_path):
     with pytest.raises(CameraError, match="missing.mp4"):
         next(iter_video(tmp_path / "missing.mp4"))
-
-
-def test_synthetic_frames_carry_ground_truth():
-    frames = list(itertools.islice(
-        synthetic_frames("line-1", "cam-1", product_classes=("gravel",), defect_rate=1.0, image_size_px=64), 2
-    ))
-    for line_id, camera_id, product_class, image, extra in frames:
-        assert (line_id, camera_id, product_class) == ("line-1", "cam-1", "gravel")
-        assert image.shape == (64, 64, 3)
-        assert image.dtype == np.uint8
-        assert extra["is_defective"] is True
-        assert extra["defect_kind"]
 
 
 def test_interleave_round_robins_until_all_are_done():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
 from training.exceptions import UnknownProductClassError
-from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
+from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok, synthetic_frames
 
 
 def test_classes() -> None:
@@ -66,3 +68,15 @@ def test_unknown_class() -> None:
         SyntheticLine(product_classes=("screw",))
     with pytest.raises(UnknownProductClassError, match="'screw'"):
         SyntheticLine().next_frame("screw")
+
+
+def test_synthetic_frames_carry_ground_truth():
+    frames = list(itertools.islice(
+        synthetic_frames("line-1", "cam-1", product_classes=("gravel",), defect_rate=1.0, image_size_px=64), 2
+    ))
+    for line_id, camera_id, product_class, image, extra in frames:
+        assert (line_id, camera_id, product_class) == ("line-1", "cam-1", "gravel")
+        assert image.shape == (64, 64, 3)
+        assert image.dtype == np.uint8
+        assert extra["is_defective"] is True
+        assert extra["defect_kind"]
