@@ -241,6 +241,8 @@ class IngestLoop:
             self.counters.assigned_partitions = len(self.source.assignment())
         except InfrastructureFault as exc:
             return [], exc
+        finally:
+            self.counters.source_reconnects = getattr(self.source, "reconnects", 0)
         if not records:
             return [], None
         deadline = self._clock() + self.config.batch_wait_timeout_s
