@@ -6,11 +6,12 @@ commit refused after a rebalance becomes ``CommitRefused``.
 
 **The broker going away is noticed and survived.** kafka-python's ``poll`` returns nothing, without
 an error, while the broker is down, and after a broker restart its consumer keeps a stale group
-membership and positions (it never reads again). So :class:`KafkaSourcePort` asks the group
-coordinator (a bounded ``committed`` call) whenever polls have returned nothing for
-``probe_interval_s``; no answer is ``InfrastructureFault("broker")``. Once the broker answers again it
-replaces its consumer (``reconnect``: a new member of the group, from the committed offsets) and
-increases ``generation``, so the loop does not commit offsets read by the old one (they replay).
+membership and positions (it never reads again). So :class:`KafkaSourcePort` asks the cluster for its
+metadata (:class:`KafkaBrokerProbe`, on its own connection: a request on the consumer's would wait
+behind a group rebalance) whenever polls have returned nothing for ``probe_interval_s``; no answer is
+``InfrastructureFault("broker")``. Once the broker answers again it replaces its consumer
+(``reconnect``: a new member of the group, from the committed offsets) and increases ``generation``,
+so the loop does not commit offsets read by the old one (they replay).
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from typing import Any
 from pipeline.exceptions import CommitRefused, InfrastructureFault
 from pipeline.messages import ZERO_SHOT_VERSION, BankRef
 
-__all__ = ["KafkaSourcePort", "SqlBankLookup", "SqlDeadLetterLedger", "stream_producer_factory", "FLUSH_TIMEOUT_S"]
+__all__ = [
+    "FLUSH_TIMEOUT_S", "KafkaBrokerProbe", "KafkaSourcePort", "SqlBankLookup", "SqlDeadLetterLedger",
+    "stream_producer_factory",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +49,55 @@ def stream_producer_factory(bootstrap_servers: str, *, max_request_size: int,
     return make
 
 
+class KafkaBrokerProbe:
+    """Does the cluster answer? A metadata request on an admin client of its own, bounded by ``timeout_ms``.
+
+    Calling it raises (``KafkaError`` or ``ConnectorError``) when no broker answers; the client is made at the
+    first call and reconnects by itself after a broker restart.
+    """
+
+    def __init__(self, bootstrap_servers: str, *, security: Mapping[str, Any] | None = None,
+                 timeout_ms: int = 2000) -> None:
+        if timeout_ms < 1:
+            raise ValueError(f"timeout_ms must be >= 1, got {timeout_ms}")
+        self.bootstrap_servers = bootstrap_servers
+        self.security = security
+        self.timeout_ms = timeout_ms
+        self._admin: Any | None = None
+
+    def __call__(self) -> None:
+        from connectors.kafka import make_admin
+
+        if self._admin is None:
+            self._admin = make_admin(self.bootstrap_servers, security=self.security,
+                                     request_timeout_ms=self.timeout_ms, bootstrap_timeout_ms=self.timeout_ms)
+        self._admin.describe_cluster()
+
+    def close(self) -> None:
+        """Close its admin client."""
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
+
+
 class KafkaSourcePort:
     """:class:`connectors.source.KafkaFrameSource` with ``(topic, partition)`` tuples, classified errors, a
     liveness probe and a reconnect (see the module docstring).
 
+    ``probe``: raises when the broker does not answer (None: no probe, an outage goes unnoticed);
     ``reconnect``: builds a new source after the broker was away (None: keep the old consumer).
     """
 
-    def __init__(self, source: Any, *, reconnect: Callable[[], Any] | None = None, probe_interval_s: float = 2.0,
-                 probe_timeout_ms: int = 2000, clock: Callable[[], float] = time.monotonic) -> None:
-        if probe_interval_s <= 0 or probe_timeout_ms < 1:
-            raise ValueError(f"probe_interval_s must be > 0 and probe_timeout_ms >= 1, got {probe_interval_s} and "
-                             f"{probe_timeout_ms}")
+    def __init__(self, source: Any, *, probe: Callable[[], None] | None = None,
+                 reconnect: Callable[[], Any] | None = None, probe_interval_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if probe_interval_s <= 0:
+            raise ValueError(f"probe_interval_s must be > 0, got {probe_interval_s}")
         self._source: Any | None = source
+        self._probe_fn = probe
         self._reconnect = reconnect
         self.probe_interval_s = probe_interval_s
-        self.probe_timeout_ms = probe_timeout_ms
         self._clock = clock
         self._heard_at = clock()  # the broker last answered (records or a probe)
         self._away = False
@@ -116,20 +153,20 @@ class KafkaSourcePort:
         return {(tp.topic, tp.partition) for tp in self._source.assignment()}
 
     def close(self) -> None:
-        """Leave the group without committing."""
+        """Leave the group without committing; close the probe."""
         if self._source is not None:
             self._source.close()
+        close_probe = getattr(self._probe_fn, "close", None)
+        if close_probe is not None:
+            close_probe()
 
     def _probe(self) -> None:
-        """Ask the group coordinator for a committed offset; ``InfrastructureFault("broker")`` when it does not answer."""
-        from kafka import TopicPartition
-        from kafka.errors import KafkaError
-
-        assert self._source is not None
-        partition = next(iter(self._source.assignment()), None) or TopicPartition(self._source.topic, 0)
+        """``InfrastructureFault("broker")`` when the probe says the broker does not answer."""
+        if self._probe_fn is None:
+            return
         try:
-            self._source.committed(partition, timeout_ms=self.probe_timeout_ms)
-        except KafkaError as exc:
+            self._probe_fn()
+        except Exception as exc:
             if not self._away:
                 log.error("the broker does not answer (%s: %s); holding until it does", type(exc).__name__, exc)
             self._away = True

@@ -51,6 +51,7 @@ class IngestService:
         from connectors.source import KafkaFrameSource
         from pipeline.adapters import (
             FLUSH_TIMEOUT_S,
+            KafkaBrokerProbe,
             KafkaSourcePort,
             SqlBankLookup,
             SqlDeadLetterLedger,
@@ -85,7 +86,9 @@ class IngestService:
                 monitor.report.remote(name, state, latencies, running)  # fire and forget
 
         return IngestLoop(
-            IngestConfig.from_settings(settings), KafkaSourcePort(new_source(), reconnect=reconnect),
+            IngestConfig.from_settings(settings),
+            KafkaSourcePort(new_source(), probe=KafkaBrokerProbe(servers, security=settings.kafka_security),
+                            reconnect=reconnect),
             self.dead_letters, SqlBankLookup(repository, settings.zero_shot_class_names), self.dispatcher,
             name=self.name, report=report, ledger=SqlDeadLetterLedger(repository),
         )
