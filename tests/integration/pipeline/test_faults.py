@@ -288,7 +288,7 @@ def test_a_broker_restart_is_reported_and_the_stream_resumes_by_itself(ray_sessi
         _prepare(settings, broker, encoder)
         repository = _repository(settings)
         pipeline = Pipeline(settings, broker.bootstrap_servers).start()
-        before = _publish(settings, broker, 24, seed=8)
+        before = _publish(settings, broker, 16, seed=8)
         _wait_rows(repository, len(before))
         broker.stop()  # topics, unread frames and committed offsets are gone with it
         down_at = time.monotonic()
@@ -296,7 +296,7 @@ def test_a_broker_restart_is_reported_and_the_stream_resumes_by_itself(ray_sessi
         noticed_s = time.monotonic() - down_at
         assert wait_for(lambda: ray.get(get_monitor().snapshot.remote())["stream_state"] == "degraded", 10)
         broker.start()  # the same port, empty
-        after = _publish(settings, broker, 24, seed=9)
+        after = _publish(settings, broker, 16, seed=9)
         _wait_rows(repository, len(before) + len(after), timeout_s=120)
         assert wait_for(lambda: not pipeline.stats()["faults_active"], 30), "the stream did not recover by itself"
         recovered_s = time.monotonic() - down_at
@@ -323,5 +323,5 @@ def test_a_broker_restart_is_reported_and_the_stream_resumes_by_itself(ray_sessi
     assert stats["fault_kinds"]["broker"] >= 1
     print(f"broker restart: sent {len(before) + len(after)}, stored {len(stored)}, flagged after the restart "
           f"{len(flagged_after)}, alerted {len(alerts)}; noticed after {noticed_s:.1f} s, recovered "
-          f"{recovered_s:.1f} s after the stop; stop during the second outage {stop_s:.1f} s;",
+          f"{recovered_s:.1f} s after the stop; stop during the second outage {stop_s:.2f} s;",
           {k: stats[k] for k in ("fault_kinds", "source_reconnects", "redelivered", "commit_failures")})
