@@ -153,8 +153,8 @@ class IngestLoop:
         self._advance(block=self._must_wait())
         self._commit()
         if poll and not self._holding() and len(self._pending) < self.config.max_inflight_batches:
-            generation = getattr(self.source, "generation", 0)
             records, fault = self._collect_batch()
+            generation = getattr(self.source, "generation", 0)  # one consumer read them all (it reconnects first)
             if fault is not None:  # the broker does not answer: wait, then poll again
                 self._fault(fault.kind, fault.detail)
                 self._stop.wait(self.config.retry_initial_s)
