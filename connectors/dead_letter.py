@@ -131,15 +131,17 @@ def _cut_headers(original: Headers) -> tuple[Headers, list[tuple[str, int]]]:
 class DeadLetterSink(ProducerSink):
     """Re-publish bad records to ``topic`` with the reason in headers; ``flush()`` before committing offsets."""
 
-    def __init__(self, producer: Any, topic: str) -> None:
-        super().__init__(producer, topic)
+    def __init__(self, producer: Any, topic: str, **options: Any) -> None:
+        """``options``: ``renew`` and ``flush_timeout_s`` of :class:`~connectors.sinks.ProducerSink`."""
+        super().__init__(producer, topic, **options)
         config = getattr(producer, "config", None) or {}
         self._max_record_bytes = int(config.get("max_request_size", 1 << 20)) - _SAFETY_BYTES
         self.reasons: dict[str, int] = {}
         self.cut = 0  # dead letters that had to be cut to fit
 
-    def send(self, record: Any, reason: str, detail: str) -> None:
-        """Queue ``record`` (topic, partition, offset, key, value, headers) for the dead-letter topic."""
+    def send(self, record: Any, reason: str, detail: str) -> Any:
+        """Queue ``record`` (topic, partition, offset, key, value, headers) for the dead-letter topic; returns
+        the producer's future (``succeeded()`` once written)."""
         value = bytes(record.value) if record.value is not None else b""
         original = [
             (str(name), bytes(v) if v is not None else b"")
@@ -159,5 +161,6 @@ class DeadLetterSink(ProducerSink):
         if len(headers) != len(original) + len(added) or headers[: len(original)] != original:
             self.cut += 1
         label = f"dead letter of {record.topic}[{record.partition}]@{record.offset} ({reason})"
-        self._produce(key=key, value=value, headers=headers, label=label)
+        future = self._produce(key=key, value=value, headers=headers, label=label)
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
+        return future

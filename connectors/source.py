@@ -2,6 +2,9 @@
 
 The caller commits the *next* offset to read per partition (last processed + 1) only after its
 sinks flushed; a new consumer in the same group resumes there after a restart or rebalance.
+Calls that talk to the group coordinator are bounded (``commit_timeout_ms``, ``timeout_ms`` of
+:meth:`KafkaFrameSource.committed`, ``close_timeout_ms``): while the broker is away they raise
+``KafkaTimeoutError`` instead of blocking the caller (kafka-python's own default is 30 s).
 
 >>> source = KafkaFrameSource("127.0.0.1:9092", "linesight.frames", "linesight-inspect")  # doctest: +SKIP
 >>> records = source.poll(timeout_ms=500, max_records=16)  # doctest: +SKIP
@@ -40,12 +43,19 @@ class KafkaFrameSource:
         max_poll_records: int = 64,
         session_timeout_ms: int = 6000,
         security: Mapping[str, Any] | None = None,
+        commit_timeout_ms: int = 10_000,
+        close_timeout_ms: int = 5_000,
     ) -> None:
         if not group_id:
             raise ConnectorError(f"a frame source needs a consumer group id, got {group_id!r}")
+        if commit_timeout_ms < 1 or close_timeout_ms < 1:
+            raise ConnectorError(f"commit_timeout_ms and close_timeout_ms must be >= 1, got {commit_timeout_ms} and "
+                                 f"{close_timeout_ms}")
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
         self.group_id = group_id
+        self.commit_timeout_ms = commit_timeout_ms
+        self.close_timeout_ms = close_timeout_ms
         self._consumer = make_consumer(
             bootstrap_servers,
             group_id=group_id,
@@ -74,18 +84,21 @@ class KafkaFrameSource:
         """Commit ``{partition: next offset to read}`` synchronously.
 
         Raises ``kafka.errors.CommitFailedError`` (a ``KafkaError``) when the group rebalanced and the
-        partition moved: the new owner replays from the last commit, so the caller just logs it.
+        partition moved: the new owner replays from the last commit, so the caller just logs it;
+        ``KafkaTimeoutError`` after ``commit_timeout_ms`` when the coordinator does not answer.
         """
         if not offsets:
             return
         for tp, offset in offsets.items():
             if offset < 0:
                 raise ConnectorError(f"cannot commit negative offset {offset} for {tp.topic}[{tp.partition}]")
-        self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()})
+        self._consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp, offset in offsets.items()},
+                              timeout_ms=self.commit_timeout_ms)
 
-    def committed(self, partition: TopicPartition) -> int | None:
-        """The group's committed offset of ``partition`` (None when nothing was committed)."""
-        return self._consumer.committed(partition)
+    def committed(self, partition: TopicPartition, timeout_ms: int | None = None) -> int | None:
+        """The group's committed offset of ``partition`` (None when nothing was committed); asks the group
+        coordinator, so it also tells whether the broker answers (``KafkaTimeoutError`` after ``timeout_ms``)."""
+        return self._consumer.committed(partition, timeout_ms=timeout_ms)
 
     def assignment(self) -> set[TopicPartition]:
         """Partitions currently assigned to this consumer (empty until the group join completes)."""
@@ -96,7 +109,7 @@ class KafkaFrameSource:
         if self._closed:
             return
         self._closed = True
-        self._consumer.close(autocommit=False)
+        self._consumer.close(autocommit=False, timeout_ms=self.close_timeout_ms)
 
     def __enter__(self) -> KafkaFrameSource:
         return self

@@ -2,7 +2,9 @@
 
 It is the default for the demo and the tests when ``LINESIGHT_KAFKA_BOOTSTRAP_SERVERS`` is empty;
 production points linesight at a real Kafka cluster instead (see :func:`broker_for`).
-Nothing is persisted: stopping the broker loses every topic.
+Nothing is persisted: stopping the broker loses every topic, and a restart numbers offsets from 0.
+The bundled build (tansu 0.6.0) has no persistent engine to offer: only ``memory://`` and ``s3://``
+are compiled in (``sqlite://`` and ``postgres://`` fail with ``FeatureNotEnabled``); docs/deployment.md.
 
 >>> with EmbeddedBroker() as broker:  # doctest: +SKIP
 ...     print(broker.bootstrap_servers)

@@ -49,7 +49,8 @@ class DialogueUnavailableError(DialogueError, UnavailableError):
 
 # --- faults of the stream (pipeline/stream/ingest.py): not the frame's fault vs the batch's ------------
 FAULT_KINDS = (
-    "database", "broker", "inference_actor", "sink_actor", "sink", "bank", "bank_lookup", "dead_letter", "no_actor",
+    "database", "broker", "inference_actor", "sink_actor", "sink", "bank", "bank_lookup", "dead_letter",
+    "dead_letter_ledger", "no_actor",
 )
 
 

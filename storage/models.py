@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 declarative models: inspections, their masks, memory banks and chat turns.
+"""SQLAlchemy 2 declarative models: inspections, their masks, memory banks, chat turns, review and dead letters.
 
 The schema itself is created by the Alembic migrations in ``storage/migrations`` (never by
 ``create_all`` in production); these models describe it for queries and for the test that
@@ -31,6 +31,7 @@ __all__ = [
     "Feedback",
     "Acknowledgement",
     "FEEDBACK_LABELS",
+    "DeadLetter",
 ]
 
 VERDICT_SOURCES = ("template", "llm")
@@ -214,3 +215,30 @@ class Acknowledgement(Base):
     )
     acknowledged_at: Mapped[datetime]
     acknowledged_by: Mapped[str] = mapped_column(sa.String(128))
+
+
+# --- the dead-letter ledger: a replayed record is not dead-lettered twice ---------------------
+class DeadLetter(Base):
+    """A source record the stream wrote to the dead-letter topic (one row per record, never updated).
+
+    The key is the record's position and digest: a replay of the same record finds its row; another
+    record at a reused position (a topic deleted and recreated, a restarted memory-only broker) does not.
+    """
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source_topic: Mapped[str] = mapped_column(sa.String(255))
+    source_partition: Mapped[int] = mapped_column(sa.Integer)
+    source_offset: Mapped[int] = mapped_column(sa.BigInteger)
+    record_sha256: Mapped[str] = mapped_column(sa.String(64))  # of the record's key, value and headers
+    reason: Mapped[str] = mapped_column(sa.String(64))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
+    dead_lettered_at: Mapped[datetime]
+
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "source_topic", "source_partition", "source_offset", "record_sha256", name="uq_dead_letters_source"
+        ),
+        sa.Index("ix_dead_letters_dead_lettered_at", "dead_lettered_at"),
+    )

@@ -7,7 +7,7 @@ A replayed batch (after a crash, before the Kafka commit) inserts nothing and re
 >>> from storage.db import Database
 >>> repo = Repository(Database("sqlite://"))
 >>> repo.database.migrate()  # the newest revision
-'0005'
+'0006'
 >>> repo.next_bank_version("bottle")
 1
 """
@@ -395,6 +395,19 @@ class Repository(BankQueries):
         query = sa.select(_CHAT).where(_CHAT.c.inspection_id == inspection_id).order_by(_CHAT.c.turn_index)
         with self.database.transaction() as connection:
             return [ChatTurnRow(**row) for row in connection.execute(query).mappings()]
+
+    # --- the dead-letter ledger (storage/dead_letters.py) ---------------------------------------
+    def recorded_dead_letters(self, keys: Iterable[Any]) -> set[Any]:
+        """Those of ``keys`` (:class:`storage.dead_letters.DeadLetterKey`) already dead-lettered."""
+        from storage import dead_letters
+
+        return dead_letters.recorded_dead_letters(self.database, keys)
+
+    def record_dead_letters(self, entries: Sequence[Any]) -> int:
+        """Add written dead letters (:class:`storage.dead_letters.DeadLetterEntry`) to the ledger; rows inserted."""
+        from storage import dead_letters
+
+        return dead_letters.record_dead_letters(self.database, entries)
 
     # --- operator review: feedback and acknowledgements (storage/feedback.py) -------------------
     def set_feedback(

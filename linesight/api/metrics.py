@@ -37,6 +37,8 @@ _COUNTERS = (  # snapshot key, metric name (without _total), help
     ("frames_in", "linesight_frames_in", "Frames read from the frames topic"),
     ("frames_stored", "linesight_frames_out", "Frames scored and stored (new rows)"),
     ("frames_redelivered", "linesight_frames_redelivered", "Frames read again after a restart (deduplicated)"),
+    ("dead_letters_replayed", "linesight_dead_letters_replayed",
+     "Dead letters not sent again on a replay (already in the dead-letter ledger)"),
     ("alerts_sent", "linesight_alerts_sent", "Alerts published"),
     ("bank_swaps", "linesight_bank_swaps", "Hot swaps of a class's active bank seen by the stream"),
     ("ingest_restarts", "linesight_ingest_restarts", "Ingest loops restarted by the supervisor"),

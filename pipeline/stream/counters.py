@@ -35,14 +35,16 @@ class StreamCounters:
     batches: int = 0  # batches formed from polled records
     stored: int = 0  # rows newly inserted
     redelivered: int = 0  # frames already stored (a replay): nothing written twice
-    dead_lettered: int = 0  # frames sent to the dead-letter topic for their own fault
+    dead_lettered: int = 0  # frames written to the dead-letter topic for their own fault (each once)
+    dead_letters_replayed: int = 0  # dead letters not sent again: the ledger had them (a replay)
     alerts_sent: int = 0
     committed_batches: int = 0  # successful offset commits
-    commit_failures: int = 0  # commits refused after a rebalance (the new owner replays)
+    commit_failures: int = 0  # commits refused after a rebalance or a reconnect (those frames replay)
     inference_errors: int = 0  # poison frames: failed alone on a healthy inference actor
     bank_swaps: int = 0  # hot swaps seen by this loop
     batch_retries: int = 0  # batch attempts re-sent after a failure (on another actor when one is up)
     infra_faults: int = 0  # failed attempts caused by infrastructure (database, broker, actors, banks)
+    source_reconnects: int = 0  # consumers replaced after the broker was away
     bank_versions: dict[str, int] = field(default_factory=dict)  # "class@vN" -> frames stored with it
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # reason -> frames
     fault_kinds: dict[str, int] = field(default_factory=dict)  # infrastructure fault kind -> failed attempts
@@ -103,6 +105,7 @@ SNAPSHOT_NAMES = {
     "frames_in": "polled",
     "frames_stored": "stored",
     "frames_redelivered": "redelivered",
+    "dead_letters_replayed": "dead_letters_replayed",
     "alerts_sent": "alerts_sent",
     "bank_swaps": "bank_swaps",
     "commit_failures": "commit_failures",

@@ -5,18 +5,23 @@
 
 1. **Commit only a finished prefix.** Offsets of a batch are committed only when it and every
    batch polled before it are finished (stored, or their frames dead-lettered for their own fault).
-2. **Dead letters before the commit.** The dead-letter topic is flushed before offsets are
-   committed; a failed flush is retried (the dead letters re-sent) and nothing is committed meanwhile.
+2. **Dead letters before the commit, each once.** A finished batch's dead letters are checked against
+   the dead-letter ledger (SQL), those not in it sent and flushed, then recorded, and only then are its
+   offsets committed (:mod:`pipeline.stream.dead_letter_outbox`): a replayed record that was dead-lettered
+   already is not sent again; a failed flush holds the commit and re-sends only unconfirmed dead letters.
 3. **Two kinds of failure.** A frame's own fault (decode, headers, unknown class, size, a
    ``frame_id`` reused with other bytes, a frame that fails alone on live actors) goes to the
    dead-letter topic. Anything else (:class:`~pipeline.exceptions.InfrastructureFault`: database,
-   broker, actor death, a bank that cannot load, the dead-letter topic) is retried with backoff
+   broker, actor death, a bank that cannot load, the dead-letter topic or ledger) is retried with backoff
    while polling stops, is never committed past and never dead-letters a frame; the loop resumes by
    itself when the fault clears and reports it (``faults_active`` in :meth:`state`).
 4. **A failed batch is retried on another live actor before any frame is blamed**, then its
    frames are tried alone; only a frame that fails alone is a poison frame (``inference_error``).
 5. **Adaptive batching.** When an inference actor is idle, what has arrived is dispatched at once
    (up to ``max_batch_size``); only while all are busy does the loop wait to fill a batch.
+6. **A reconnected source commits only what it read.** When the source replaced its consumer after
+   the broker was away (``source.generation`` grew), offsets of batches read before are not committed:
+   those frames replay and are deduplicated (a restarted memory-only broker has none of them).
 """
 
 from __future__ import annotations
@@ -33,8 +38,17 @@ from typing import Any
 
 from pipeline.exceptions import BatchFailed, CommitRefused, InfrastructureFault
 from pipeline.stream.counters import StreamCounters
-from pipeline.stream.messages import BankRef, FrameTask, RecordView, WriteResult
-from pipeline.stream.ports import BankLookup, DeadLetters, Dispatcher, FrameSource, IngestConfig, Reporter
+from pipeline.stream.dead_letter_outbox import DeadLetter, DeadLetterOutbox
+from pipeline.stream.messages import BankRef, FrameTask, RecordView, WriteResult, record_digest
+from pipeline.stream.ports import (
+    BankLookup,
+    DeadLetterLedger,
+    DeadLetters,
+    Dispatcher,
+    FrameSource,
+    IngestConfig,
+    Reporter,
+)
 
 __all__ = ["IngestLoop"]
 
@@ -60,9 +74,9 @@ class _Unit:
 @dataclass
 class _Batch:
     offsets: dict[tuple[str, int], int]  # (topic, partition) -> next offset once this batch is done
-    dead: list[tuple[Any, str, str]] = field(default_factory=list)  # (record, reason, detail)
+    generation: int = 0  # the source's generation when it was read (a reconnect makes it stale)
+    dead: list[DeadLetter] = field(default_factory=list)
     units: list[_Unit] = field(default_factory=list)
-    resend_dead: bool = False  # its dead letters must be sent again (a send or flush failed)
 
     @property
     def done(self) -> bool:
@@ -83,7 +97,9 @@ class IngestLoop:
         name: str = "ingest",
         report: Reporter | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ledger: DeadLetterLedger | None = None,
     ) -> None:
+        """``ledger``: the dead-letter ledger (None: no check, a replay may dead-letter a record again)."""
         self.config = config
         self.source = source
         self.dead_letters = dead_letters
@@ -91,6 +107,7 @@ class IngestLoop:
         self.dispatcher = dispatcher
         self.name = name
         self.counters = StreamCounters()
+        self.outbox = DeadLetterOutbox(dead_letters, ledger, self.counters, name)
         self.latencies_ms: deque[float] = deque(maxlen=20_000)
         self.faults_active: dict[str, str] = {}  # kind -> last detail, while it lasts
         self._report_fn = report
@@ -119,10 +136,11 @@ class IngestLoop:
                 self.step()
             deadline = self._clock() + self.config.drain_timeout_s
             log.info("%s: stopping, draining %d batches", self.name, len(self._pending))
-            while (self._pending or self._finished) and self._clock() < deadline:
+            while (self._pending or self._finished) and self._clock() < deadline and "broker" not in self.faults_active:
                 self.step(poll=False)
             if self._pending or self._finished:
-                log.warning("%s: gave up draining; %d uncommitted batches will be replayed", self.name,
+                why = "the broker is away" if "broker" in self.faults_active else "drain timeout"
+                log.warning("%s: gave up draining (%s); %d uncommitted batches will be replayed", self.name, why,
                             len(self._pending) + len(self._finished))
         finally:
             self._report(force=True, running=False)
@@ -135,17 +153,15 @@ class IngestLoop:
         self._advance(block=self._must_wait())
         self._commit()
         if poll and not self._holding() and len(self._pending) < self.config.max_inflight_batches:
-            try:
-                records = self._collect_batch()
-            except InfrastructureFault as exc:  # the broker does not answer: wait, then poll again
-                self._fault(exc.kind, exc.detail)
+            records, fault = self._collect_batch()
+            generation = getattr(self.source, "generation", 0)  # one consumer read them all (it reconnects first)
+            if fault is not None:  # the broker does not answer: wait, then poll again
+                self._fault(fault.kind, fault.detail)
                 self._stop.wait(self.config.retry_initial_s)
-                records = []
-            else:
-                if self._commit_retry_at == 0:
-                    self._clear("broker")
+            elif self._commit_retry_at == 0:
+                self._clear("broker")
             if records:
-                self._dispatch(records)
+                self._dispatch(records, generation)
         elif not poll or self._holding():
             self._idle_wait()
         self._report()
@@ -216,44 +232,55 @@ class IngestLoop:
         self._banks = banks
 
     # --- polling and dispatch ------------------------------------------------------------------
-    def _collect_batch(self) -> list[Any]:
-        """Up to ``max_batch_size`` records; waits up to ``batch_wait_timeout_s`` to fill only while actors are busy."""
+    def _collect_batch(self) -> tuple[list[Any], InfrastructureFault | None]:
+        """Up to ``max_batch_size`` records; waits up to ``batch_wait_timeout_s`` to fill only while actors are
+        busy. A fault while filling keeps the records already read (they are dispatched)."""
         size = self.config.max_batch_size
-        records = list(self.source.poll(timeout_ms=100, max_records=size))
-        self.counters.assigned_partitions = len(self.source.assignment())
+        try:
+            records = list(self.source.poll(timeout_ms=100, max_records=size))
+            self.counters.assigned_partitions = len(self.source.assignment())
+        except InfrastructureFault as exc:
+            return [], exc
+        finally:
+            self.counters.source_reconnects = getattr(self.source, "reconnects", 0)
         if not records:
-            return []
+            return [], None
         deadline = self._clock() + self.config.batch_wait_timeout_s
         while len(records) < size and not self._stop.is_set() and not self.dispatcher.idle():
             left_ms = int((deadline - self._clock()) * 1000)
             if left_ms <= 0:
                 break
-            records.extend(self.source.poll(timeout_ms=min(left_ms, 10), max_records=size - len(records)))
-        return records
+            try:
+                records.extend(self.source.poll(timeout_ms=min(left_ms, 10), max_records=size - len(records)))
+            except InfrastructureFault as exc:
+                return records, exc
+        return records, None
 
-    def _dispatch(self, records: list[Any]) -> None:
+    def _dispatch(self, records: list[Any], generation: int = 0) -> None:
         from connectors.schema import BadFrame, parse_record
 
         assert self._banks is not None
         received_at = datetime.now(UTC)
-        batch = _Batch(offsets={})
+        batch = _Batch(offsets={}, generation=generation)
         tasks: list[FrameTask] = []
         for record in records:
             tp = (record.topic, record.partition)
             batch.offsets[tp] = max(batch.offsets.get(tp, -1), record.offset + 1)
+            value = bytes(record.value) if record.value is not None else b""
+            value_sha256 = hashlib.sha256(value).hexdigest()
+            digest = record_digest(record.key, value_sha256, record.headers)
             parsed = parse_record(record, max_frame_bytes=self.config.max_frame_bytes, known_classes=set(self._banks),
                                   **self.config.parse_options)
             if isinstance(parsed, BadFrame):
-                self._dead_letter(batch, record, parsed.reason, parsed.detail)
+                self._dead_letter(batch, record, parsed.reason, parsed.detail, digest)
                 continue
             headers = parsed.headers
-            value = bytes(record.value)
             tasks.append(FrameTask(
                 frame_id=headers.frame_id, line_id=headers.line_id, camera_id=headers.camera_id,
                 product_class=headers.product_class, captured_at=headers.captured_at, received_at=received_at,
                 image=parsed.image, image_bytes=value, bank=self._banks[headers.product_class],
                 topic=record.topic, partition=record.partition, offset=record.offset,
-                content_sha256=hashlib.sha256(value).hexdigest(),
+                content_sha256=value_sha256, record_sha256=digest,
             ))
         self.counters.polled += len(records)
         self.counters.batches += 1
@@ -276,16 +303,12 @@ class IngestLoop:
         unit.waiting_on_fault = True
         unit.retry_at = self._clock() + self.config.backoff_s(unit.attempts)
 
-    def _dead_letter(self, batch: _Batch, record: Any, reason: str, detail: str) -> None:
-        batch.dead.append((record, reason, detail))
-        self.counters.count_dead_letter(reason)
+    def _dead_letter(self, batch: _Batch, record: Any, reason: str, detail: str, digest: str) -> None:
+        """Judge ``record`` bad; it is written (once) when its batch is committed (:meth:`_commit`)."""
+        key = (record.topic, record.partition, record.offset, digest)
+        batch.dead.append(DeadLetter(record, reason, detail, key))
         log.warning("%s: dead-lettered %s[%d]@%d: %s (%s)", self.name, record.topic, record.partition,
                     record.offset, reason, detail)
-        try:
-            self.dead_letters.send(record, reason, detail)
-        except Exception as exc:  # not the frame's fault: re-sent before the commit
-            batch.resend_dead = True
-            self._fault("dead_letter", f"{type(exc).__name__}: {exc}")
 
     # --- completion ----------------------------------------------------------------------------
     def _running_handles(self) -> list[Any]:
@@ -338,7 +361,8 @@ class IngestLoop:
         for index in result.conflicts:
             task = unit.tasks[index]
             self._dead_letter(batch, RecordView.of(task), "frame_id_conflict",
-                              f"frame_id {task.frame_id!r} is stored with other content (sha256 {task.content_sha256})")
+                              f"frame_id {task.frame_id!r} is stored with other content (sha256 {task.content_sha256})",
+                              task.record_sha256)
 
     def _isolate_or_blame(self, batch: _Batch, unit: _Unit, *, deaths: bool, detail: str) -> bool:
         """Split a repeatedly failing batch into single frames, or dead-letter a single frame that
@@ -362,7 +386,8 @@ class IngestLoop:
             batch.units.remove(unit)
             self.counters.inference_errors += 1
             why = f"killed its inference actor {unit.deaths} times" if deaths else f"failed alone {unit.failures} times"
-            self._dead_letter(batch, RecordView.of(task), "inference_error", f"{why}: {detail}"[:500])
+            self._dead_letter(batch, RecordView.of(task), "inference_error", f"{why}: {detail}"[:500],
+                              task.record_sha256)
             return True
         return False
 
@@ -373,42 +398,46 @@ class IngestLoop:
 
     # --- commit --------------------------------------------------------------------------------
     def _commit(self) -> None:
-        """Flush dead letters, then commit the offsets of the finished prefix (retried on a fault)."""
+        """Write the finished prefix's dead letters once, then commit its offsets (retried on a fault)."""
         if not self._finished or self._clock() < self._commit_retry_at:
             return
         try:
-            for batch in self._finished:
-                if batch.resend_dead:
-                    for record, reason, detail in batch.dead:
-                        self.dead_letters.send(record, reason, detail)
-                    batch.resend_dead = False
-            self.dead_letters.flush()
-        except Exception as exc:
-            for batch in [*self._finished, *self._pending]:
-                batch.resend_dead = bool(batch.dead)
-            self._commit_later("dead_letter", exc)
+            self.outbox.settle([letter for batch in self._finished for letter in batch.dead])
+        except InfrastructureFault as exc:
+            self._commit_later(exc.kind, exc)
             return
+        generation = getattr(self.source, "generation", 0)
         offsets: dict[tuple[str, int], int] = {}
+        stale = 0
         for batch in self._finished:
+            if batch.generation != generation:  # read before the source reconnected: replayed, not committed
+                stale += 1
+                continue
             for tp, offset in batch.offsets.items():
                 offsets[tp] = max(offsets.get(tp, -1), offset)
+        if stale:
+            self.counters.commit_failures += 1
+            log.warning("%s: %d batches were read before the source reconnected; not committing them (replayed and "
+                        "deduplicated)", self.name, stale)
         try:
-            self.source.commit(offsets)
-            self.counters.committed_batches += 1
+            if offsets:
+                self.source.commit(offsets)
+                self.counters.committed_batches += 1
         except CommitRefused as exc:  # a rebalance moved the partition: its new owner replays, idempotently
             self.counters.commit_failures += 1
             log.warning("%s: commit refused (%s); the frames will be replayed and deduplicated", self.name, exc)
         except Exception as exc:
-            self._commit_later("broker", exc)
+            self._commit_later(exc.kind if isinstance(exc, InfrastructureFault) else "broker", exc)
             return
         self._finished.clear()
         self._commit_retry_at = 0.0
         self._commit_failures_in_a_row = 0
-        self._clear("dead_letter", "broker")
+        self._clear("dead_letter", "dead_letter_ledger", "broker")
 
     def _commit_later(self, kind: str, exc: BaseException) -> None:
         self._commit_failures_in_a_row += 1
-        self._fault(kind, f"{type(exc).__name__}: {exc}")
+        detail = exc.detail if isinstance(exc, InfrastructureFault) else f"{type(exc).__name__}: {exc}"
+        self._fault(kind, detail)
         self._commit_retry_at = self._clock() + self.config.backoff_s(self._commit_failures_in_a_row)
 
     # --- reporting -----------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class IngestService:
         self.monitor = monitor
         self.dispatcher = RayDispatcher(inference, sink)
         self.loop: IngestLoop | None = None
+        self.dead_letters: Any | None = None  # connectors.dead_letter.DeadLetterSink, once built
         self.thread: threading.Thread | None = None
         self.error: str | None = None
         self._stop_asked = threading.Event()
@@ -45,41 +46,56 @@ class IngestService:
         self.thread.start()
         return True
 
-    def _build(self) -> tuple[IngestLoop, Any]:
+    def _build(self) -> IngestLoop:
         from connectors.dead_letter import DeadLetterSink
-        from connectors.kafka import make_producer
         from connectors.source import KafkaFrameSource
-        from pipeline.stream.adapters import KafkaSourcePort, SqlBankLookup
+        from pipeline.stream.adapters import (
+            FLUSH_TIMEOUT_S,
+            KafkaBrokerProbe,
+            KafkaSourcePort,
+            SqlBankLookup,
+            SqlDeadLetterLedger,
+            stream_producer_factory,
+        )
+        from pipeline.stream.prepare import ensure_stream_topics
         from storage.db import Database
         from storage.repository import Repository
 
-        settings = self.settings
-        source = KafkaFrameSource(
-            self.bootstrap_servers, settings.frames_topic, settings.consumer_group, client_id=self.name,
-            max_poll_records=settings.max_batch_size, session_timeout_ms=settings.session_timeout_ms,
-            security=settings.kafka_security,
-        )
-        producer = make_producer(
-            self.bootstrap_servers, max_request_size=settings.max_frame_bytes * 2, security=settings.kafka_security
-        )
-        banks = SqlBankLookup(Repository(Database(settings.database_url)), settings.zero_shot_class_names)
+        settings, servers = self.settings, self.bootstrap_servers
+
+        def new_source() -> KafkaFrameSource:
+            return KafkaFrameSource(
+                servers, settings.frames_topic, settings.consumer_group, client_id=self.name,
+                max_poll_records=settings.max_batch_size, session_timeout_ms=settings.session_timeout_ms,
+                security=settings.kafka_security,
+            )
+
+        def reconnect() -> KafkaFrameSource:  # a memory-only broker comes back empty: topics first
+            ensure_stream_topics(settings, servers)
+            return new_source()
+
+        new_producer = stream_producer_factory(servers, max_request_size=settings.max_frame_bytes * 2,
+                                                security=settings.kafka_security)
+        self.dead_letters = DeadLetterSink(new_producer(), settings.dead_letter_topic, renew=new_producer,
+                                           flush_timeout_s=FLUSH_TIMEOUT_S)
+        repository = Repository(Database(settings.database_url))
         monitor = self.monitor
 
         def report(name: str, state: dict[str, Any], latencies: list[float], running: bool) -> None:
             if monitor is not None:
                 monitor.report.remote(name, state, latencies, running)  # fire and forget
 
-        loop = IngestLoop(
-            IngestConfig.from_settings(settings), KafkaSourcePort(source),
-            DeadLetterSink(producer, settings.dead_letter_topic), banks, self.dispatcher, name=self.name,
-            report=report,
+        return IngestLoop(
+            IngestConfig.from_settings(settings),
+            KafkaSourcePort(new_source(), probe=KafkaBrokerProbe(servers, security=settings.kafka_security),
+                            reconnect=reconnect),
+            self.dead_letters, SqlBankLookup(repository, settings.zero_shot_class_names), self.dispatcher,
+            name=self.name, report=report, ledger=SqlDeadLetterLedger(repository),
         )
-        return loop, producer
 
     def _run(self) -> None:
-        producer = None
         try:
-            self.loop, producer = self._build()
+            self.loop = self._build()
             if self._stop_asked.is_set():
                 self.loop.stop()
             self.loop.run()
@@ -87,8 +103,9 @@ class IngestService:
             self.error = f"{type(exc).__name__}: {exc}"
             log.exception("%s: ingest loop failed", self.name)
         finally:
-            if producer is not None:
-                producer.close()
+            producer = self.dead_letters.producer if self.dead_letters is not None else None
+            if producer is not None:  # the current one (a failed flush replaces it)
+                producer.close(timeout=5)
 
     def set_inference(self, actors: list[Any]) -> bool:
         """Dispatch to these inference actors from now on (the supervisor replaced a dead one)."""

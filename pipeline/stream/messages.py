@@ -5,6 +5,8 @@ ingest ──FrameTask batch──► inference ──ScoredFrame batch──►
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -16,7 +18,7 @@ from model.names import bank_key
 if TYPE_CHECKING:  # the detector pulls in torch; the ingest and sink processes need not
     from model.detector import FrameScore
 
-__all__ = ["ZERO_SHOT_VERSION", "BankRef", "FrameTask", "RecordView", "ScoredFrame", "WriteResult"]
+__all__ = ["ZERO_SHOT_VERSION", "BankRef", "FrameTask", "RecordView", "ScoredFrame", "WriteResult", "record_digest"]
 
 
 ZERO_SHOT_VERSION = 0  # bank_version stored for frames a zero-shot class had no bank for
@@ -64,6 +66,7 @@ class FrameTask:
     partition: int
     offset: int
     content_sha256: str = ""  # sha256 hex of image_bytes: a reused frame_id with other bytes is a conflict
+    record_sha256: str = ""  # record_digest of the Kafka record as received (the dead-letter ledger's key)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class RecordView:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
+    record_sha256: str = ""  # of the record as received (its rebuilt headers may differ)
 
     @classmethod
     def of(cls, task: FrameTask) -> RecordView:
@@ -107,4 +111,27 @@ class RecordView:
             ("product_class", task.product_class.encode()),
             ("captured_at", task.captured_at.isoformat().encode()),
         ]
-        return cls(task.topic, task.partition, task.offset, task.line_id.encode(), task.image_bytes, headers)
+        return cls(task.topic, task.partition, task.offset, task.line_id.encode(), task.image_bytes, headers,
+                   task.record_sha256)
+
+
+def record_digest(key: bytes | None, value_sha256: str, headers: Sequence[tuple[str, bytes | None]] | None) -> str:
+    """sha256 hex of a Kafka record's key, value (given as its sha256 hex) and headers, in order.
+
+    Tells a replay of a record (same digest at the same position) from another record at a reused
+    position (a recreated topic). Every field is length-prefixed, so no two records share an input.
+
+    >>> record_digest(b"k", hashlib.sha256(b"v").hexdigest(), [("h", b"1")])[:12]
+    '7b1c01853cda'
+    """
+    digest = hashlib.sha256()
+
+    def part(data: bytes | None) -> None:
+        digest.update(b"-" if data is None else len(data).to_bytes(8, "big") + data)
+
+    part(key)
+    part(value_sha256.encode())
+    for name, value in headers or ():
+        part(str(name).encode("utf-8", "surrogateescape"))
+        part(None if value is None else bytes(value))
+    return digest.hexdigest()

@@ -14,13 +14,18 @@ from typing import Any, Protocol
 
 from pipeline.stream.messages import BankRef, FrameTask, WriteResult
 
-__all__ = ["FrameSource", "DeadLetters", "BankLookup", "Dispatcher", "IngestConfig", "Reporter"]
+__all__ = ["FrameSource", "DeadLetters", "DeadLetterLedger", "BankLookup", "Dispatcher", "IngestConfig", "Reporter"]
 
 Partition = tuple[str, int]
+LedgerKey = tuple[str, int, int, str]  # (topic, partition, offset, record_sha256) of a dead-lettered record
 
 
 class FrameSource(Protocol):
-    """One consumer of the frames topic with manual commits."""
+    """One consumer of the frames topic with manual commits.
+
+    ``generation`` (optional, default 0) grows each time the source replaced its consumer after the
+    broker was unreachable: offsets read before that are not committed through the new one (they replay).
+    """
 
     def poll(self, timeout_ms: int, max_records: int) -> list[Any]:
         """Up to ``max_records`` records (``topic, partition, offset, key, value, headers``)."""
@@ -39,11 +44,25 @@ class FrameSource(Protocol):
 class DeadLetters(Protocol):
     """The dead-letter topic: ``send`` queues, ``flush`` makes durable or raises."""
 
-    def send(self, record: Any, reason: str, detail: str) -> None:
-        """Queue ``record`` with its reason (may raise when the producer refuses it)."""
+    def send(self, record: Any, reason: str, detail: str) -> Any:
+        """Queue ``record`` with its reason (may raise when the producer refuses it); returns a handle whose
+        ``succeeded()`` says it was written (after a flush), or None."""
 
     def flush(self) -> None:
         """Block until every queued dead letter is written; raise if one was not."""
+
+
+class DeadLetterLedger(Protocol):
+    """Which source records were dead-lettered already (SQL): a replayed record is not dead-lettered twice.
+
+    Keys are ``(topic, partition, offset, record_sha256)``; both methods raise when SQL is down.
+    """
+
+    def recorded(self, keys: list[LedgerKey]) -> set[LedgerKey]:
+        """Those of ``keys`` in the ledger."""
+
+    def record(self, entries: list[tuple[LedgerKey, str, str]]) -> None:
+        """Add written dead letters ``(key, reason, detail)``; a key already there is skipped."""
 
 
 BankLookup = Callable[[], dict[str, BankRef]]

@@ -3,6 +3,8 @@
 Order matters for at-least-once: rows first (one transaction, upsert keyed by ``frame_id``), then
 alerts for flagged rows not yet alerted (flushed, then marked), then the ingest commits offsets.
 A replay after a crash inserts nothing and re-sends only alerts that were never marked as sent.
+A failed alert flush (the broker away or restarted) fails the write, which the ingest retries; the
+next attempt sends through a new producer (:class:`connectors.sinks.ProducerSink` ``renew``).
 With LLM verdicts on, the new rows are then handed to the verdict actor, fire and forget.
 """
 
@@ -67,16 +69,17 @@ class ResultSink:
         self, settings: Settings, bootstrap_servers: str, api_base_url: str | None = None, verdicts: Any | None = None
     ) -> None:
         from connectors.alerts import AlertSink
-        from connectors.kafka import make_producer
+        from pipeline.stream.adapters import FLUSH_TIMEOUT_S, stream_producer_factory
         from storage.db import Database
         from storage.repository import Repository
 
         self.settings = settings
         self.repository = Repository(Database(settings.database_url), store_frames=settings.store_frames)
-        self._producer = make_producer(
+        new_producer = stream_producer_factory(
             bootstrap_servers, max_request_size=settings.max_frame_bytes, security=settings.kafka_security
         )
-        self.alerts = AlertSink(self._producer, settings.alerts_topic)
+        self.alerts = AlertSink(new_producer(), settings.alerts_topic, renew=new_producer,
+                                flush_timeout_s=FLUSH_TIMEOUT_S)
         self.api_base_url = api_base_url
         self.overlays_dir: Path | None = settings.overlays_dir if settings.write_overlays else None
         # LLM verdicts: a pipeline.stream.verdicts.VerdictWorker actor handle, or None when llm_verdicts is off
@@ -159,10 +162,13 @@ class ResultSink:
 
     def close(self) -> None:
         """Flush and close the alert producer; forward what the webhook still has queued."""
-        self.alerts.flush()
-        self._producer.close()
-        if self.webhook is not None:
-            self.webhook.close()
+        try:
+            self.alerts.flush()
+        finally:
+            if self.alerts.producer is not None:  # the current one (a failed flush replaces it)
+                self.alerts.producer.close(timeout=5)
+            if self.webhook is not None:
+                self.webhook.close()
 
 
 def _webhook(settings: Settings):

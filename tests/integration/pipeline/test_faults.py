@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -201,11 +202,32 @@ def test_inference_and_sink_actors_killed_for_good_are_recreated(broker, ray_ses
     print("inference and sink kills:", _reconcile(settings, broker, repository, manifest), stats["restarts_by_role"])
 
 
-def test_a_poison_record_and_a_reused_frame_id_are_dead_lettered_without_stalling(broker, ray_session, encoder,
-                                                                                tmp_path):
+def _rewind_group(settings, broker, offset: int) -> None:
+    """What ``kafka-consumer-groups --reset-offsets --to-offset`` does: as a member of the group (Tansu takes
+    commits from members only), commit ``offset`` for every partition."""
+    from kafka.structs import OffsetAndMetadata
+
+    from connectors.kafka import make_consumer
+
+    consumer = make_consumer(broker.bootstrap_servers, group_id=settings.consumer_group, max_poll_records=1)
+    consumer.subscribe([settings.frames_topic])
+    deadline = time.monotonic() + 30
+    try:
+        while len(consumer.assignment()) < settings.frames_partitions and time.monotonic() < deadline:
+            consumer.poll(timeout_ms=200)
+        assert consumer.assignment(), "could not join the group to reset its offsets"
+        consumer.commit({tp: OffsetAndMetadata(offset, "", -1) for tp in consumer.assignment()})
+    finally:
+        consumer.close(autocommit=False)
+
+
+def test_a_poison_record_and_a_reused_frame_id_are_dead_lettered_once_without_stalling(broker, ray_session, encoder,
+                                                                                     tmp_path):
+    """Dead-lettered, then read again (an ingest crash, the group rewound past both): no dead letter twice."""
     from connectors.kafka import make_consumer, make_producer
     from connectors.schema import FrameHeaders, encode_image, frame_message
     from pipeline.stream.job import Pipeline, wait_for
+    from storage.dead_letters import count_dead_letters
 
     settings = _settings(f"sqlite:///{tmp_path / 'p.db'}", tmp_path, max_frame_bytes=64 * 1024, frames_partitions=1)
     _prepare(settings, broker, encoder)
@@ -221,16 +243,26 @@ def test_a_poison_record_and_a_reused_frame_id_are_dead_lettered_without_stallin
     producer.send(settings.frames_topic, key=key, value=value, headers=kafka_headers).get(timeout=30)
     producer.close()
     repository = _repository(settings)
-    with Pipeline(settings, broker.bootstrap_servers) as pipeline:
+    with Pipeline(settings, broker.bootstrap_servers, supervise=False) as pipeline:
         _wait_rows(repository, 40, timeout_s=120)
-        assert wait_for(lambda: pipeline.stats()["dead_lettered"] >= 2, 60)
+        assert wait_for(lambda: count_dead_letters(repository.database) == 2, 60)  # written, flushed, recorded
+        first = pipeline.stats()
+        pipeline.kill_ingest(0)  # a crash, then the group rewound to the poison record: 22 records read again
+        _rewind_group(settings, broker, offset=len(before))
+        pipeline.watch()
+        assert wait_for(lambda: pipeline.stats()["dead_letters_replayed"] >= 2 and pipeline.stats()["redelivered"]
+                        >= len(after), 90), "the replay did not finish"
         stats = pipeline.stop()
-    assert stats["restarts"] == 0
-    assert stats["errors"] == []
-    assert stats["dead_letter_reasons"] == {"invalid_header": 1, "frame_id_conflict": 1}
+    assert first["restarts"] == 0
+    assert first["errors"] == []
+    assert first["dead_letter_reasons"] == {"invalid_header": 1, "frame_id_conflict": 1}
+    assert (stats["dead_letters_replayed"], stats["dead_lettered"], stats["stored"]) == (2, 0, 0)  # the replay
     figures = _reconcile(settings, broker, repository, before + after, own_fault=2)
-    dead = {dict(r.headers)["dlq.reason"]: dict(r.headers) for r in _topic_records(
-        settings, broker, settings.dead_letter_topic, 2)}
+    dead_records = _topic_records(settings, broker, settings.dead_letter_topic, 2)
+    per_offset = Counter((dict(r.headers)["dlq.source_partition"], dict(r.headers)["dlq.source_offset"])
+                         for r in dead_records)
+    assert sorted(per_offset.values()) == [1, 1], f"dead letters per source offset: {per_offset}"
+    dead = {dict(r.headers)["dlq.reason"]: dict(r.headers) for r in dead_records}
     assert b"frame_id=300000" in dead[b"invalid_header"]["dlq.headers_cut"]
     assert dead[b"frame_id_conflict"]["frame_id"].decode() == before[0].frame_id
     consumer = make_consumer(broker.bootstrap_servers, group_id=settings.consumer_group)  # everything committed
@@ -238,4 +270,58 @@ def test_a_poison_record_and_a_reused_frame_id_are_dead_lettered_without_stallin
     replayed = [r for _ in range(10) for rs in consumer.poll(timeout_ms=500).values() for r in rs]
     consumer.close(autocommit=False)
     assert replayed == []
+    figures["dead_letters_per_source_offset"] = sorted(per_offset.values())
+    figures["replayed"] = {k: stats[k] for k in ("redelivered", "dead_letters_replayed", "dead_lettered")}
     print("poison record + reused frame_id:", figures)
+
+
+def test_a_broker_restart_is_reported_and_the_stream_resumes_by_itself(ray_session, encoder, tmp_path):
+    """A private embedded broker (memory only) stopped mid-stream and started again on its port, empty."""
+    from connectors.tansu import EmbeddedBroker, free_port
+    from pipeline.stream.job import Pipeline, wait_for
+    from pipeline.stream.monitor import get_monitor
+
+    broker = EmbeddedBroker(port=free_port(), log_dir=tmp_path / "tansu").start()
+    settings = _settings(f"sqlite:///{tmp_path / 'b.db'}", tmp_path, fault_retry_max_s=1.0)
+    pipeline = None
+    try:
+        _prepare(settings, broker, encoder)
+        repository = _repository(settings)
+        pipeline = Pipeline(settings, broker.bootstrap_servers).start()
+        before = _publish(settings, broker, 16, seed=8)
+        _wait_rows(repository, len(before))
+        broker.stop()  # topics, unread frames and committed offsets are gone with it
+        down_at = time.monotonic()
+        assert wait_for(lambda: "broker" in pipeline.stats()["faults_active"], 30), "the broker outage went unnoticed"
+        noticed_s = time.monotonic() - down_at
+        assert wait_for(lambda: ray.get(get_monitor().snapshot.remote())["stream_state"] == "degraded", 10)
+        broker.start()  # the same port, empty
+        after = _publish(settings, broker, 16, seed=9)
+        _wait_rows(repository, len(before) + len(after), timeout_s=120)
+        assert wait_for(lambda: not pipeline.stats()["faults_active"], 30), "the stream did not recover by itself"
+        recovered_s = time.monotonic() - down_at
+        rows = list(repository.iter_history())
+        stored = [r.frame_id for r in rows]
+        assert len(stored) == len(set(stored)), "duplicate rows"
+        assert set(stored) == {m.frame_id for m in before + after}
+        assert all(r.alert_sent_at is not None for r in rows if r.is_anomalous)
+        flagged_after = {r.frame_id for r in rows if r.is_anomalous} & {m.frame_id for m in after}
+        alerts = _topic_records(settings, broker, settings.alerts_topic, len(flagged_after))
+        assert flagged_after <= {_alert_frame(r) for r in alerts}  # the earlier alerts were lost with the broker
+        broker.stop()  # a second outage, and a stop request while it lasts (what SIGTERM does in `linesight run`)
+        assert wait_for(lambda: "broker" in pipeline.stats()["faults_active"], 30)
+        asked_at = time.monotonic()
+        stats = pipeline.stop()
+        stop_s = time.monotonic() - asked_at
+    finally:
+        if pipeline is not None:
+            pipeline.stop()
+        broker.stop()
+    assert stop_s < 30, f"stopping took {stop_s:.1f} s while the broker was away"
+    assert stats["dead_lettered"] == 0
+    assert stats["source_reconnects"] >= 1
+    assert stats["fault_kinds"]["broker"] >= 1
+    print(f"broker restart: sent {len(before) + len(after)}, stored {len(stored)}, flagged after the restart "
+          f"{len(flagged_after)}, alerted {len(alerts)}; noticed after {noticed_s:.1f} s, recovered "
+          f"{recovered_s:.1f} s after the stop; stop during the second outage {stop_s:.2f} s;",
+          {k: stats[k] for k in ("fault_kinds", "source_reconnects", "redelivered", "commit_failures")})

@@ -50,13 +50,15 @@ class Events(list):
 
 
 class FakeSource:
-    """Returns records in order, ``max_records`` at a time; records commits."""
+    """Returns records in order, ``max_records`` at a time; records commits. ``generation`` grows on a
+    reconnect (:meth:`reconnect`)."""
 
     def __init__(self, records: list[Record], events: Events) -> None:
         self.records = list(records)
         self.events = events
         self.cursor = 0
         self.polls = 0
+        self.generation = 0
         self.committed: dict[tuple[str, int], int] = {}
         self.commit_fault = False
         self.closed = False
@@ -86,27 +88,79 @@ class FakeSource:
         """What a restarted consumer does: read again from the committed offset (one partition)."""
         self.cursor = self.committed.get((TOPIC, 0), 0)
 
+    def reconnect(self) -> None:
+        """What the Kafka source does after the broker was away: a new consumer, from the committed offset."""
+        self.generation += 1
+        self.replay_from_committed()
+
+
+class Delivery:
+    """The fake producer's future: ``succeeded()`` once the record is written."""
+
+    def __init__(self) -> None:
+        self.written = False
+
+    def succeeded(self) -> bool:
+        return self.written
+
 
 class FakeDeadLetters:
+    """The dead-letter topic. ``flush_fault``: the flush fails; the first ``deliver_on_fault`` queued records
+    are written all the same (confirmed by their handles), the others are lost."""
+
     def __init__(self, events: Events) -> None:
         self.events = events
-        self.queued: list[tuple[Any, str, str]] = []
+        self.queued: list[tuple[Any, str, str, Delivery]] = []
         self.written: list[tuple[Any, str, str]] = []
         self.flush_fault = False
+        self.deliver_on_fault = 0
 
-    def send(self, record, reason: str, detail: str) -> None:
-        self.queued.append((record, reason, detail))
+    def send(self, record, reason: str, detail: str) -> Delivery:
+        delivery = Delivery()
+        self.queued.append((record, reason, detail, delivery))
+        return delivery
 
     def flush(self) -> None:
-        if self.flush_fault:
-            self.queued.clear()  # what the producer lost
-            raise DeliveryError("1 record(s) for topic 'dlq' were not delivered")
-        self.written.extend(self.queued)
-        self.events.append(("flush", len(self.queued)))
-        self.queued.clear()
+        delivered = self.queued if not self.flush_fault else self.queued[: self.deliver_on_fault]
+        for record, reason, detail, delivery in delivered:
+            delivery.written = True
+            self.written.append((record, reason, detail))
+        count, self.queued = len(self.queued), []
+        if self.flush_fault:  # the rest is what the producer lost
+            raise DeliveryError(f"{count - len(delivered)} record(s) for topic 'dlq' were not delivered")
+        self.events.append(("flush", count))
 
     def reasons(self) -> list[str]:
         return [reason for _, reason, _ in self.written]
+
+    def per_offset(self) -> dict[int, int]:
+        """How many dead letters each source offset has on the topic."""
+        out: dict[int, int] = {}
+        for record, _, _ in self.written:
+            out[record.offset] = out.get(record.offset, 0) + 1
+        return out
+
+
+class FakeLedger:
+    """The dead-letter ledger in SQL: ``down`` makes lookups and writes fail (``fail_writes`` only writes)."""
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+        self.rows: dict[tuple, tuple[str, str]] = {}
+        self.down = False
+        self.fail_writes = False
+
+    def recorded(self, keys):
+        if self.down:
+            raise ConnectionError("connection refused")
+        return {key for key in keys if key in self.rows}
+
+    def record(self, entries) -> None:
+        if self.down or self.fail_writes:
+            raise ConnectionError("connection refused")
+        for key, reason, detail in entries:
+            self.rows.setdefault(key, (reason, detail))
+        self.events.append(("record", len(entries)))
 
 
 @dataclass(eq=False)

@@ -24,16 +24,21 @@ CONFIG = IngestConfig(max_batch_size=4, batch_wait_timeout_s=0.05, max_inflight_
 
 
 class Rig:
-    def __init__(self, records, *, config=CONFIG, dispatcher=None, bank_lookup=None):
+    """One ingest loop on fakes; ``source``, ``dead`` and ``ledger`` may be a crashed loop's (a restart)."""
+
+    def __init__(self, records, *, config=CONFIG, dispatcher=None, bank_lookup=None, ledger=None, source=None,
+                 dead=None):
         self.events = Events()
-        self.source = FakeSource(records, self.events)
-        self.dead = FakeDeadLetters(self.events)
+        self.source = source or FakeSource(records, self.events)
+        self.dead = dead or FakeDeadLetters(self.events)
+        self.ledger = ledger
         self.dispatcher = dispatcher or FakeDispatcher()
         self.clock = FakeClock()
         self.reports: list[dict] = []
         self.loop = IngestLoop(
             config, self.source, self.dead, bank_lookup or (lambda: dict(BANKS)), self.dispatcher, name="ingest-t",
             report=lambda name, state, latencies, running: self.reports.append(state), clock=self.clock,
+            ledger=ledger,
         )
 
     def steps(self, n: int) -> None:
