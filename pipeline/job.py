@@ -367,6 +367,8 @@ def _alive(actors: list[Any], timeout_s: float = 2.0) -> list[bool]:
         try:
             ray.get(ref)
             out.append(True)
+        except ray.exceptions.ActorUnavailableError:
+            out.append(True)  # Ray is restarting it (e.g. elsewhere after its node was lost): not given up on
         except ray.exceptions.RayActorError:
             out.append(False)
         except Exception:

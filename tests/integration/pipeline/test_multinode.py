@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from tests.integration.pipeline.test_faults import _alert_frame, _topic_records
+from tests.integration.pipeline.test_faults import _alert_frame
 from tests.integration.pipeline.test_stream import CLASSES, _prepare, _repository, _settings, _wait_rows
 
 pytestmark = pytest.mark.integration
@@ -134,6 +134,28 @@ def _one_line_per_partition(partitions: int) -> list[str]:
     return [by_partition[p] for p in range(partitions)]
 
 
+def _read_topic(broker, topic: str, expected: int, quiet_s: float = 1.0, timeout_s: float = 30.0) -> list:
+    """Every record of ``topic`` with a group-less consumer (no group join): until ``expected`` came and
+    a poll ``quiet_s`` long brought nothing more."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap_servers, group_id=None, enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records: list = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batch = [r for rs in consumer.poll(timeout_ms=int(quiet_s * 1000)).values() for r in rs]
+            records += batch
+            if not batch and len(records) >= expected:
+                break
+        return records
+    finally:
+        consumer.close()
+
+
 def _publish_lines(settings, broker, lines: list[str], count: int, *, fps: float | None, seed: int) -> list:
     """``count`` synthetic frames round-robin over ``lines`` (``fps`` per line), one publisher; the manifest."""
     from connectors.camera import CameraPublisher
@@ -153,6 +175,7 @@ def _publish_lines(settings, broker, lines: list[str], count: int, *, fps: float
 def test_losing_a_worker_node_mid_stream_loses_and_duplicates_nothing(broker, encoder, tmp_path, two_nodes):
     import ray
 
+    from connectors.dead_letter_reader import read_dead_letters
     from pipeline.job import Pipeline, wait_for
 
     cluster, node_b = two_nodes
@@ -160,14 +183,23 @@ def test_losing_a_worker_node_mid_stream_loses_and_duplicates_nothing(broker, en
     settings = _settings(
         f"sqlite:///{tmp_path / 'multinode.db'}", tmp_path, ray_address=cluster.address,
         frames_partitions=PARTITIONS, inference_actors=2, supervise_interval_s=0.5, fault_retry_max_s=1.0,
+        engine="torch",  # no engine compile per actor start: the test is about nodes, not engines
     )
     _prepare(settings, broker, encoder)
     repository = _repository(settings)
     lines = _one_line_per_partition(PARTITIONS)
+    phases_s: dict[str, float] = {}
+
+    def phase(name: str) -> None:
+        phases_s[name] = round(time.monotonic() - started_s, 1)
+
+    phase("prepared")
     with Pipeline(settings, broker.bootstrap_servers, ingest_loops=INGEST_LOOPS) as pipeline:
+        phase("started")
         head = ray.get_runtime_context().get_node_id()
         assert head == cluster.head_node.node_id != node_b.node_id  # the driver is on the head, not on B
         pipeline.wait_until_consuming(60)
+        phase("consuming")
         ingest_nodes = [_node_of(a) for a in pipeline.ingest]
         placed = {"ingest": ingest_nodes, "sink": [_node_of(a) for a in pipeline.sinks],
                   "inference": [_node_of(a) for a in pipeline.inference]}
@@ -176,18 +208,23 @@ def test_losing_a_worker_node_mid_stream_loses_and_duplicates_nothing(broker, en
 
         manifest: list = []
         publisher = threading.Thread(target=lambda: manifest.extend(
-            _publish_lines(settings, broker, lines, 72, fps=2.0, seed=11)))
+            _publish_lines(settings, broker, lines, 60, fps=2.0, seed=11)))
         publisher.start()
         _wait_rows(repository, 12, timeout_s=60)
         _crash(cluster, node_b)
+        phase("node_b_lost")
         stored_at_crash = repository.count_inspections()
         assert wait_for(lambda: sum(n["Alive"] for n in ray.nodes()) == 1, 20), "Ray did not mark node B dead"
+        phase("marked_dead")
         publisher.join(60)
         after = _publish_lines(settings, broker, lines, 24, fps=None, seed=12)  # only the head is left
         sent = manifest + after
+        phase("published_after")
         _wait_rows(repository, len(sent), timeout_s=90)
+        phase("all_stored")
         survivors = [_node_of(a) for a in [*pipeline.ingest, *pipeline.sinks, *pipeline.inference]]
         stats = pipeline.stop()
+        phase("stopped")
 
     rows = list(repository.iter_history())
     stored = [r.frame_id for r in rows]
@@ -196,18 +233,20 @@ def test_losing_a_worker_node_mid_stream_loses_and_duplicates_nothing(broker, en
     assert len(stored) == len(set(stored)), f"{len(stored) - len(set(stored))} duplicate rows"
     assert set(stored) == {m.frame_id for m in sent}, f"{len({m.frame_id for m in sent} - set(stored))} frames lost"
     assert {m.frame_id for m in after} <= set(stored)  # the stream went on without node B
-    dead = _topic_records(settings, broker, settings.dead_letter_topic, 0, quiet_s=2.0)
-    assert dead == [], f"{len(dead)} frames dead-lettered for no fault of their own"
+    dead = read_dead_letters(broker.bootstrap_servers, settings.dead_letter_topic, limit=100)
+    assert dead == [], f"dead-lettered for no fault of their own: {[(d.frame_id, d.reason) for d in dead]}"
     flagged = {r.frame_id for r in rows if r.is_anomalous}
-    alerts = _topic_records(settings, broker, settings.alerts_topic, len(flagged))
+    alerts = _read_topic(broker, settings.alerts_topic, len(flagged))
     alerted = [_alert_frame(a) for a in alerts]
     assert flagged, "the synthetic lines at 30 % defects flagged nothing"
     assert set(alerted) == flagged, f"{len(flagged - set(alerted))} flagged frames not alerted"
     assert len(alerted) == len(set(alerted)), f"{len(alerted) - len(set(alerted))} duplicate alerts"
     assert set(survivors) == {head}  # what node B held was recreated (or restarted by Ray) on the head
     assert stats["restarts_by_role"]["ingest"] >= lost_loops  # the supervisor recreated B's ingest loops
+    if node_b.node_id in placed["inference"]:  # Ray restarted it on the head (max_restarts): not given up on
+        assert stats["restarts_by_role"]["inference"] == 0
     assert stats["errors"] == []
     assert stats["dead_lettered"] == 0
     print(f"multi-node: placed {placed}; {len(sent)} sent, {len(rows)} stored ({stored_at_crash} before the loss), "
           f"{len(flagged)} alerts, restarts {stats['restarts_by_role']}, redelivered {stats['redelivered']}, "
-          f"{time.monotonic() - started_s:.0f} s")
+          f"phases (s) {phases_s}, {time.monotonic() - started_s:.0f} s")
