@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CASES", "main", "measure"]
+__all__ = ["CASES", "main", "measure", "summarise"]
 
 # name -> (frame: "synthetic" (a square synthetic-line frame of the model's size) or megapixels of a
 # real photograph, model input side in px, tile_px of the bank: None = whole frame, "auto" = tiles of S px)
@@ -79,7 +79,35 @@ def _worker(args: argparse.Namespace) -> None:
     fps = done / (time.perf_counter() - start)
     tiles = TileGrid.for_frame(*frames[0].shape[:2], bank.tile_px, bank.tile_overlap).count
     print(json.dumps({"fps": round(fps, 3), "tiles_per_frame": tiles, "frame_px": list(frames[0].shape[:2]),
-                      "description": getattr(detector.encoder, "engine_description", "torch fp32")}), flush=True)
+                      "description": getattr(detector.encoder, "engine_description", "torch fp32"),
+                      **_per_frame_costs(frames[0], detector.score_batch(frames[:1], bank)[0])}), flush=True)
+
+
+def _per_frame_costs(image: Any, result: Any, repeats: int = 10) -> dict[str, Any]:
+    """Per frame, outside the model: the ingest loop's JPEG decode, the sink's row (map and mask PNGs), and the
+    bytes Ray moves through the object store (ingest -> inference: the task; inference -> sink: the scored frame)."""
+    import pickle
+    from datetime import UTC, datetime
+
+    from connectors.schema import decode_image, encode_image
+    from pipeline.messages import BankRef, FrameTask, ScoredFrame
+    from pipeline.sink import to_record
+
+    jpeg = encode_image(image)  # what CameraPublisher sends (JPEG, quality 90)
+    now = datetime.now(UTC)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        decoded = decode_image(jpeg)
+    decode_ms = (time.perf_counter() - start) * 1000 / repeats
+    task = FrameTask("f-1", "line-1", "cam-1", _CLASS, now, now, decoded, jpeg, BankRef(_CLASS, 1, ""), "frames", 0, 0)
+    scored = ScoredFrame(task, result, now)
+    to_record(scored, now)  # warm-up (imports, the PNG encoder)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        to_record(scored, now)
+    record_ms = (time.perf_counter() - start) * 1000 / repeats
+    return {"jpeg_bytes": len(jpeg), "ingest_decode_ms": round(decode_ms, 2), "sink_record_ms": round(record_ms, 2),
+            "task_bytes": len(pickle.dumps(task, protocol=5)), "scored_bytes": len(pickle.dumps(scored, protocol=5))}
 
 
 def _child(argv: list[str], timeout_s: float) -> dict[str, Any]:
@@ -120,22 +148,31 @@ def measure(cases: Sequence[str] = tuple(CASES), engines: Sequence[str] = ("torc
                 print(f"round {run['round']} | {case} | {engine}: {result.get('fps', result.get('error'))} frames/s "
                       f"per core ({result.get('tiles_per_frame', '?')} tiles/frame; "
                       f"{result.get('description', '')}; load {load_before:.1f})", flush=True)
+    return {"cpu": detect_cpu_features().describe(), "threads": threads, "runs": runs, **summarise(runs, engines)}
+
+
+def summarise(runs: list[dict[str, Any]], engines: Sequence[str]) -> dict[str, Any]:
+    """The best frames/s per (case, engine) over the rounds, and per round the ratio last engine / first engine.
+
+    >>> runs = [{"round": 1, "case": "a", "engine": "torch", "fps": 2.0}, {"round": 1, "case": "a", "engine": "auto",
+    ...         "fps": 3.0}, {"round": 2, "case": "a", "engine": "torch", "fps": 2.5}]
+    >>> summarise(runs, ("torch", "auto"))
+    {'best_fps': {'a': {'torch': 2.5, 'auto': 3.0}}, 'auto_to_torch_ratio_per_round': {'a': [1.5]}}
+    """
     best: dict[str, dict[str, float]] = {}
     for run in runs:
         if "fps" in run:
-            best.setdefault(run["case"], {})[run["engine"]] = max(best.get(run["case"], {}).get(run["engine"], 0.0),
-                                                                  run["fps"])
-    ratios = {}
-    if len(engines) == 2:
-        first, second = engines
-        for run in runs:
-            if run["engine"] == second and "fps" in run:
-                pair = next((r for r in runs if r["round"] == run["round"] and r["case"] == run["case"]
-                             and r["engine"] == first and "fps" in r), None)
-                if pair:
-                    ratios.setdefault(run["case"], []).append(round(run["fps"] / pair["fps"], 2))
-    return {"cpu": detect_cpu_features().describe(), "threads": threads, "runs": runs, "best_fps": best,
-            f"{engines[-1]}_to_{engines[0]}_ratio_per_round": ratios}
+            per_case = best.setdefault(run["case"], {})
+            per_case[run["engine"]] = max(per_case.get(run["engine"], 0.0), run["fps"])
+    first, last = engines[0], engines[-1]
+    ratios: dict[str, list[float]] = {}
+    for run in runs:
+        if run["engine"] == last != first and "fps" in run:
+            pair = next((r for r in runs if (r["round"], r["case"], r["engine"]) == (run["round"], run["case"], first)
+                         and r.get("fps")), None)
+            if pair:
+                ratios.setdefault(run["case"], []).append(round(run["fps"] / pair["fps"], 2))
+    return {"best_fps": best, f"{last}_to_{first}_ratio_per_round": ratios}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
