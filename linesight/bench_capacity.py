@@ -3,7 +3,9 @@
 One inspection = encoder + memory bank + anomaly map (``Detector.score_batch``, as an inference actor
 runs it), for each inspection size / tiling in :data:`CASES`, on eager torch and on the engine that
 ``engine="auto"`` picks on this host, with ONE thread each: one core, i.e. one inference actor with
-``LINESIGHT_TORCH_THREADS=1`` and ``LINESIGHT_INFERENCE_CPUS=1``. Every (case, engine) runs in its own
+``LINESIGHT_TORCH_THREADS=1`` and ``LINESIGHT_INFERENCE_CPUS=1``. Two figures: frames per wall-clock second
+(what the process got on this machine) and frames per CPU-second the process used (``time.process_time``:
+what one core delivers, far less sensitive to other work on a shared machine). Every (case, engine) runs in its own
 subprocess; the engines alternate their order from round to round. Each round prints its figures with
 the load average, and the engine/torch ratio of that round (both measured minutes apart at most); the
 LAST line is one JSON object: CPU features, every round, the best round per (case, engine).
@@ -72,13 +74,14 @@ def _worker(args: argparse.Namespace) -> None:
     detector = build_detector(config)
     frames, bank = _frames_and_bank(detector.encoder, frame, args.size, args.tile or None, args.batch)
     detector.score_batch(frames, bank)  # warm-up (allocations, the engine's shape specialisation)
-    done, start = 0, time.perf_counter()
+    done, start, cpu_start = 0, time.perf_counter(), time.process_time()
     while done < 2 * len(frames) or time.perf_counter() - start < args.duration_s:
         detector.score_batch(frames, bank)
         done += len(frames)
-    fps = done / (time.perf_counter() - start)
+    fps, cpu_fps = done / (time.perf_counter() - start), done / (time.process_time() - cpu_start)
     tiles = TileGrid.for_frame(*frames[0].shape[:2], bank.tile_px, bank.tile_overlap).count
-    print(json.dumps({"fps": round(fps, 3), "tiles_per_frame": tiles, "frame_px": list(frames[0].shape[:2]),
+    print(json.dumps({"fps": round(fps, 3), "fps_per_cpu_s": round(cpu_fps, 3), "tiles_per_frame": tiles,
+                      "frame_px": list(frames[0].shape[:2]),
                       "description": getattr(detector.encoder, "engine_description", "torch fp32"),
                       **_per_frame_costs(frames[0], detector.score_batch(frames[:1], bank)[0])}), flush=True)
 
@@ -145,34 +148,35 @@ def measure(cases: Sequence[str] = tuple(CASES), engines: Sequence[str] = ("torc
                                  "--duration-s", str(duration_s), "--cache-dir", str(cache_dir)], timeout_s)
                 run = {"round": round_index + 1, "case": case, "engine": engine, "load_1min": load_before, **result}
                 runs.append(run)
-                print(f"round {run['round']} | {case} | {engine}: {result.get('fps', result.get('error'))} frames/s "
-                      f"per core ({result.get('tiles_per_frame', '?')} tiles/frame; "
+                print(f"round {run['round']} | {case} | {engine}: {result.get('fps', result.get('error'))} frames/s, "
+                      f"{result.get('fps_per_cpu_s')} per CPU-second ({result.get('tiles_per_frame', '?')} tiles/frame; "
                       f"{result.get('description', '')}; load {load_before:.1f})", flush=True)
-    return {"cpu": detect_cpu_features().describe(), "threads": threads, "runs": runs, **summarise(runs, engines)}
+    return {"cpu": detect_cpu_features().describe(), "threads": threads, "runs": runs,
+            **summarise(runs, engines, "fps"), **summarise(runs, engines, "fps_per_cpu_s")}
 
 
-def summarise(runs: list[dict[str, Any]], engines: Sequence[str]) -> dict[str, Any]:
-    """The best frames/s per (case, engine) over the rounds, and per round the ratio last engine / first engine.
+def summarise(runs: list[dict[str, Any]], engines: Sequence[str], key: str = "fps") -> dict[str, Any]:
+    """The best ``key`` per (case, engine) over the rounds, and per round the ratio last engine / first engine.
 
     >>> runs = [{"round": 1, "case": "a", "engine": "torch", "fps": 2.0}, {"round": 1, "case": "a", "engine": "auto",
     ...         "fps": 3.0}, {"round": 2, "case": "a", "engine": "torch", "fps": 2.5}]
     >>> summarise(runs, ("torch", "auto"))
-    {'best_fps': {'a': {'torch': 2.5, 'auto': 3.0}}, 'auto_to_torch_ratio_per_round': {'a': [1.5]}}
+    {'best_fps': {'a': {'torch': 2.5, 'auto': 3.0}}, 'auto_to_torch_fps_ratio_per_round': {'a': [1.5]}}
     """
     best: dict[str, dict[str, float]] = {}
     for run in runs:
-        if "fps" in run:
+        if run.get(key):
             per_case = best.setdefault(run["case"], {})
-            per_case[run["engine"]] = max(per_case.get(run["engine"], 0.0), run["fps"])
+            per_case[run["engine"]] = max(per_case.get(run["engine"], 0.0), run[key])
     first, last = engines[0], engines[-1]
     ratios: dict[str, list[float]] = {}
     for run in runs:
-        if run["engine"] == last != first and "fps" in run:
+        if run["engine"] == last != first and run.get(key):
             pair = next((r for r in runs if (r["round"], r["case"], r["engine"]) == (run["round"], run["case"], first)
-                         and r.get("fps")), None)
+                         and r.get(key)), None)
             if pair:
-                ratios.setdefault(run["case"], []).append(round(run["fps"] / pair["fps"], 2))
-    return {"best_fps": best, f"{last}_to_{first}_ratio_per_round": ratios}
+                ratios.setdefault(run["case"], []).append(round(run[key] / pair[key], 2))
+    return {f"best_{key}": best, f"{last}_to_{first}_{key}_ratio_per_round": ratios}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

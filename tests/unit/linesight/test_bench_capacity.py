@@ -17,6 +17,7 @@ def test_a_worker_prints_frames_per_second_and_the_per_frame_costs(frame, tile, 
           "--duration-s", "0.01", "--cache-dir", str(tmp_path)])
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["fps"] > 0
+    assert result["fps_per_cpu_s"] > 0
     assert result["tiles_per_frame"] == tiles
     assert result["description"].startswith("torch")
     assert result["jpeg_bytes"] > 0
@@ -36,4 +37,4 @@ def test_summary_keeps_the_best_round_and_pairs_ratios_within_a_round():
              "fps": 4.0}, {"round": 2, "case": "a", "engine": "torch", "fps": 3.0},
             {"round": 2, "case": "a", "engine": "auto", "error": "compile failed"}]
     assert summarise(runs, ("torch", "auto")) == {"best_fps": {"a": {"torch": 3.0, "auto": 4.0}},
-                                                  "auto_to_torch_ratio_per_round": {"a": [2.0]}}
+                                                  "auto_to_torch_fps_ratio_per_round": {"a": [2.0]}}
