@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("model", "connectors", "storage", "training")
 MODULES = (
     "pipeline.bank_cache", "pipeline.counters", "pipeline.monitor", "pipeline.placement",
-    "linesight.errors", "linesight.api.errors",
+    "linesight.errors", "linesight.api.errors", "linesight.bench_capacity",
 )
 SKIP_FOLDERS = {"migrations"}  # Alembic's env.py runs only inside Alembic
 SLOW = {"model.detector", "training.fewshot", "training.metrics", "model.encoders.efficientnet"}
