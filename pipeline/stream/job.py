@@ -2,6 +2,12 @@
 
     ingest (Kafka consumer loop) ──► inference (encoder + bank + map) ──► sink (SQL + alerts)
 
+On a multi-node Ray cluster (docs/deployment.md, "Scale knobs"): ingest loops (at most one per partition
+of the frames topic) and their sinks are spread over the nodes (Ray's SPREAD), inference actors follow
+``placement_strategy`` (pipeline/stream/placement.py), the monitor stays on the driver's node. When a node dies,
+Ray restarts the inference actors elsewhere (``max_restarts``) and the supervisor recreates the ingest
+loops and sinks it lost; the new loops resume from the committed offsets.
+
 A supervisor thread (every ``supervise_interval_s``) recreates inference, sink, verdict and ingest
 actors that Ray gave up on (``max_restarts`` used up, killed, crashed) and hands the new handles to
 the actors that use them; restarts are counted per role in :meth:`Pipeline.stats` and the monitor.
@@ -58,9 +64,11 @@ class Pipeline:
 
     def __init__(self, settings: Settings, bootstrap_servers: str, *, ingest_loops: int = 1,
                  supervise: bool = True) -> None:
+        from pipeline.stream.placement import check_ingest_loops
+
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers
-        self.ingest_loops = ingest_loops
+        self.ingest_loops = check_ingest_loops(ingest_loops, settings.frames_partitions)
         self.inference: list[Any] = []
         self.sinks: list[Any] = []
         self.ingest: list[Any] = []
@@ -150,20 +158,24 @@ class Pipeline:
         return verdict_cls.remote(self.settings, monitor_name)  # by name: no handle among the arguments
 
     def _new_sink(self) -> Any:
-        """A sink actor (recreated by the supervisor, not by Ray)."""
+        """A sink actor, spread over the nodes (recreated by the supervisor, not by Ray)."""
         import ray
 
+        from pipeline.stream.placement import io_actor_options
         from pipeline.stream.sink import ResultSink
 
-        return ray.remote(num_cpus=SINK_CPUS)(ResultSink).remote(
+        return ray.remote(ResultSink).options(**io_actor_options(SINK_CPUS, spread=True)).remote(
             self.settings, self.bootstrap_servers, self.settings.api_base_url, self.verdicts
         )
 
     def _start_ingest(self, index: int) -> Any:
+        """Ingest loop ``index``, spread over the nodes (one Kafka consumer of the group)."""
         import ray
 
+        from pipeline.stream.placement import io_actor_options
+
         self._generation += 1  # a unique source name per loop generation: the monitor's totals never reset
-        service = ray.remote(num_cpus=INGEST_CPUS)(IngestService).remote(
+        service = ray.remote(IngestService).options(**io_actor_options(INGEST_CPUS, spread=True)).remote(
             self.settings, self.bootstrap_servers, self.inference, self.sinks[index],
             f"ingest-{index}#{self._generation}", self.monitor,
         )
@@ -361,6 +373,8 @@ def _alive(actors: list[Any], timeout_s: float = 2.0) -> list[bool]:
         try:
             ray.get(ref)
             out.append(True)
+        except ray.exceptions.ActorUnavailableError:
+            out.append(True)  # Ray is restarting it (e.g. elsewhere after its node was lost): not given up on
         except ray.exceptions.RayActorError:
             out.append(False)
         except Exception:

@@ -89,12 +89,17 @@ class StreamMonitor:
 
 
 def start_monitor() -> Any:
-    """Create (or reuse) the named monitor actor of this Ray cluster."""
+    """Create (or reuse) the named monitor actor of this Ray cluster, on the driver's node.
+
+    On a cluster it must not sit on a worker node: losing that node would lose the stream's counters.
+    """
     import ray
+
+    from pipeline.stream.placement import driver_node_options
 
     return (
         ray.remote(num_cpus=0)(StreamMonitor)
-        .options(name=MONITOR_NAME, namespace=NAMESPACE, get_if_exists=True)
+        .options(name=MONITOR_NAME, namespace=NAMESPACE, get_if_exists=True, **driver_node_options())
         .remote()
     )
 

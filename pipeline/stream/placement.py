@@ -9,7 +9,11 @@
   hybrid policy).
 - :func:`inference_actor_options`: the ``.options(...)`` of actor ``index``; :func:`create_placement_group`
   reserves the bundles first when the strategy needs one.
-- :func:`io_actor_options`: sink, verdict and ingest actors are I/O bound: fractional CPUs, never a GPU.
+- :func:`io_actor_options`: sink, verdict and ingest actors are I/O bound: fractional CPUs, never a GPU;
+  ingest loops and sinks are ``SPREAD`` over the nodes, so losing a node takes only its share of them.
+- :func:`check_ingest_loops`: ingest loops are bounded by the frames topic's partitions (a consumer
+  beyond them is assigned none and idles).
+- :func:`driver_node_options`: the stream's monitor stays on the driver's node (it lives and dies with the stream).
 
 Pure functions except :func:`create_placement_group` (needs ``ray.init``); the job wires them in:
 
@@ -29,7 +33,9 @@ from linesight.errors import ConfigError
 __all__ = [
     "InferencePlacement",
     "PLACEMENT_STRATEGIES",
+    "check_ingest_loops",
     "create_placement_group",
+    "driver_node_options",
     "inference_actor_options",
     "inference_placement",
     "inference_placement_for",
@@ -177,15 +183,43 @@ def create_placement_group(placement: InferencePlacement, *, timeout_s: float = 
     return group
 
 
-def io_actor_options(num_cpus: float) -> dict[str, Any]:
-    """Options of an I/O-bound actor (sink, verdict, ingest): a CPU share, no GPU, Ray's default placement.
+def io_actor_options(num_cpus: float, *, spread: bool = False) -> dict[str, Any]:
+    """Options of an I/O-bound actor (sink, verdict, ingest): a CPU share, no GPU; ``spread`` = Ray's SPREAD.
 
     >>> io_actor_options(0.25)
     {'num_cpus': 0.25, 'num_gpus': 0}
+    >>> io_actor_options(0.25, spread=True)["scheduling_strategy"]
+    'SPREAD'
     """
     if not num_cpus > 0:
         raise ConfigError(f"an I/O actor needs num_cpus > 0, got {num_cpus}")
-    return {"num_cpus": num_cpus, "num_gpus": 0}
+    options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": 0}
+    if spread:
+        options["scheduling_strategy"] = "SPREAD"
+    return options
+
+
+def check_ingest_loops(loops: int, partitions: int) -> int:
+    """``loops`` if 1 <= loops <= ``partitions`` (LINESIGHT_FRAMES_PARTITIONS), else a ConfigError naming both.
+
+    >>> check_ingest_loops(3, 6)
+    3
+    """
+    if not 1 <= loops <= partitions:
+        raise ConfigError(
+            f"ingest loops must be between 1 and the frames topic's partitions ({partitions}, "
+            f"LINESIGHT_FRAMES_PARTITIONS), got {loops}: a loop beyond the partitions is assigned none and idles"
+        )
+    return loops
+
+
+def driver_node_options() -> dict[str, Any]:
+    """Options that keep an actor on the driver's node (soft: elsewhere if that node cannot hold it). Needs ray.init."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node_id = ray.get_runtime_context().get_node_id()
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=True)}
 
 
 def inference_placement_for(settings: Any, *, cluster_gpus: float | None = None) -> InferencePlacement:

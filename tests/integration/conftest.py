@@ -5,7 +5,8 @@
   the one on this machine (127.0.0.1:5432, trust auth); ``LINESIGHT_TEST_POSTGRES`` overrides it.
   If no server answers, the tests that need it fail (they are not skipped silently).
 - ``sqlite_url``: a fresh SQLite file per test.
-- ``ray_session``: ``ray.init(num_cpus=2)`` once per session.
+- ``ray_session``: ``ray.init(num_cpus=2)`` once per session (:func:`start_local_ray`; a test that needs
+  another Ray, such as the multi-node test, shuts it down and starts it again with that function).
 """
 
 from __future__ import annotations
@@ -51,11 +52,18 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'linesight.db'}"
 
 
+def start_local_ray() -> None:
+    """The integration tests' local Ray: 2 CPUs, no dashboard, actor logs kept out of the test output."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    start_local_ray()
     try:
         yield None
     finally:

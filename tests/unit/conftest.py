@@ -25,6 +25,7 @@ SLOW_TESTS = (  # node id prefixes, relative to the repository root
     "tests/unit/model/test_detector.py::test_mixed_batch_equals_per_class_batches",
     "tests/unit/training/test_evaluate.py::test_few_shot_end_to_end_gives_metrics_per_draw",
     "tests/unit/training/test_evaluate.py::test_zero_shot_and_fused_use_the_given_decoder_maps",
+    "tests/unit/linesight/test_bench_capacity.py::test_a_worker_prints_frames_per_second_and_the_per_frame_costs",
 )
 
 

@@ -5,6 +5,7 @@ import pytest
 from linesight.errors import ConfigError
 from linesight.settings import load_settings
 from pipeline.stream.placement import (
+    check_ingest_loops,
     inference_actor_options,
     inference_placement,
     inference_placement_for,
@@ -113,3 +114,21 @@ def test_io_actors_never_take_a_gpu():
     assert io_actor_options(0.25) == {"num_cpus": 0.25, "num_gpus": 0}
     with pytest.raises(ConfigError, match="got 0"):
         io_actor_options(0)
+
+
+def test_io_actors_spread_over_the_nodes_when_asked():
+    assert io_actor_options(0.25, spread=True) == {"num_cpus": 0.25, "num_gpus": 0, "scheduling_strategy": "SPREAD"}
+
+
+@pytest.mark.parametrize(("loops", "partitions"), [(0, 6), (7, 6), (2, 1)])
+def test_ingest_loops_are_bounded_by_the_partitions(loops, partitions):
+    with pytest.raises(ConfigError, match=rf"partitions \({partitions}, LINESIGHT_FRAMES_PARTITIONS\), got {loops}"):
+        check_ingest_loops(loops, partitions)
+    assert check_ingest_loops(partitions, partitions) == partitions
+
+
+def test_a_pipeline_with_more_loops_than_partitions_is_refused_before_any_actor():
+    from pipeline.stream.job import Pipeline
+
+    with pytest.raises(ConfigError, match="got 5"):
+        Pipeline(load_settings(frames_partitions=4), "127.0.0.1:9092", ingest_loops=5)
