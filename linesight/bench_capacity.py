@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -114,13 +113,9 @@ def _per_frame_costs(image: Any, result: Any, repeats: int = 10) -> dict[str, An
 
 
 def _child(argv: list[str], timeout_s: float) -> dict[str, Any]:
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # idle OpenMP threads must not spin
-    done = subprocess.run([sys.executable, "-m", "linesight.bench_capacity", *argv], capture_output=True,
-                          text=True, timeout=timeout_s, env=env, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
-    return json.loads(lines[-1])
+    from linesight.bench_engine import _run_child
+
+    return _run_child(argv, timeout_s, module="linesight.bench_capacity")
 
 
 def measure(cases: Sequence[str] = tuple(CASES), engines: Sequence[str] = ("torch", "auto"), rounds: int = 2, *,

@@ -128,9 +128,10 @@ def measure_accuracy(image_size_px: int = 224, *, threads: int = 2, encoder: str
     return results
 
 
-def _run_child(argv: list[str], timeout_s: float) -> dict[str, Any]:
+def _run_child(argv: list[str], timeout_s: float, module: str = "linesight.bench_engine") -> dict[str, Any]:
+    """Run ``python -m module argv`` in its own process (one backend per process); its last JSON line."""
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # idle OpenMP threads must not spin
-    done = subprocess.run([sys.executable, "-m", "linesight.bench_engine", *argv], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True,
                           text=True, timeout=timeout_s, env=env, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
