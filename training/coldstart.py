@@ -26,7 +26,10 @@ import numpy as np
 from model.bank import MemoryBank
 from model.detector import Detector
 from model.encoders.base import ImageEncoder
+from model.exceptions import ModelError
 from model.mutual import MutualConfig, mutual_scores
+from model.mutual_window import MAD_TO_STD, ROBUST_Z
+from model.mutual_window import robust_threshold as _robust_threshold
 from training.exceptions import BankBuildError
 from training.fewshot import build_bank
 
@@ -43,8 +46,6 @@ __all__ = [
 ]
 
 COLD_START_METHOD = "mutual-median-plus-3-mad"  # how the cold-start threshold was set (stored with results)
-ROBUST_Z = 3.0  # threshold = median + 3 scaled MADs of the window's own scores
-MAD_TO_STD = 1.4826  # MAD of a normal distribution times this = its standard deviation
 MIN_PROMOTION_FRAMES = 4  # fewer frames cannot outvote a defect
 
 
@@ -74,17 +75,15 @@ class Promotion:
 
 
 def robust_threshold(scores: Sequence[float] | np.ndarray, z: float = ROBUST_Z) -> float:
-    """median + z * 1.4826 * MAD of ``scores`` (a threshold that a minority of outliers does not move).
+    """median + z * 1.4826 * MAD of ``scores`` (:func:`model.mutual_window.robust_threshold`, the stream's rule).
 
     >>> round(robust_threshold([0.1, 0.11, 0.12, 0.1, 0.9]), 4)
     0.1545
     """
-    values = np.asarray(scores, dtype=np.float64).ravel()
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        raise BankBuildError(f"robust threshold needs finite scores, got {values[:5].tolist()} ({values.size} in all)")
-    median = float(np.median(values))
-    mad = float(np.median(np.abs(values - median))) * MAD_TO_STD
-    return median + z * max(mad, 1e-6)
+    try:
+        return _robust_threshold(scores, z)
+    except ModelError as exc:
+        raise BankBuildError(str(exc)) from None
 
 
 def cold_start_scores(
