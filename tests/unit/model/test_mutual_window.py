@@ -51,13 +51,15 @@ def test_a_stream_in_batches_flags_the_odd_frame_after_the_warm_up_and_keeps_the
     assert methods[0] == "cold-start warm-up 3/6"
     assert methods[-1] == "cold-start median+3MAD of 16"
     assert [i for i, flagged in enumerate(decisions) if flagged] == [13]
-    assert window.frames_seen == 18 and len(window.scores) == 16
+    assert window.frames_seen == 18
+    assert len(window.scores) == 16
 
 
 def test_the_first_frame_alone_gets_a_zero_map_and_no_decision():
     window = MutualWindow(MutualConfig(window=4), tile_px=None, min_decision_frames=2)
     maps = window.tile_maps([[torch.randn(1, 8, 6, 6)]], 16)
-    assert maps.shape == (1, 16, 16) and float(maps.abs().max()) == 0.0
+    assert maps.shape == (1, 16, 16)
+    assert float(maps.abs().max()) == 0.0
     window.push([[torch.randn(1, 8, 6, 6)]], [0.0])
     assert window.threshold() == (UNDECIDED_THRESHOLD, "cold-start warm-up 1/2")
 
@@ -84,12 +86,17 @@ def test_detector_cold_start_flags_a_synthetic_defect_and_tiles_large_frames():
     frames.insert(9, SyntheticLine(("washer",), defect_rate=1.0, seed=5).next_frame().image)
     window = MutualWindow(MutualConfig(window=8), tile_px=None, score_history=32, min_decision_frames=6)
     results = [r for start in range(0, 12, 4) for r in detector.score_cold_start(frames[start : start + 4], window)]
-    assert [r.is_anomalous for r in results].index(True) == 9 and sum(r.is_anomalous for r in results) == 1
-    assert results[0].threshold == UNDECIDED_THRESHOLD and results[0].threshold_method.startswith("cold-start warm-up")
+    assert [r.is_anomalous for r in results].index(True) == 9
+    assert sum(r.is_anomalous for r in results) == 1
+    assert results[0].threshold == UNDECIDED_THRESHOLD
+    assert results[0].threshold_method.startswith("cold-start warm-up")
     assert results[-1].threshold_method == "cold-start median+3MAD of 12"
-    assert results[9].region_count >= 1 and results[9].anomaly_map.shape == (224, 224)
+    assert results[9].region_count >= 1
+    assert results[9].anomaly_map.shape == (224, 224)
 
     tiled = MutualWindow(MutualConfig(window=4), tile_px=224, min_decision_frames=2)
     wide = [np.ascontiguousarray(np.concatenate([f, f], axis=1)) for f in frames[:3]]  # 224 x 448: 3 tiles (overlap)
     out = detector.score_cold_start(wide, tiled)
-    assert tiled.grid.count == 3 and out[0].anomaly_map.shape == (224, 448) and out[0].frame_size == (224, 448)
+    assert tiled.grid.count == 3
+    assert out[0].anomaly_map.shape == (224, 448)
+    assert out[0].frame_size == (224, 448)
