@@ -30,13 +30,13 @@ def test_migration_0004_downgrades_and_back(tmp_path):
     import sqlalchemy as sa
     from alembic import command
 
-    from storage.db import Database, alembic_config
+    from storage.db import Database, alembic_config, head_revision
 
     database = Database(f"sqlite:///{tmp_path / 'm.db'}")
-    assert database.migrate() == "0005"
+    assert database.migrate() == head_revision()
     with database.engine.begin() as connection:
         command.downgrade(alembic_config(connection=connection), "0004")
     assert "source" not in {c["name"] for c in sa.inspect(database.engine).get_columns("chat_turns")}
-    assert database.migrate() == "0005"
+    assert database.migrate() == head_revision()
     assert "source" in {c["name"] for c in sa.inspect(database.engine).get_columns("chat_turns")}
     database.dispose()
