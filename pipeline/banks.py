@@ -82,8 +82,11 @@ class BankManager:
         coreset_ratio: float | None = None,
         seed: int = 0,
         activate: bool = True,
+        reference_frames: Sequence[str] | None = None,
     ) -> Any:
-        """Build, save, register (and by default activate) a new version; returns the bank row."""
+        """Build, save, register (and by default activate) a new version; returns the bank row.
+
+        ``reference_frames``: what the images are known by (frame ids, file names), stored with the row."""
         from training.fewshot import build_bank
 
         check_class_name(product_class)
@@ -97,14 +100,14 @@ class BankManager:
             self.encoder, chosen, product_class, version, rotations=rotations, coreset_ratio=coreset_ratio, seed=seed,
             tile_px=self.settings.tile_setting, stages=self.settings.bank_stage_indices,
         )
-        row = self._register(bank, activate)
+        row = self._register(bank, activate, reference_frames)
         log.info(
             "built bank %s@v%d from %d shots (threshold %.4f)%s",
             product_class, version, len(chosen), bank.calibration.threshold, ", active" if activate else "",
         )
         return row
 
-    def _register(self, bank: Any, activate: bool) -> Any:
+    def _register(self, bank: Any, activate: bool, reference_frames: Sequence[str] | None = None) -> Any:
         """Save ``bank`` under the banks folder and register (and maybe activate) it; the bank row."""
         from storage.banks import bank_file_path
 
@@ -120,6 +123,7 @@ class BankManager:
             encoder=self.encoder.name,
             calibration=bank.calibration.to_dict(),
             activate=activate,
+            reference_frames=reference_frames,
         )
 
     def learn_from_feedback(self, product_class: str, *, activate: bool = True) -> Any | None:

@@ -165,7 +165,7 @@ def auto_build(
     except BankBuildError as exc:
         raise ConfigError(str(exc)) from None
     row = manager.build(product_class, [kept[i].image for i in chosen], rotations=rotations, seed=seed,
-                        activate=activate)
+                        activate=activate, reference_frames=[kept[i].name for i in chosen])
     log.info("bank auto %s@v%d from frames %s", product_class, row.version, [kept[i].name for i in chosen])
     return AutoBank(
         row=row,

@@ -62,7 +62,8 @@ class IngestService:
         producer = make_producer(
             self.bootstrap_servers, max_request_size=settings.max_frame_bytes * 2, security=settings.kafka_security
         )
-        banks = SqlBankLookup(Repository(Database(settings.database_url)), settings.zero_shot_class_names)
+        banks = SqlBankLookup(Repository(Database(settings.database_url)), settings.zero_shot_class_names,
+                              settings.coldstart_class_names)
         monitor = self.monitor
 
         def report(name: str, state: dict[str, Any], latencies: list[float], running: bool) -> None:
