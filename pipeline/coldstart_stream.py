@@ -117,6 +117,9 @@ class ColdStartPromoter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        database = getattr(self.repository, "database", None)
+        if database is not None and hasattr(database, "dispose"):
+            database.dispose()  # the promoter's own connection pool
 
     def _run(self) -> None:
         while not self._stop.wait(self.config.check_interval_s):
