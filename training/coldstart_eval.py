@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -183,16 +184,20 @@ def _realistic_class(encoder, product_class: str, rates, args, config: MutualCon
     from training.coldstart_realistic import CachedDetector, first_frames
     from training.coldstart_realistic import later_frames as realistic_later
 
+    started = time.perf_counter()
     detector = CachedDetector(encoder)  # the later frames' tiles are encoded once for all banks
     later = realistic_later(product_class, seed=args.seed, megapixels=args.megapixels)
     shots = labelled_shots(encoder, product_class, later, args.seed, realistic=args.megapixels, tile_px=args.tile_px,
                            detector=detector)
+    print(f"{product_class}: labelled shots in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     rows = []
     for rate in rates:
+        started = time.perf_counter()
         images, labels = first_frames(product_class, args.frames, rate, seed=args.seed, megapixels=args.megapixels)
         row = {**evaluate_first(encoder, product_class, rate, images, labels, later, shots=args.shots, seed=args.seed,
                                 config=config, rotations=False, tile_px=args.tile_px, detector=detector), **shots}
         row["frame_px"] = list(images[0].shape[:2])
+        row["wall_s"] = round(time.perf_counter() - started, 1)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
