@@ -272,6 +272,14 @@ class Settings(BaseSettings):
     bank_stages: str = Field(
         "", description="comma-separated encoder stages new banks match (0-3 for efficientnet-lite0); empty = all"
     )
+    # 500 frames: the refined threshold (median + 4 robust sigmas) then varies by 1.4-1.7 % from one window
+    # to the next (3 % defects in it), against 3.2 % at 100 and 4.5 % at 50; 1000 gains little (1.1-1.3 %)
+    # for twice the wait (measured: python -m pipeline.bench_self_calibration, README "Detection on real photographs").
+    self_calibrate_after_frames: int = Field(
+        500, ge=0,
+        description="the stream refines a bank version's threshold from its own scores once the version has "
+        "scored this many frames of its class (a new, reversible version; pipeline/self_calibration.py); 0 = off",
+    )
 
     # --- cold start (issue 15: `linesight bank auto`, pipeline/coldstart.py, model/mutual.py) -------
     coldstart_frames: int = Field(
@@ -351,6 +359,15 @@ class Settings(BaseSettings):
         if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
             raise ValueError("must be distinct stage numbers separated by commas, e.g. '1' or '1,2'")
         return ",".join(parts)
+
+    @field_validator("self_calibrate_after_frames")
+    @classmethod
+    def _self_calibrate_after_frames(cls, value: int) -> int:
+        from model.calibration import STREAM_MIN_FRAMES
+
+        if 0 < value < STREAM_MIN_FRAMES:
+            raise ValueError(f"must be 0 (off) or at least {STREAM_MIN_FRAMES} frames (robust statistics need them)")
+        return value
 
     @property
     def tile_setting(self) -> int | str | None:

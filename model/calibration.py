@@ -19,10 +19,11 @@ import numpy as np
 
 from model.exceptions import ModelError
 
-__all__ = ["Calibration", "choose_threshold", "METHOD", "STREAM_METHOD", "stream_threshold"]
+__all__ = ["Calibration", "choose_threshold", "METHOD", "OVERRIDE_METHOD", "STREAM_METHOD", "stream_threshold"]
 
 METHOD = "balanced-accuracy-midpoint"
 STREAM_METHOD = "stream-robust"  # refined from the live stream's own scores (stream_threshold)
+OVERRIDE_METHOD = "operator-override"  # a threshold an operator set (`bank sensitivity`); nothing automatic moves it
 STREAM_TAIL_SIGMAS = 4.0  # median + 4 robust sigmas of the stream's scores: a few % defects barely move either
 STREAM_BOUND = 0.3  # the stream may move the bank-time threshold by at most 30 % either way
 STREAM_MIN_FRAMES = 50
@@ -45,6 +46,8 @@ class Calibration:
     anomaly_count: int
     balanced_accuracy: float  # on the calibration scores themselves
     method: str = METHOD
+    # the version whose calibration this one replaced (stream refinement or operator override); None = bank-time
+    source_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (round-trips through :meth:`from_dict`)."""
@@ -66,6 +69,7 @@ class Calibration:
                 "anomaly_count": int(data["anomaly_count"]),
                 "balanced_accuracy": float(data["balanced_accuracy"]),
                 "method": str(data.get("method", METHOD)),
+                "source_version": None if data.get("source_version") is None else int(data["source_version"]),
             }
         except KeyError as exc:
             raise ModelError(f"calibration is missing field {exc.args[0]!r}") from None

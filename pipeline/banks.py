@@ -7,7 +7,9 @@ and activating it is the hot swap (the stream reads the active version from SQL)
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +122,7 @@ class BankManager:
             path=str(path),
             sha256=sha256,
             shots=bank.shots,
-            encoder=self.encoder.name,
+            encoder=bank.encoder_name,  # the bank's own: recalibrating a bank builds no encoder
             calibration=bank.calibration.to_dict(),
             activate=activate,
             reference_frames=reference_frames,
@@ -132,15 +134,11 @@ class BankManager:
         Only frames not already in the active bank (its ``learned_frames``) count; returns the new
         bank row, or None when there is nothing new to learn. The stream swaps to it within a poll.
         """
-        from model.bank import MemoryBank
         from training.fewshot import extend_bank
 
         check_class_name(product_class)
-        active = self.repository.active_banks().get(product_class)
-        if active is None:
-            raise ConfigError(f"class {product_class!r} has no active bank to learn into; build one first")
-        bank = MemoryBank.load(Path(active.path), expected_encoder=active.encoder, expected_sha256=active.sha256,
-                               max_rows=self.settings.max_bank_rows)
+        active = self._active(product_class, "learn into")
+        bank = self._load(active)
         known = set(bank.learned_frames)
         frames = [f for f in self.repository.labelled_frames(product_class, "false_alarm") if f.frame_id not in known]
         usable = [(f.frame_id, _decode(f.frame_image)) for f in frames if f.frame_image]
@@ -162,31 +160,84 @@ class BankManager:
         """A new version of the class's active bank with its threshold refined from the scores the stream
         gave the last ``frames`` frames it scored (model.calibration.stream_threshold); same rows.
 
-        Reversible: the previous version stays registered (``bank activate C V``).
+        Its calibration names the version it refined (``source_version``): the stream's automatic
+        self-calibration (pipeline/self_calibration.py) refines each version once. Reversible: the
+        previous version stays registered (``bank activate C V``).
         """
-        from model.bank import MemoryBank
-        from model.calibration import STREAM_MIN_FRAMES, stream_threshold
+        from model.calibration import STREAM_MIN_FRAMES, Calibration, stream_threshold
 
         check_class_name(product_class)
-        active = self.repository.active_banks().get(product_class)
-        if active is None:
-            raise ConfigError(f"class {product_class!r} has no active bank to calibrate; build one first")
-        rows = self.repository.history(product_class=product_class, limit=frames)
-        scores = [row.score for row in rows if row.bank_version == active.version]
+        active = self._active(product_class, "calibrate")
+        scores = [score for version, score in self.repository.recent_scores(product_class, frames)
+                  if version == active.version]
         if len(scores) < STREAM_MIN_FRAMES:
             raise ConfigError(
                 f"class {product_class!r}: only {len(scores)} frames scored by v{active.version} so far; "
                 f"self-calibration needs {STREAM_MIN_FRAMES}"
             )
-        bank = MemoryBank.load(Path(active.path), expected_encoder=active.encoder, expected_sha256=active.sha256,
-                               max_rows=self.settings.max_bank_rows)
-        bank.calibration = stream_threshold(scores, bank.calibration)
-        bank.version = self.repository.next_bank_version(product_class)
-        row = self._register(bank, activate)
+        calibration = replace(stream_threshold(scores, Calibration.from_dict(active.calibration)),
+                              source_version=active.version)
+        row = self._recalibrate(active, calibration, activate)
         log.info("bank %s@v%d: v%d's threshold refined from %d stream scores: %.4f -> %.4f%s", product_class,
-                 bank.version, active.version, len(scores), float(active.calibration["threshold"]),
-                 bank.calibration.threshold, ", active" if activate else "")
+                 row.version, active.version, len(scores), float(active.calibration["threshold"]),
+                 calibration.threshold, ", active" if activate else "")
         return row
+
+    def set_sensitivity(self, product_class: str, threshold: float | None, *, activate: bool = True) -> Any:
+        """An operator's threshold for the class (``None`` clears it), as a new version of the active bank.
+
+        The override (method ``operator-override``) stands until cleared: self-calibration leaves it
+        alone and ``bank learn`` keeps it. Clearing restores the automatic calibration the override
+        replaced. ConfigError names a threshold outside (0, 1] or a clear with no override active.
+        """
+        from model.calibration import OVERRIDE_METHOD, Calibration
+
+        check_class_name(product_class)
+        active = self._active(product_class, "set a sensitivity on")
+        current = Calibration.from_dict(active.calibration)
+        if threshold is None:
+            if current.method != OVERRIDE_METHOD or current.source_version is None:
+                raise ConfigError(f"class {product_class!r} has no sensitivity override to clear (active "
+                                  f"v{active.version} is calibrated by {current.method!r})")
+            calibration = Calibration.from_dict(self.repository.get_bank(product_class, current.source_version)
+                                                .calibration)
+        else:
+            if not (math.isfinite(threshold) and 0.0 < threshold <= 1.0):
+                raise ConfigError(f"sensitivity threshold must be in (0, 1] (anomaly scores are in [0, 1]), "
+                                  f"got {threshold!r}")
+            source = current.source_version if current.method == OVERRIDE_METHOD else active.version
+            calibration = replace(current, threshold=float(threshold), method=OVERRIDE_METHOD, source_version=source)
+        return self._recalibrate(active, calibration, activate)
+
+    def with_calibration(self, product_class: str, calibration: Any, *, activate: bool = True) -> Any:
+        """A new version of the class's active bank with the same rows and ``calibration``; the bank row."""
+        return self._recalibrate(self._active(product_class, "recalibrate"), calibration, activate)
+
+    def _recalibrate(self, active: Any, calibration: Any, activate: bool) -> Any:
+        bank = self._load(active)
+        bank.calibration = calibration
+        bank.version = self.repository.next_bank_version(active.product_class)
+        return self._register(bank, activate, getattr(active, "reference_frames", None))  # same rows, same references
+
+    def calibrated_from(self, product_class: str, version: int) -> Any | None:
+        """The newest version whose stream calibration refined ``version`` (None if none did)."""
+        from model.calibration import STREAM_METHOD
+
+        refined = [row for row in self.repository.list_banks(product_class)
+                   if row.calibration.get("method") == STREAM_METHOD and row.calibration.get("source_version") == version]
+        return refined[-1] if refined else None
+
+    def _active(self, product_class: str, action: str) -> Any:
+        active = self.repository.active_banks().get(product_class)
+        if active is None:
+            raise ConfigError(f"class {product_class!r} has no active bank to {action}; build one first")
+        return active
+
+    def _load(self, row: Any) -> Any:
+        from model.bank import MemoryBank
+
+        return MemoryBank.load(Path(row.path), expected_encoder=row.encoder, expected_sha256=row.sha256,
+                               max_rows=self.settings.max_bank_rows)
 
     def activate(self, product_class: str, version: int) -> Any:
         """Make ``version`` the active bank of the class (the running stream swaps within a poll interval)."""

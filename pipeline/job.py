@@ -68,6 +68,7 @@ class Pipeline:
         self.monitor: Any | None = None
         self.verdicts: Any | None = None  # LLM verdicts: VerdictWorker actor when llm_verdicts
         self.verdict_stats: dict[str, Any] | None = None  # its final stats after stop()
+        self.self_calibration: Any | None = None  # pipeline/self_calibration.py, run by the supervisor
         self._supervise = supervise
         self._supervisor: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -120,6 +121,9 @@ class Pipeline:
             settings.batch_wait_timeout_s, settings.max_inflight_batches,
         )
         if self._supervise:
+            from pipeline.self_calibration import self_calibrator_for
+
+            self.self_calibration = self_calibrator_for(settings)  # None when off
             self._supervisor = threading.Thread(target=self._supervise_loop, name="linesight-supervisor", daemon=True)
             self._supervisor.start()
         self.coldstart = coldstart.start()
@@ -179,6 +183,8 @@ class Pipeline:
                 self.watch()
             except Exception as exc:  # never let the supervisor die; it tries again next interval
                 log.warning("supervision round failed: %s", _root_cause(exc))
+            if self.self_calibration is not None:
+                self.self_calibration.poke()  # a round in its own thread, one at a time
 
     def _count_restart(self, role: str) -> None:
         self.restarts_by_role[role] += 1

@@ -298,6 +298,19 @@ class Repository(BankQueries, ColdStartQueries):
         with self.database.transaction() as connection:
             return int(connection.execute(query).scalar_one())
 
+    def recent_scores(self, product_class: str, limit: int) -> list[tuple[int, float]]:
+        """``(bank_version, score)`` of the class's newest ``limit`` inspections, newest first (no images read).
+
+        Self-calibration reads the stream's own scores through this (bounded by the class index).
+        """
+        if not 1 <= limit <= _MAX_LIMIT:
+            raise InvalidRecordError(f"limit must be in 1..{_MAX_LIMIT}, got {limit}")
+        c = _INSPECTIONS.c
+        query = (sa.select(c.bank_version, c.score).where(c.product_class == product_class)
+                 .order_by(c.id.desc()).limit(limit))
+        with self.database.transaction() as connection:
+            return [(int(version), float(score)) for version, score in connection.execute(query)]
+
     def stats_by_class(
         self, *, line_id: str | None = None, since: datetime | None = None, until: datetime | None = None
     ) -> dict[str, ClassStats]:

@@ -1,4 +1,4 @@
-"""``linesight bank build|auto|list|activate``: manage the per-class memory banks (hot swap included)."""
+"""``linesight bank build|auto|list|learn|calibrate|sensitivity|activate``: per-class memory banks and hot swaps."""
 
 from __future__ import annotations
 
@@ -81,6 +81,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     calibrate.add_argument("--no-activate", action="store_true", help="register without activating")
     calibrate.set_defaults(handler=_calibrate)
 
+    sensitivity = sub.add_parser(
+        "sensitivity", help="set (or clear) an operator's threshold for a class (a new version)",
+        description="Optional: the automatic threshold stands by default. --threshold X saves a new version with the "
+        "same references deciding score > X (X in (0, 1]); self-calibration leaves it alone and `bank learn` keeps "
+        "it. --clear saves a new version with the automatic calibration it replaced. The stream swaps within "
+        "LINESIGHT_BANK_POLL_INTERVAL_S; `bank activate C OLD` undoes either.",
+    )
+    sensitivity.add_argument("--class", dest="product_class", type=class_name, required=True, help="product class name")
+    which = sensitivity.add_mutually_exclusive_group(required=True)
+    which.add_argument("--threshold", type=float, default=None, help="flag frames whose score is above this (0-1]")
+    which.add_argument("--clear", action="store_true", help="back to the automatic threshold")
+    sensitivity.add_argument("--no-activate", action="store_true", help="register without activating")
+    sensitivity.set_defaults(handler=_sensitivity)
+
     activate = sub.add_parser("activate", help="activate a bank version (hot swap)")
     activate.add_argument("product_class", type=class_name, metavar="CLASS")
     activate.add_argument("version", type=positive_int, metavar="VERSION")
@@ -96,6 +110,7 @@ def _row(row) -> dict:
         "encoder": row.encoder,
         "threshold": round(float(row.calibration.get("threshold", float("nan"))), 5),
         "calibration": row.calibration.get("method", "balanced-accuracy-midpoint"),
+        "calibrated_from": row.calibration.get("source_version"),  # the version it refined or overrode
         "created_at": row.created_at.isoformat(),
         "path": row.path,
         "reference_frames": None if row.reference_frames is None else list(row.reference_frames),
@@ -140,6 +155,16 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     row = BankManager(load_settings()).self_calibrate(args.product_class, frames=args.frames,
                                                       activate=not args.no_activate)
+    print(json.dumps(_row(row)))
+    return 0
+
+
+def _sensitivity(args: argparse.Namespace) -> int:
+    from linesight.settings import load_settings
+    from pipeline.banks import BankManager
+
+    threshold = None if args.clear else args.threshold
+    row = BankManager(load_settings()).set_sensitivity(args.product_class, threshold, activate=not args.no_activate)
     print(json.dumps(_row(row)))
     return 0
 
@@ -224,9 +249,10 @@ def _list(args: argparse.Namespace) -> int:
         print(f"{'class':<16} {'ver':>4} {'active':>6} {'shots':>5} {'threshold':>9}  {'calibration':<26} created"
               "              references")
     for r in rows:
+        method = r["calibration"] + (f" v{r['calibrated_from']}" if r["calibrated_from"] is not None else "")
         refs = ",".join(r["reference_frames"] or []) or "-"
         print(f"{r['product_class']:<16} {r['version']:>4} {'*' if r['active'] else '':>6} {r['shots']:>5} "
-              f"{r['threshold']:>9.4f}  {r['calibration']:<26} {r['created_at'][:19]}  {refs}")
+              f"{r['threshold']:>9.4f}  {method:<26} {r['created_at'][:19]}  {refs}")
     for c in cold:
         scored = manager.repository.count_scored(c.product_class, "cold-start")
         print(f"cold start {c.product_class}: {c.state}, {scored} of {c.frames} frames scored, {c.shots} shots"

@@ -1,6 +1,13 @@
 /* Memory banks (#/banks): list, activate a version, build one from normal images. */
 "use strict";
 
+/* How a version decides: bank-time, refined from the stream (self-calibration) or an operator's override. */
+function calibrationText(calibration) {
+  const method = calibration.method || "balanced-accuracy-midpoint";
+  const source = calibration.source_version;
+  return source === null || source === undefined ? method : `${method} (from v${source})`;
+}
+
 function renderBanks() {
   const tbody = h("tbody");
   const classInput = h("input", { name: "class", required: true, pattern: "[A-Za-z0-9._:\\-]{1,64}", placeholder: "e.g. brick" });
@@ -40,7 +47,7 @@ function renderBanks() {
     h("div", { class: "banks" },
       h("section", { class: "panel" },
         h("table", { class: "list" },
-          h("thead", {}, h("tr", {}, ["class", "version", "shots", "threshold", "encoder", "created", ""].map((t) => h("th", { text: t })))),
+          h("thead", {}, h("tr", {}, ["class", "version", "shots", "threshold", "calibration", "encoder", "created", ""].map((t) => h("th", { text: t })))),
           tbody)),
       form));
   async function load() {
@@ -50,6 +57,7 @@ function renderBanks() {
         h("td", { text: bank.product_class }), h("td", { class: "mono", text: `v${bank.version}` }),
         h("td", { class: "num", text: bank.shots }),
         h("td", { class: "num mono", text: fmt(bank.calibration.threshold) }),
+        h("td", { class: "mono", text: calibrationText(bank.calibration) }),
         h("td", { text: bank.encoder }), h("td", { text: clock(bank.created_at) }),
         h("td", {}, bank.active ? h("span", { class: "badge active", text: "active" })
           : h("button", { type: "button", text: "Activate", onclick: async (event) => {
@@ -63,7 +71,7 @@ function renderBanks() {
               event.target.disabled = false;
             }
           } })))));
-      if (!banks.length) tbody.append(h("tr", {}, h("td", { colspan: 7, class: "empty", text: "No bank yet: build one from normal images." })));
+      if (!banks.length) tbody.append(h("tr", {}, h("td", { colspan: 8, class: "empty", text: "No bank yet: build one from normal images." })));
     } catch (error) {
       toast(error.message, true);
     }
