@@ -174,6 +174,8 @@ class Bank(BaseModel):
     created_at: datetime
     reference_frames: list[str] | None = Field(
         None, description="the frames the references came from, when known (bank auto, in-stream cold start)")
+    calibrated_from: int | None = Field(
+        None, description="the version whose calibration this one refined or overrode (calibration.source_version)")
 
 
 class ColdStart(BaseModel):
@@ -268,6 +270,7 @@ def bank_json(row: Any) -> dict[str, Any]:
         "calibration": dict(row.calibration),
         "created_at": row.created_at,
         "reference_frames": None if row.reference_frames is None else list(row.reference_frames),
+        "calibrated_from": row.calibration.get("source_version"),
     }
 
 
