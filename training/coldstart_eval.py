@@ -222,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     parser.add_argument("--cost-only", action="store_true", help="only time the encoder and the mutual step")
+    parser.add_argument("--cost-windows", nargs="+", type=int, default=[8, 16, 32], help="--cost-only: windows W timed")
     args = parser.parse_args(argv)
     known = REALISTIC_CLASSES if args.realistic else PRODUCT_CLASSES
     from training.realistic import CLASSES as ALL_REALISTIC
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     encoder = EfficientNetLiteEncoder()
     config = MutualConfig(window=args.window)
     if args.cost_only:
-        for window in sorted({8, 16, 32, args.window}):
+        for window in sorted(set(args.cost_windows)):
             print(json.dumps(measure_cost(encoder, args.frames, MutualConfig(window=window), args.seed,
                                           realistic_class=args.classes[0] if args.realistic else None,
                                           tile_px=args.tile_px if args.realistic else None)), flush=True)
