@@ -72,6 +72,8 @@ class Alert(BaseModel):
     frame_height_px: int | None = None
     verdict: str
     bank_version: int
+    score_source: str | None = None  # "bank" | "zero-shot" | "cold-start" (what scored the frame)
+    threshold_method: str | None = None  # how the threshold was set
     inspection_id: int | str | None = None
     links: dict[str, str] = Field(default_factory=dict)
 
@@ -106,6 +108,8 @@ class Alert(BaseModel):
             frame_height_px=getattr(row, "frame_height_px", None),
             verdict=row.verdict,
             bank_version=int(row.bank_version),
+            score_source=getattr(row, "score_source", None),
+            threshold_method=getattr(row, "threshold_method", None),
             inspection_id=inspection_id,
             links=alert_links(api_base_url, inspection_id),
         )

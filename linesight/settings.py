@@ -291,6 +291,18 @@ class Settings(BaseSettings):
     coldstart_window: int = Field(
         16, ge=2, description="mutual scoring compares each frame with at most this many - 1 other frames (cost bound)"
     )
+    coldstart_classes: str = Field(
+        "",
+        description="comma-separated classes the stream scores from their first frames by mutual scoring while they "
+        "have no bank (stored as bank version 0, score_source 'cold-start'); after coldstart_frames frames the "
+        "coldstart_shots most normal become bank v1, activated by itself (pipeline/services/coldstart_stream.py)",
+    )
+    coldstart_min_frames: int = Field(
+        8, ge=2, description="cold start: no decision (threshold 1) before this many frames of the class were scored"
+    )
+    coldstart_check_interval_s: float = Field(
+        2.0, gt=0.0, description="cold start: how often the stream's driver looks for classes ready to promote"
+    )
 
     # --- LLM verdicts that keep up (issue 10: pipeline/stream/verdicts.py, batched generation) ----------
     verdict_batch_size: int = Field(
@@ -325,7 +337,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
-    @field_validator("zero_shot_classes")
+    @field_validator("zero_shot_classes", "coldstart_classes")
     @classmethod
     def _class_names(cls, value: str) -> str:
         from model.names import check_class_name
@@ -371,6 +383,24 @@ class Settings(BaseSettings):
     def zero_shot_class_names(self) -> tuple[str, ...]:
         """``zero_shot_classes`` as a tuple of names."""
         return tuple(n for n in self.zero_shot_classes.split(",") if n)
+
+    @property
+    def coldstart_class_names(self) -> tuple[str, ...]:
+        """``coldstart_classes`` as a tuple of names."""
+        return tuple(n for n in self.coldstart_classes.split(",") if n)
+
+    @model_validator(mode="after")
+    def _cold_start_is_consistent(self) -> Settings:
+        both = sorted(set(self.coldstart_class_names) & set(self.zero_shot_class_names))
+        if both:
+            raise ValueError(f"class {both[0]!r} is in both zero_shot_classes and coldstart_classes; choose one")
+        if self.coldstart_frames < 2 * self.coldstart_shots:
+            raise ValueError(f"coldstart_frames={self.coldstart_frames} must be at least 2 * coldstart_shots="
+                             f"{2 * self.coldstart_shots} (the references are drawn from the more normal half)")
+        if self.coldstart_min_frames > self.coldstart_frames:
+            raise ValueError(f"coldstart_min_frames={self.coldstart_min_frames} must not exceed "
+                             f"coldstart_frames={self.coldstart_frames}")
+        return self
 
     @model_validator(mode="after")
     def _fusion_needs_checkpoint(self) -> Settings:

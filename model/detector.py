@@ -11,6 +11,8 @@ M > threshold, so an anomalous frame always has at least one region. Three ways 
   (README), hence the default.
 - zero-shot (:meth:`Detector.score_zero_shot`, no bank: a new class): M_zero from the trained
   decoder; threshold 0.5, where "abnormal" beats "normal" in its softmax.
+- cold start (:meth:`Detector.score_cold_start`, no bank, no label): M from mutual scoring against
+  the class's recent frames (model/mutual_window.py); threshold from their own scores.
 """
 
 from __future__ import annotations
@@ -28,16 +30,19 @@ from model.decoder import fuse
 from model.encoders.base import ImageEncoder
 from model.exceptions import BankFileError, ModelError, ShapeError
 from model.matching import tile_maps
+from model.mutual_window import MutualWindow
 from model.positions import find_regions
 from model.tiling import TileGrid, map_size, stitch
 from model.verdict import verdict_sentence
 from model.zero_shot import ZeroShotHead
 
-__all__ = ["DETECTOR_FUSIONS", "MAP_MAX_PX", "ZERO_SHOT_THRESHOLD", "Detector", "FrameScore", "RegionBox",
-           "ZeroShotHead"]
+__all__ = ["DETECTOR_FUSIONS", "MAP_MAX_PX", "ZERO_SHOT_METHOD", "ZERO_SHOT_THRESHOLD", "Detector", "FrameScore",
+           "RegionBox", "ZeroShotHead"]
 
 DETECTOR_FUSIONS: tuple[str, ...] = ("few_only", "mean", "max")
 ZERO_SHOT_THRESHOLD = 0.5  # the decoder's softmax: "abnormal" beats "normal"
+ZERO_SHOT_METHOD = "zero-shot-softmax-0.5"  # how a zero-shot frame's threshold was set
+FUSED_METHOD = "fused-units-of-threshold"  # fused maps: both in units of their own threshold, threshold 1
 MAP_MAX_PX = 1024  # a tiled frame's map keeps the frame's aspect ratio, longest side at most this
 ENCODE_CHUNK = 32  # tiles per encoder call (bounds memory for frames of hundreds of tiles)
 
@@ -71,6 +76,7 @@ class FrameScore:
     verdict: str  # the answer template sentence (docs/method.md)
     regions: tuple[RegionBox, ...] = field(default=())  # full-frame boxes, largest first
     frame_size: tuple[int, int] = (0, 0)  # (height, width) of the scored frame, px
+    threshold_method: str = ""  # how the threshold was set: the bank's calibration method, zero-shot, cold start
 
 
 class Detector:
@@ -162,6 +168,7 @@ class Detector:
         size = self.encoder.image_size_px
         maps_per_tile = torch.empty(len(tiles), size, size)
         thresholds = [float(bank.calibration.threshold) for bank in banks]
+        methods = [bank.calibration.method for bank in banks]
         groups: dict[int, list[int]] = {}  # bank identity -> tile rows
         for row, index in enumerate(owner):
             groups.setdefault(id(banks[index]), []).append(row)
@@ -175,8 +182,9 @@ class Detector:
                 few = fuse(zero / ZERO_SHOT_THRESHOLD, few / bank.calibration.threshold, self.fusion)
                 for row in rows:
                     thresholds[owner[row]] = 1.0  # both maps are in units of their own threshold
+                    methods[owner[row]] = FUSED_METHOD
             maps_per_tile[rows] = few.cpu()
-        return self._assemble(images, grids, owner, maps_per_tile, thresholds)
+        return self._assemble(images, grids, owner, maps_per_tile, thresholds, methods)
 
     @torch.inference_mode()
     def score_zero_shot(self, images: Sequence[np.ndarray], product_classes: Sequence[str]) -> list[FrameScore]:
@@ -198,20 +206,48 @@ class Detector:
             stage_rows = [f.index_select(0, index) for f in features] if len(groups) > 1 else features
             maps[rows] = self.zero_shot.maps(stage_rows, name).cpu()
         grids = [TileGrid.for_frame(image.shape[0], image.shape[1], None) for image in images]
-        return self._assemble(images, grids, list(range(len(images))), maps, [ZERO_SHOT_THRESHOLD] * len(images))
+        return self._assemble(images, grids, list(range(len(images))), maps, [ZERO_SHOT_THRESHOLD] * len(images),
+                              [ZERO_SHOT_METHOD] * len(images))
 
-    def _assemble(self, images, grids, owner, maps_per_tile, thresholds) -> list[FrameScore]:
-        results = []
+    @torch.inference_mode()
+    def score_cold_start(self, images: Sequence[np.ndarray], window: MutualWindow) -> list[FrameScore]:
+        """Score frames of ONE class that has no bank against its recent frames (mutual scoring), then add
+        them to ``window``; the threshold is the window's (median + 3 MAD of its scores, none in the warm-up)."""
+        if not images:
+            return []
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ShapeError(f"expected uint8 RGB of shape (H, W, 3), got {image.dtype} {tuple(image.shape)}")
+        grid = window.fit(images[0].shape[0], images[0].shape[1])
+        frames = [_resized(image, (grid.height, grid.width)) for image in images]
+        features = self.encode_tiles([tile for frame in frames for tile in grid.cut(frame)])  # per stage (B*T, ...)
+        per_frame = [[f[i * grid.count : (i + 1) * grid.count] for f in features] for i in range(len(frames))]
         size = self.encoder.image_size_px
+        maps_per_tile = window.tile_maps(per_frame, size)  # (B*T, S, S)
+        owner = [index for index in range(len(frames)) for _ in range(grid.count)]
+        maps = self._frame_maps([grid] * len(frames), owner, maps_per_tile)
+        window.push(per_frame, [float(m.max()) for m in maps])
+        threshold, method = window.threshold()
+        return [_frame_score(m, threshold, image.shape[:2], size, method) for m, image in zip(maps, images, strict=True)]
+
+    def _frame_maps(self, grids, owner, maps_per_tile) -> list[torch.Tensor]:
+        """One map per frame: its tile's map (S, S), or its tiles' maps stitched (aspect kept, <= MAP_MAX_PX)."""
+        out = []
         for index, grid in enumerate(grids):
             rows = [row for row, o in enumerate(owner) if o == index]
             if grid.count == 1:
-                anomaly_map = maps_per_tile[rows[0]]  # (S, S): the whole frame at the model's input size
+                out.append(maps_per_tile[rows[0]])  # (S, S): the whole frame at the model's input size
             else:
                 height, width = map_size(grid.height, grid.width, MAP_MAX_PX)
-                anomaly_map = stitch(maps_per_tile[rows], grid, height, width)
-            results.append(_frame_score(anomaly_map, thresholds[index], images[index].shape[:2], size))
-        return results
+                out.append(stitch(maps_per_tile[rows], grid, height, width))
+        return out
+
+    def _assemble(self, images, grids, owner, maps_per_tile, thresholds, methods) -> list[FrameScore]:
+        size = self.encoder.image_size_px
+        return [
+            _frame_score(anomaly_map, thresholds[index], images[index].shape[:2], size, methods[index])
+            for index, anomaly_map in enumerate(self._frame_maps(grids, owner, maps_per_tile))
+        ]
 
 
 def _fit_frame(image: np.ndarray, bank: MemoryBank) -> np.ndarray:
@@ -224,11 +260,20 @@ def _fit_frame(image: np.ndarray, bank: MemoryBank) -> np.ndarray:
     return image
 
 
+def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` at (height, width) ``size`` (a cold-start class keeps its first frame's size)."""
+    if image.shape[:2] == size:
+        return image
+    return cv2.resize(image, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
 def _grid(frame: np.ndarray, bank: MemoryBank) -> TileGrid:
     return TileGrid.for_frame(frame.shape[0], frame.shape[1], bank.tile_px, bank.tile_overlap)
 
 
-def _frame_score(anomaly_map: torch.Tensor, threshold: float, frame_size: tuple[int, int], size_px: int) -> FrameScore:
+def _frame_score(
+    anomaly_map: torch.Tensor, threshold: float, frame_size: tuple[int, int], size_px: int, method: str = ""
+) -> FrameScore:
     m = anomaly_map.numpy().astype(np.float32, copy=False)
     score = float(m.max())  # image score = max(M)
     is_anomalous = score > threshold
@@ -258,4 +303,5 @@ def _frame_score(anomaly_map: torch.Tensor, threshold: float, frame_size: tuple[
         verdict=verdict_sentence(positions),
         regions=boxes,
         frame_size=(int(frame_size[0]), int(frame_size[1])),
+        threshold_method=method,
     )

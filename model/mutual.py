@@ -95,17 +95,21 @@ def _sample(embeddings: torch.Tensor, limit: int, generator: torch.Generator) ->
     return embeddings.index_select(1, keep)
 
 
-def _aggregated_distance(queries: torch.Tensor, references: torch.Tensor, config: MutualConfig) -> torch.Tensor:
-    """a(n, p) for all n: queries (N, P, C), references (N, Q, C) -> (N, P)."""
+def _aggregated_distance(
+    queries: torch.Tensor, references: torch.Tensor, config: MutualConfig, only: Sequence[int]
+) -> torch.Tensor:
+    """a(n, p) for n in ``only``: queries (N, P, C), references (N, Q, C) -> (len(only), P)."""
     count = queries.shape[0]
-    out = torch.empty(count, queries.shape[1], dtype=queries.dtype, device=queries.device)
-    for index in range(count):
+    out = torch.empty(len(only), queries.shape[1], dtype=queries.dtype, device=queries.device)
+    for row, index in enumerate(only):
         others = window_of(index, count, config.window)
         refs = references[others]  # (M, Q, C)
-        sims = torch.einsum("pc,mqc->pmq", queries[index], refs).amax(dim=2)  # (P, M): nearest patch per frame
+        m, q, c = refs.shape
+        # one GEMM (P, C) x (C, M*Q), ~5x faster on CPU than the equivalent einsum; then the nearest patch per frame
+        sims = (queries[index] @ refs.reshape(m * q, c).T).view(-1, m, q).amax(dim=2)  # (P, M)
         distances = (1.0 - sims).sort(dim=1).values  # d(n, p, m), ascending over m
         lowest = max(1, int(round(config.lowest_fraction * len(others))))
-        out[index] = distances[:, :lowest].mean(dim=1)  # MSM: mean of the lowest X %
+        out[row] = distances[:, :lowest].mean(dim=1)  # MSM: mean of the lowest X %
     return out
 
 
@@ -116,12 +120,15 @@ def mutual_scores(
     config: MutualConfig | None = None,
     *,
     blur_sigma_px: float | None = None,
+    only: Sequence[int] | None = None,
 ) -> MutualResult:
     """Anomaly maps of N >= 2 frames of one class, each scored against the others (see the module docstring).
 
     ``patch_features``: raw encoder stage features, per stage (N, C_i, H_i, W_i) (the
     :meth:`model.detector.Detector.encode_tiles` output of whole frames). ``blur_sigma_px``
-    defaults to the bank map's BLUR_SIGMA_PX scaled by S / 224.
+    defaults to the bank map's BLUR_SIGMA_PX scaled by S / 224. ``only``: score just these frames
+    (the others serve as references only: the stream scores a new batch against its window); the
+    result then holds ``len(only)`` maps, in that order.
     """
     config = config or MutualConfig()
     if not patch_features:
@@ -137,6 +144,9 @@ def mutual_scores(
             raise ShapeError(
                 f"stage {stage}: expected ({count}, C, H, W) features, got {tuple(patch_features[stage].shape)}"
             )
+    scored = list(range(count)) if only is None else [int(i) for i in only]
+    if not scored or any(not 0 <= i < count for i in scored):
+        raise ShapeError(f"only must name frames in [0, {count}), got {list(only or [])[:8]}")
     generator = torch.Generator().manual_seed(config.seed)
     size = (image_size_px, image_size_px)
     total, terms = None, 0
@@ -146,7 +156,7 @@ def mutual_scores(
         for r in config.r_list:
             embeddings = _embeddings(features, r)  # F_i^r (N, P, C)
             references = _sample(embeddings, config.max_ref_patches, generator)
-            distance = _aggregated_distance(embeddings, references, config).view(count, 1, height, width)
+            distance = _aggregated_distance(embeddings, references, config, scored).view(len(scored), 1, height, width)
             distance = F.interpolate(distance, size=size, mode="bilinear", align_corners=False)
             total = distance if total is None else total + distance
             terms += 1

@@ -21,14 +21,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
+import torch
+from torch.nn import functional as F
 
 from model.bank import MemoryBank
 from model.detector import Detector
 from model.encoders.base import ImageEncoder
-from model.exceptions import BankBuildError
+from model.exceptions import BankBuildError, ModelError
 from model.fewshot import build_bank
 from model.mutual import MutualConfig, mutual_scores
+from model.mutual_window import MAD_TO_STD, ROBUST_Z
+from model.mutual_window import robust_threshold as _robust_threshold
+from model.tiling import TileGrid, map_size
 
 __all__ = [
     "COLD_START_METHOD",
@@ -43,9 +49,8 @@ __all__ = [
 ]
 
 COLD_START_METHOD = "mutual-median-plus-3-mad"  # how the cold-start threshold was set (stored with results)
-ROBUST_Z = 3.0  # threshold = median + 3 scaled MADs of the window's own scores
-MAD_TO_STD = 1.4826  # MAD of a normal distribution times this = its standard deviation
 MIN_PROMOTION_FRAMES = 4  # fewer frames cannot outvote a defect
+TILED_MAP_MAX_PX = 512  # stitched cold-start maps of tiled frames: longest side (bounded memory for N frames)
 
 
 @dataclass(frozen=True)
@@ -74,23 +79,28 @@ class Promotion:
 
 
 def robust_threshold(scores: Sequence[float] | np.ndarray, z: float = ROBUST_Z) -> float:
-    """median + z * 1.4826 * MAD of ``scores`` (a threshold that a minority of outliers does not move).
+    """median + z * 1.4826 * MAD of ``scores`` (:func:`model.mutual_window.robust_threshold`, the stream's rule).
 
     >>> round(robust_threshold([0.1, 0.11, 0.12, 0.1, 0.9]), 4)
     0.1545
     """
-    values = np.asarray(scores, dtype=np.float64).ravel()
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        raise BankBuildError(f"robust threshold needs finite scores, got {values[:5].tolist()} ({values.size} in all)")
-    median = float(np.median(values))
-    mad = float(np.median(np.abs(values - median))) * MAD_TO_STD
-    return median + z * max(mad, 1e-6)
+    try:
+        return _robust_threshold(scores, z)
+    except ModelError as exc:
+        raise BankBuildError(str(exc)) from None
 
 
 def cold_start_scores(
-    encoder: ImageEncoder, images: Sequence[np.ndarray], config: MutualConfig | None = None
+    encoder: ImageEncoder, images: Sequence[np.ndarray], config: MutualConfig | None = None, *,
+    tile_px: int | None = None,
 ) -> ColdStartScores:
-    """Mutual scores of >= 2 uint8 RGB frames of one class (whole frames at the model input size)."""
+    """Mutual scores of >= 2 uint8 RGB frames of one class.
+
+    ``tile_px`` None: whole frames at the model input size. A number of frame pixels: frames larger
+    than it are tiled as the banks tile them (all frames resized to the first one's size), tile
+    (r, c) of each frame scored against tile (r, c) of the others, one tile position at a time (so
+    memory holds one position's features); the maps are stitched at most TILED_MAP_MAX_PX per side.
+    """
     frames = list(images)
     for index, image in enumerate(frames):
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -98,10 +108,33 @@ def cold_start_scores(
             raise BankBuildError(f"frame {index} must be uint8 RGB (H, W, 3), got {getattr(image, 'dtype', type(image))} {shape}")
     if len(frames) < 2:
         raise BankBuildError(f"cold start compares frames with each other: needs at least 2 frames, got {len(frames)}")
-    features = Detector(encoder).encode_tiles(frames)  # per stage (N, C_i, h_i, w_i)
-    result = mutual_scores(features, encoder.image_size_px, config)
-    scores = result.scores.cpu().numpy().astype(np.float64)
-    return ColdStartScores(scores, result.maps.cpu().numpy(), robust_threshold(scores))
+    grid = TileGrid.for_frame(frames[0].shape[0], frames[0].shape[1], tile_px)
+    if grid.count > 1:
+        maps = _tiled_maps(Detector(encoder), frames, grid, config)
+    else:
+        features = Detector(encoder).encode_tiles(frames)  # per stage (N, C_i, h_i, w_i)
+        maps = mutual_scores(features, encoder.image_size_px, config).maps
+    scores = maps.flatten(1).amax(dim=1).cpu().numpy().astype(np.float64)
+    return ColdStartScores(scores, maps.cpu().numpy(), robust_threshold(scores))
+
+
+def _tiled_maps(detector: Detector, frames: list[np.ndarray], grid: TileGrid, config: MutualConfig | None):
+    """(N, h, w) stitched mutual maps of tiled frames, one tile position at a time (overlaps averaged)."""
+    size = (grid.height, grid.width)
+    frames = [f if f.shape[:2] == size else cv2.resize(f, size[::-1], interpolation=cv2.INTER_AREA) for f in frames]
+    height, width = map_size(grid.height, grid.width, TILED_MAP_MAX_PX)
+    total = torch.zeros(len(frames), height, width)
+    weight = torch.zeros(height, width)
+    scale_y, scale_x = height / grid.height, width / grid.width
+    for y, x, h, w in grid.boxes:
+        features = detector.encode_tiles([f[y : y + h, x : x + w] for f in frames])  # this position, all frames
+        maps = mutual_scores(features, detector.encoder.image_size_px, config).maps.cpu()  # (N, S, S)
+        y0, x0 = round(y * scale_y), round(x * scale_x)
+        y1, x1 = max(y0 + 1, round((y + h) * scale_y)), max(x0 + 1, round((x + w) * scale_x))
+        total[:, y0:y1, x0:x1] += F.interpolate(maps[:, None], size=(y1 - y0, x1 - x0), mode="bilinear",
+                                                align_corners=False)[:, 0]
+        weight[y0:y1, x0:x1] += 1.0
+    return total / weight.clamp_min(1.0)
 
 
 def promote(
@@ -114,6 +147,7 @@ def promote(
     config: MutualConfig | None = None,
     rotations: bool = True,
     seed: int = 0,
+    tile_px: int | None = None,
 ) -> Promotion:
     """Bank version ``version`` of ``product_class`` from the ``k`` most normal of ``frames`` (unlabeled).
 
@@ -121,14 +155,15 @@ def promote(
     median, so up to 10 % (indeed up to half) of defective frames can be outvoted.
     """
     frames = list(frames)
-    chosen, scored = choose_references(encoder, frames, k, config=config, product_class=product_class)
-    bank = build_bank(encoder, [frames[i] for i in chosen], product_class, version, rotations=rotations, seed=seed)
+    chosen, scored = choose_references(encoder, frames, k, config=config, product_class=product_class, tile_px=tile_px)
+    bank = build_bank(encoder, [frames[i] for i in chosen], product_class, version, rotations=rotations, seed=seed,
+                      tile_px=tile_px)
     return Promotion(bank, chosen, scored.scores, scored.threshold)
 
 
 def choose_references(
     encoder: ImageEncoder, frames: Sequence[np.ndarray], k: int, *, config: MutualConfig | None = None,
-    product_class: str = "?",
+    product_class: str = "?", tile_px: int | None = None,
 ) -> tuple[tuple[int, ...], ColdStartScores]:
     """The indices of the ``k`` frames with the lowest mutual scores (most normal first) and all scores.
 
@@ -142,6 +177,6 @@ def choose_references(
         raise BankBuildError(
             f"class {product_class!r}: promoting {k} references needs at least {needed} frames, got {len(frames)}"
         )
-    scored = cold_start_scores(encoder, frames, config)
+    scored = cold_start_scores(encoder, frames, config, tile_px=tile_px)
     order = np.argsort(scored.scores, kind="stable")  # most normal first
     return tuple(int(i) for i in order[:k]), scored

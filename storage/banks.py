@@ -7,6 +7,7 @@ partial unique index enforces it in the database too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,8 +69,11 @@ class BankQueries:
         encoder: str,
         calibration: dict[str, Any],
         activate: bool = False,
+        reference_frames: Sequence[str] | None = None,
     ) -> BankRow:
         """Record a saved bank file as ``class@vN`` (and make it the active one if ``activate``).
+
+        ``reference_frames``: the frame ids (or file names) the shots came from, when known.
 
         A class/version registered before raises :class:`StorageError` naming both.
         """
@@ -88,6 +92,7 @@ class BankQueries:
             "calibration": dict(calibration),
             "created_at": datetime.now(UTC),
             "active": False,
+            "reference_frames": None if reference_frames is None else [str(r) for r in reference_frames],
         }
         with self.database.transaction(write=True) as connection:
             try:

@@ -7,7 +7,7 @@ problems surface as :class:`~storage.exceptions.StorageError` naming the URL (pa
 
 >>> db = Database("sqlite://")           # in-memory
 >>> db.migrate()  # the newest revision
-'0006'
+'0007'
 >>> db.dispose()
 """
 

@@ -32,9 +32,14 @@ __all__ = [
     "Acknowledgement",
     "FEEDBACK_LABELS",
     "DeadLetter",
+    "ColdStart",
+    "SCORE_SOURCES",
+    "COLD_START_STATES",
 ]
 
 VERDICT_SOURCES = ("template", "llm")
+SCORE_SOURCES = ("bank", "zero-shot", "cold-start")  # what scored a frame (migration 0007)
+COLD_START_STATES = ("scoring", "promoted", "cancelled")
 CHAT_ROLES = ("operator", "assistant")
 
 # 64-bit ids on PostgreSQL; SQLite needs exactly INTEGER PRIMARY KEY for its rowid alias.
@@ -99,6 +104,9 @@ class Inspection(Base):
     regions: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON)  # full-frame boxes, largest first
     frame_width_px: Mapped[int | None] = mapped_column(sa.Integer)
     frame_height_px: Mapped[int | None] = mapped_column(sa.Integer)
+    # what scored the frame (SCORE_SOURCES) and how its threshold was set (migration 0007; NULL before)
+    score_source: Mapped[str | None] = mapped_column(sa.String(16))
+    threshold_method: Mapped[str | None] = mapped_column(sa.String(64))
 
     __table_args__ = (
         sa.UniqueConstraint("frame_id", name="uq_inspections_frame_id"),
@@ -143,6 +151,8 @@ class Bank(Base):
     calibration: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
     active: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # the frames the shots came from when known (bank auto, in-stream cold start): the operator can veto them
+    reference_frames: Mapped[list[str] | None] = mapped_column(sa.JSON)
 
     __table_args__ = (
         sa.UniqueConstraint("product_class", "version", name="uq_banks_class_version"),
@@ -241,4 +251,25 @@ class DeadLetter(Base):
             "source_topic", "source_partition", "source_offset", "record_sha256", name="uq_dead_letters_source"
         ),
         sa.Index("ix_dead_letters_dead_lettered_at", "dead_lettered_at"),
+    )
+
+
+# --- cold start: classes scored from their first frames until promoted to a bank ---------------
+class ColdStart(Base):
+    """A class the stream scores from its first frames (mutual scoring) until they are promoted to a bank."""
+
+    __tablename__ = "cold_starts"
+
+    product_class: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    frames: Mapped[int] = mapped_column(sa.Integer)  # N: promoted once the stream has scored this many
+    shots: Mapped[int] = mapped_column(sa.Integer)  # K: the most normal of them become the references
+    state: Mapped[str] = mapped_column(sa.String(16))  # COLD_START_STATES
+    registered_by: Mapped[str] = mapped_column(sa.String(16))  # "setting" | "cli" | "api"
+    registered_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    promoted_version: Mapped[int | None] = mapped_column(sa.Integer)
+    detail: Mapped[str | None] = mapped_column(sa.Text)  # the last promotion problem, or what was promoted
+
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('scoring', 'promoted', 'cancelled')", name="ck_cold_starts_state"),
     )

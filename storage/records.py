@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from storage.exceptions import InvalidRecordError
-from storage.models import VERDICT_SOURCES
+from storage.models import SCORE_SOURCES, VERDICT_SOURCES
 
 __all__ = [
     "InspectionRecord",
@@ -67,6 +67,8 @@ class InspectionRecord:
     regions: tuple[dict, ...] = ()  # full-frame boxes {x, y, width, height, area_px, position}, largest first
     frame_width_px: int | None = None  # the scored frame's size (the boxes' coordinate system)
     frame_height_px: int | None = None
+    score_source: str | None = None  # "bank" | "zero-shot" | "cold-start" (storage.models.SCORE_SOURCES)
+    threshold_method: str | None = None  # how the threshold was set, e.g. "cold-start median+3MAD of 64"
 
     def __post_init__(self) -> None:
         for name in ("frame_id", "line_id", "camera_id", "product_class"):
@@ -83,6 +85,12 @@ class InspectionRecord:
             raise InvalidRecordError(
                 f"verdict_source of frame {self.frame_id!r} must be one of {VERDICT_SOURCES}, got {self.verdict_source!r}"
             )
+        if self.score_source is not None and self.score_source not in SCORE_SOURCES:
+            raise InvalidRecordError(
+                f"score_source of frame {self.frame_id!r} must be one of {SCORE_SOURCES}, got {self.score_source!r}"
+            )
+        if self.threshold_method is not None and len(self.threshold_method) > 64:
+            object.__setattr__(self, "threshold_method", self.threshold_method[:64])
         for name in ("anomaly_map_png", "mask_png"):
             value = getattr(self, name)
             if not isinstance(value, bytes | bytearray) or not bytes(value[:8]) == _PNG_SIGNATURE:

@@ -7,7 +7,7 @@ A replayed batch (after a crash, before the Kafka commit) inserts nothing and re
 >>> from storage.db import Database
 >>> repo = Repository(Database("sqlite://"))
 >>> repo.database.migrate()  # the newest revision
-'0006'
+'0007'
 >>> repo.next_bank_version("bottle")
 1
 """
@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from storage.banks import BankQueries
+from storage.coldstart import ColdStartQueries
 from storage.db import Database
 from storage.exceptions import InvalidRecordError, NotFoundError, StorageError
 from storage.models import CHAT_ROLES, VERDICT_SOURCES, ChatTurn, Inspection, Mask
@@ -76,11 +77,14 @@ def _record_row(record: InspectionRecord) -> dict[str, Any]:
         "regions": [dict(r) for r in record.regions],
         "frame_width_px": record.frame_width_px,
         "frame_height_px": record.frame_height_px,
+        "score_source": record.score_source,
+        "threshold_method": record.threshold_method,
     }
 
 
-class Repository(BankQueries):
-    """Inspections, masks, banks (:class:`storage.banks.BankQueries`) and chat turns on one :class:`Database`."""
+class Repository(BankQueries, ColdStartQueries):
+    """Inspections, masks, banks (:class:`storage.banks.BankQueries`), cold starts
+    (:class:`storage.coldstart.ColdStartQueries`) and chat turns on one :class:`Database`."""
 
     def __init__(self, database: Database, *, store_frames: str = "all") -> None:
         """``store_frames``: ``"all"`` keeps every frame image; ``"flagged"`` only those of flagged rows

@@ -48,6 +48,8 @@ class InspectionRow:
     regions: tuple[dict, ...] = ()  # full-frame boxes {x, y, width, height, area_px, position} (empty before 0004)
     frame_width_px: int | None = None
     frame_height_px: int | None = None
+    score_source: str | None = None  # "bank" | "zero-shot" | "cold-start" (None before migration 0007)
+    threshold_method: str | None = None  # how the threshold was set
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> InspectionRow:
@@ -93,6 +95,7 @@ class BankRow:
     calibration: dict[str, Any]
     created_at: datetime
     active: bool
+    reference_frames: tuple[str, ...] | None = None  # frames the shots came from, when known (bank auto, cold start)
 
     @property
     def key(self) -> str:
@@ -105,6 +108,8 @@ class BankRow:
         values = dict(row)
         values["active"] = bool(values["active"])
         values["calibration"] = dict(values.get("calibration") or {})
+        refs = values.get("reference_frames")
+        values["reference_frames"] = None if refs is None else tuple(str(r) for r in refs)
         return cls(**values)
 
 

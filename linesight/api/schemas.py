@@ -91,6 +91,10 @@ class Inspection(BaseModel):
     verdict_source: str
     verdict_note: str | None
     bank_version: int
+    score_source: str | None = Field(
+        None, description="what scored the frame: 'bank', 'zero-shot' or 'cold-start' (null for older rows)")
+    threshold_method: str | None = Field(
+        None, description="how the threshold was set, e.g. 'balanced-accuracy-midpoint', 'cold-start median+3MAD of 64'")
     latency_ms: float
     source_topic: str | None
     source_partition: int | None
@@ -167,16 +171,39 @@ class Bank(BaseModel):
     encoder: str
     sha256: str
     calibration: dict[str, Any]
-    calibrated_from: int | None = Field(
-        None, description="the version whose threshold this one refined (stream) or overrode (operator); null if built"
-    )
     created_at: datetime
+    reference_frames: list[str] | None = Field(
+        None, description="the frames the references came from, when known (bank auto, in-stream cold start)")
+    calibrated_from: int | None = Field(
+        None, description="the version whose calibration this one refined or overrode (calibration.source_version)")
+
+
+class ColdStart(BaseModel):
+    """A class the stream scores from its first frames (mutual scoring) until they are promoted to a bank."""
+
+    product_class: str
+    state: str = Field(description="'scoring', 'promoted' or 'cancelled'")
+    frames: int = Field(description="promoted once the stream has scored this many frames of the class")
+    shots: int = Field(description="the most normal of them become the bank's references")
+    frames_scored: int = Field(description="cold-start results stored so far")
+    registered_by: str
+    registered_at: datetime
+    promoted_version: int | None
+    detail: str | None
+
+
+class ColdStartRequest(BaseModel):
+    """Register a class for cold start in the running stream (defaults: LINESIGHT_COLDSTART_FRAMES / _SHOTS)."""
+
+    frames: int | None = Field(None, ge=4, le=100_000)
+    shots: int | None = Field(None, ge=1, le=1000)
 
 
 class BankList(BaseModel):
-    """All registered bank versions, by class then version."""
+    """All registered bank versions, by class then version, and the classes in cold start."""
 
     banks: list[Bank]
+    cold_starts: list[ColdStart] = Field(default_factory=list)
 
 
 class BankChange(BaseModel):
@@ -241,9 +268,16 @@ def bank_json(row: Any) -> dict[str, Any]:
         "encoder": row.encoder,
         "sha256": row.sha256,
         "calibration": dict(row.calibration),
-        "calibrated_from": row.calibration.get("source_version"),
         "created_at": row.created_at,
+        "reference_frames": None if row.reference_frames is None else list(row.reference_frames),
+        "calibrated_from": row.calibration.get("source_version"),
     }
+
+
+def cold_start_json(row: Any, frames_scored: int) -> dict[str, Any]:
+    """The :class:`ColdStart` dict of a :class:`~storage.coldstart.ColdStartRow`."""
+    return {name: getattr(row, name) for name in ColdStart.model_fields if name != "frames_scored"} | {
+        "frames_scored": frames_scored}
 
 
 def turn_json(turn: Any) -> dict[str, Any]:

@@ -49,6 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     auto.add_argument("--timeout-s", type=float, default=30.0, help="give up reading the topic after this long")
     auto.add_argument("--no-rotations", action="store_true", help="don't add 90/180/270 rotations (parts with a pose)")
     auto.add_argument("--no-activate", action="store_true", help="register without activating (review first)")
+    auto.add_argument("--stream", action="store_true",
+                      help="don't build now: register the class for cold start in the running stream, which scores "
+                      "its frames against each other from now on and promotes the most normal of its first --frames "
+                      "to a bank by itself (LINESIGHT_COLDSTART_CLASSES does the same from the settings)")
     auto.set_defaults(handler=_auto)
 
     listing = sub.add_parser("list", help="list bank versions")
@@ -109,6 +113,7 @@ def _row(row) -> dict:
         "calibrated_from": row.calibration.get("source_version"),  # the version it refined or overrode
         "created_at": row.created_at.isoformat(),
         "path": row.path,
+        "reference_frames": None if row.reference_frames is None else list(row.reference_frames),
     }
 
 
@@ -173,6 +178,8 @@ def _auto(args: argparse.Namespace) -> int:
     settings = load_settings()
     count = args.frames or settings.coldstart_frames
     shots = args.shots or settings.coldstart_shots
+    if args.stream:
+        return _register_stream(args, settings, count, shots)
     if args.images is not None:
         frames = [f for f in frames_from_folder(args.images) if f.name not in set(args.exclude)][:count]
         source = str(args.images)
@@ -199,6 +206,30 @@ def _auto(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_stream(args: argparse.Namespace, settings, count: int, shots: int) -> int:
+    from linesight.data_folder import open_repository
+    from linesight.errors import ConfigError
+
+    if args.images is not None or args.exclude or args.no_activate:
+        raise ConfigError("--stream registers the class for the running stream; --images, --exclude and "
+                          "--no-activate apply to a build now (drop --stream)")
+    if count < max(4, 2 * shots):
+        raise ConfigError(f"--frames {count} must be at least max(4, 2 * --shots) = {max(4, 2 * shots)}")
+    repository = open_repository(settings, write=True)
+    active = repository.active_banks().get(args.product_class)
+    if active is not None:
+        raise ConfigError(f"class {args.product_class!r} already has an active bank (v{active.version}); cold start "
+                          "is for a class with none: `bank auto --class C` rebuilds from the stream's frames now")
+    row = repository.register_cold_start(args.product_class, frames=count, shots=shots, registered_by="cli")
+    print(json.dumps({
+        "product_class": row.product_class, "state": row.state, "frames": row.frames, "shots": row.shots,
+        "registered_by": row.registered_by,
+        "message": f"the running stream scores {row.product_class!r} against its own recent frames from its next "
+                   f"frame and promotes the {row.shots} most normal of its first {row.frames} to a bank by itself",
+    }))
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     from linesight.data_folder import open_repository
     from linesight.settings import load_settings
@@ -210,14 +241,22 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    if not rows:
+    cold = [c for c in manager.repository.cold_starts() if args.product_class in (None, c.product_class)]
+    if not rows and not cold:
         print("no banks yet: build one with `linesight bank build --class C --images DIR`")
         return 0
-    print(f"{'class':<16} {'ver':>4} {'active':>6} {'shots':>5} {'threshold':>9}  {'calibration':<26} created")
+    if rows:
+        print(f"{'class':<16} {'ver':>4} {'active':>6} {'shots':>5} {'threshold':>9}  {'calibration':<26} created"
+              "              references")
     for r in rows:
         method = r["calibration"] + (f" v{r['calibrated_from']}" if r["calibrated_from"] is not None else "")
+        refs = ",".join(r["reference_frames"] or []) or "-"
         print(f"{r['product_class']:<16} {r['version']:>4} {'*' if r['active'] else '':>6} {r['shots']:>5} "
-              f"{r['threshold']:>9.4f}  {method:<26} {r['created_at'][:19]}")
+              f"{r['threshold']:>9.4f}  {method:<26} {r['created_at'][:19]}  {refs}")
+    for c in cold:
+        scored = manager.repository.count_scored(c.product_class, "cold-start")
+        print(f"cold start {c.product_class}: {c.state}, {scored} of {c.frames} frames scored, {c.shots} shots"
+              + (f", promoted to v{c.promoted_version}" if c.promoted_version else "") + (f" ({c.detail})" if c.detail else ""))
     return 0
 
 

@@ -84,8 +84,11 @@ class BankManager:
         coreset_ratio: float | None = None,
         seed: int = 0,
         activate: bool = True,
+        reference_frames: Sequence[str] | None = None,
     ) -> Any:
-        """Build, save, register (and by default activate) a new version; returns the bank row."""
+        """Build, save, register (and by default activate) a new version; returns the bank row.
+
+        ``reference_frames``: what the images are known by (frame ids, file names), stored with the row."""
         from model.fewshot import build_bank
 
         check_class_name(product_class)
@@ -99,14 +102,14 @@ class BankManager:
             self.encoder, chosen, product_class, version, rotations=rotations, coreset_ratio=coreset_ratio, seed=seed,
             tile_px=self.settings.tile_setting, stages=self.settings.bank_stage_indices,
         )
-        row = self._register(bank, activate)
+        row = self._register(bank, activate, reference_frames)
         log.info(
             "built bank %s@v%d from %d shots (threshold %.4f)%s",
             product_class, version, len(chosen), bank.calibration.threshold, ", active" if activate else "",
         )
         return row
 
-    def _register(self, bank: Any, activate: bool) -> Any:
+    def _register(self, bank: Any, activate: bool, reference_frames: Sequence[str] | None = None) -> Any:
         """Save ``bank`` under the banks folder and register (and maybe activate) it; the bank row."""
         from storage.banks import bank_file_path
 
@@ -122,6 +125,7 @@ class BankManager:
             encoder=bank.encoder_name,  # the bank's own: recalibrating a bank builds no encoder
             calibration=bank.calibration.to_dict(),
             activate=activate,
+            reference_frames=reference_frames,
         )
 
     def learn_from_feedback(self, product_class: str, *, activate: bool = True) -> Any | None:
@@ -213,7 +217,7 @@ class BankManager:
         bank = self._load(active)
         bank.calibration = calibration
         bank.version = self.repository.next_bank_version(active.product_class)
-        return self._register(bank, activate)
+        return self._register(bank, activate, getattr(active, "reference_frames", None))  # same rows, same references
 
     def calibrated_from(self, product_class: str, version: int) -> Any | None:
         """The newest version whose stream calibration refined ``version`` (None if none did)."""

@@ -142,6 +142,16 @@ def read_class_frames(
     return frames
 
 
+def _tile_px(manager: Any, frames: Sequence[NamedFrame]) -> int | None:
+    """How the references are chosen: frames tiled as a new bank of the settings would tile them."""
+    from model.fewshot import resolve_tile_px
+
+    settings = getattr(manager, "settings", None)
+    if settings is None or not frames:
+        return None
+    return resolve_tile_px(settings.tile_setting, [frames[0].image], manager.encoder.image_size_px)
+
+
 def auto_build(
     manager: Any, product_class: str, frames: Sequence[NamedFrame], *, shots: int = 4, rotations: bool = True,
     activate: bool = True, exclude: Collection[str] = (), window: int | None = None, seed: int = 0,
@@ -161,11 +171,11 @@ def auto_build(
     config = MutualConfig() if window is None else MutualConfig(window=window)
     try:
         chosen, scored = choose_references(manager.encoder, [f.image for f in kept], shots, config=config,
-                                           product_class=product_class)
+                                           product_class=product_class, tile_px=_tile_px(manager, kept))
     except BankBuildError as exc:
         raise ConfigError(str(exc)) from None
     row = manager.build(product_class, [kept[i].image for i in chosen], rotations=rotations, seed=seed,
-                        activate=activate)
+                        activate=activate, reference_frames=[kept[i].name for i in chosen])
     log.info("bank auto %s@v%d from frames %s", product_class, row.version, [kept[i].name for i in chosen])
     return AutoBank(
         row=row,

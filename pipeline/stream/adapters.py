@@ -195,19 +195,26 @@ class KafkaSourcePort:
 
 
 class SqlBankLookup:
-    """The active bank of every class from SQL, plus the no-bank reference of each zero-shot class.
+    """The active bank of every class from SQL, plus the no-bank reference of each zero-shot class and of
+    each class in cold start (``cold_start_classes`` and the ``cold_starts`` rows still scoring).
 
     Raises whatever SQL raises (the loop keeps its last banks and retries with backoff).
     """
 
-    def __init__(self, repository: Any, zero_shot_classes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, repository: Any, zero_shot_classes: tuple[str, ...] = (), cold_start_classes: tuple[str, ...] = ()
+    ) -> None:
         self.repository = repository
         self.zero_shot_classes = tuple(zero_shot_classes)
+        self.cold_start_classes = tuple(cold_start_classes)
 
     def __call__(self) -> dict[str, BankRef]:
         banks = {cls: BankRef(cls, row.version, row.path, row.sha256) for cls, row in self.repository.active_banks().items()}
         for cls in self.zero_shot_classes:  # no bank yet: the trained decoder alone
             banks.setdefault(cls, BankRef(cls, ZERO_SHOT_VERSION, ""))
+        registered = [row.product_class for row in self.repository.cold_starts(state="scoring")]
+        for cls in (*self.cold_start_classes, *registered):  # no bank yet: scored against its own recent frames
+            banks.setdefault(cls, BankRef(cls, ZERO_SHOT_VERSION, "", cold_start=True))
         return banks
 
 

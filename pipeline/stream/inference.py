@@ -2,7 +2,9 @@
 
 The encoder runs once over the whole batch (classes mixed); each frame is then compared with its
 class's bank version named in the task, so a hot swap takes effect at a batch boundary and every
-result names the version that scored it. Run as a Ray actor by :mod:`pipeline.stream.job`.
+result names the version that scored it. Frames of a class in cold start (no bank yet) are scored
+against the class's recent frames held here (:class:`model.mutual_window.MutualWindow`, one per
+class, dropped once the class has a bank). Run as a Ray actor by :mod:`pipeline.stream.job`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from model.factory import DetectorConfig
 from pipeline.exceptions import BankUnavailableError
+from pipeline.services.coldstart_stream import ColdStartConfig
 from pipeline.stream.bank_cache import BankCache
 from pipeline.stream.messages import BankRef, FrameTask, ScoredFrame
 
@@ -29,6 +32,7 @@ class InferenceWorker:
         config: DetectorConfig | None = None,
         bank_cache_size: int = 16,
         max_bank_rows: int | None = None,
+        cold_start: ColdStartConfig | None = None,
     ) -> None:
         from model.bank import DEFAULT_MAX_BANK_ROWS, MemoryBank
         from model.factory import build_detector
@@ -47,6 +51,8 @@ class InferenceWorker:
                 max_rows=max_rows,
             ),
         )
+        self.cold_start = cold_start or ColdStartConfig()
+        self.windows: dict[str, object] = {}  # class in cold start -> its MutualWindow
 
     def ready(self) -> bool:
         """Returns once the model is loaded (used to wait for actor start-up)."""
@@ -57,8 +63,14 @@ class InferenceWorker:
         if not tasks:
             return []
         results: list = [None] * len(tasks)
-        banked = [i for i, task in enumerate(tasks) if not task.bank.is_zero_shot]
+        banked = [i for i, task in enumerate(tasks) if task.bank.version != 0]
         zero = [i for i, task in enumerate(tasks) if task.bank.is_zero_shot]
+        cold: dict[str, list[int]] = {}
+        for i, task in enumerate(tasks):
+            if task.bank.is_cold_start:
+                cold.setdefault(task.product_class, []).append(i)
+        for i in banked:  # the class has a bank now: its cold-start window is not needed any more
+            self.windows.pop(tasks[i].product_class, None)
         if banked:
             banks = [self._bank(tasks[i].bank) for i in banked]
             for i, result in zip(banked, self.detector.score_batch_mixed([tasks[i].image for i in banked], banks),
@@ -68,11 +80,33 @@ class InferenceWorker:
             scored = self.detector.score_zero_shot([tasks[i].image for i in zero], [tasks[i].product_class for i in zero])
             for i, result in zip(zero, scored, strict=True):
                 results[i] = result
+        for product_class, rows in cold.items():  # in time order within the batch: the window is causal
+            window = self._window(product_class, tasks[rows[0]].image)
+            scored = self.detector.score_cold_start([tasks[i].image for i in rows], window)
+            for i, result in zip(rows, scored, strict=True):
+                results[i] = result
         scored_at = datetime.now(UTC)
         return [
             ScoredFrame(task=task, result=result, scored_at=scored_at)
             for task, result in zip(tasks, results, strict=True)
         ]
+
+    def _window(self, product_class: str, first_image):
+        """The class's cold-start window, made on its first frame (tiled as a new bank would be)."""
+        window = self.windows.get(product_class)
+        if window is None:
+            from model.fewshot import resolve_tile_px
+            from model.mutual import MutualConfig
+            from model.mutual_window import MutualWindow
+
+            config = self.cold_start
+            tile_px = resolve_tile_px(config.tile_px, [first_image], self.detector.encoder.image_size_px)
+            window = MutualWindow(MutualConfig(window=config.window), tile_px=tile_px, score_history=config.frames,
+                                  min_decision_frames=config.min_decision_frames)
+            self.windows[product_class] = window
+            log.info("cold start %s: scoring against its last %d frames (tiles: %s)", product_class,
+                     config.window - 1, tile_px or "whole frame")
+        return window
 
     def _bank(self, ref: BankRef):
         """The loaded bank of ``ref``; a file that cannot load is the infrastructure's fault, not the frame's."""

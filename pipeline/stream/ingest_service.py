@@ -89,7 +89,8 @@ class IngestService:
             IngestConfig.from_settings(settings),
             KafkaSourcePort(new_source(), probe=KafkaBrokerProbe(servers, security=settings.kafka_security),
                             reconnect=reconnect),
-            self.dead_letters, SqlBankLookup(repository, settings.zero_shot_class_names), self.dispatcher,
+            self.dead_letters, SqlBankLookup(repository, settings.zero_shot_class_names, settings.coldstart_class_names),
+            self.dispatcher,
             name=self.name, report=report, ledger=SqlDeadLetterLedger(repository),
         )
 

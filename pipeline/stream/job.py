@@ -83,6 +83,7 @@ class Pipeline:
         self._lock = threading.RLock()  # supervision and stop never interleave
         self._generation = 0
         self._final_stats: list[dict[str, Any]] = []
+        self.coldstart: Any | None = None  # pipeline.services.coldstart_stream.ColdStartPromoter (driver thread)
 
     @property
     def restarts(self) -> int:
@@ -99,9 +100,11 @@ class Pipeline:
         """Create the actors, wait until the model is loaded, start the ingest loops and the supervisor."""
         import ray
 
+        from pipeline.services.coldstart_stream import ColdStartPromoter
         from pipeline.stream.monitor import MONITOR_NAME, start_monitor
 
         settings = self.settings
+        coldstart = ColdStartPromoter.for_stream(settings, self.bootstrap_servers)  # classes with no bank (driver)
         init_ray(settings)
         self.monitor = start_monitor()
         from pipeline.stream.placement import create_placement_group, inference_placement_for
@@ -131,6 +134,7 @@ class Pipeline:
             self.self_calibration = self_calibrator_for(settings)  # None when off
             self._supervisor = threading.Thread(target=self._supervise_loop, name="linesight-supervisor", daemon=True)
             self._supervisor.start()
+        self.coldstart = coldstart.start()
         return self
 
     # --- actor factories -------------------------------------------------------------------------
@@ -139,6 +143,7 @@ class Pipeline:
         import ray
 
         from model.factory import DetectorConfig
+        from pipeline.services.coldstart_stream import ColdStartConfig
         from pipeline.stream.inference import InferenceWorker
         from pipeline.stream.placement import inference_actor_options
 
@@ -147,6 +152,7 @@ class Pipeline:
         config = DetectorConfig.from_settings(settings, device=self._placement.device)
         return ray.remote(max_restarts=2)(InferenceWorker).options(**options).remote(
             config, settings.bank_cache_size, max_bank_rows=settings.max_bank_rows,
+            cold_start=ColdStartConfig.from_settings(settings),
         )
 
     def _new_verdicts(self, monitor_name: str) -> Any:
@@ -303,6 +309,8 @@ class Pipeline:
         import ray
 
         self._stopping.set()
+        if self.coldstart is not None:
+            self.coldstart.stop()
         if self._supervisor is not None:
             self._supervisor.join(timeout=60)
         with self._lock:

@@ -29,19 +29,32 @@ class BankRef:
     """Which bank file scores a class: the stream resolves it from SQL every `bank_poll_interval_s`.
 
     Version 0 (``ZERO_SHOT_VERSION``, no path) means no bank: the class is one of
-    ``zero_shot_classes`` and is scored by the trained decoder alone. ``sha256`` is the hash
-    recorded at registration; the file is checked against it when loaded ("" = not checked).
+    ``zero_shot_classes`` and is scored by the trained decoder alone, or, with ``cold_start``, it
+    is in cold start and scored against its own recent frames (pipeline/services/coldstart_stream.py).
+    ``sha256`` is the hash recorded at registration; the file is checked against it when loaded
+    ("" = not checked).
     """
 
     product_class: str
     version: int
     path: str
     sha256: str = ""
+    cold_start: bool = False
 
     @property
     def is_zero_shot(self) -> bool:
         """True for the no-bank reference of a zero-shot class."""
-        return self.version == ZERO_SHOT_VERSION
+        return self.version == ZERO_SHOT_VERSION and not self.cold_start
+
+    @property
+    def is_cold_start(self) -> bool:
+        """True for the no-bank reference of a class in cold start (mutual scoring)."""
+        return self.version == ZERO_SHOT_VERSION and self.cold_start
+
+    @property
+    def score_source(self) -> str:
+        """What scores the class's frames: "bank", "zero-shot" or "cold-start" (stored with each result)."""
+        return "cold-start" if self.is_cold_start else "zero-shot" if self.is_zero_shot else "bank"
 
     @property
     def key(self) -> str:

@@ -59,6 +59,8 @@ def to_record(frame: ScoredFrame, stored_at: datetime):
         regions=tuple(r.to_dict() for r in frame.result.regions),
         frame_width_px=frame.result.frame_size[1] or None,
         frame_height_px=frame.result.frame_size[0] or None,
+        score_source=task.bank.score_source,
+        threshold_method=getattr(frame.result, "threshold_method", "") or None,
     )
 
 

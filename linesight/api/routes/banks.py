@@ -11,7 +11,14 @@ from linesight.api.context import ApiContext, get_context
 from linesight.api.errors import ERROR_RESPONSES, ApiError
 from linesight.api.routes.inspect import read_upload
 from linesight.api.routes.params import ClassNameStr
-from linesight.api.schemas import BankChange, BankList, bank_json
+from linesight.api.schemas import (
+    BankChange,
+    BankList,
+    ColdStart,
+    ColdStartRequest,
+    bank_json,
+    cold_start_json,
+)
 
 __all__ = ["router", "MAX_BANK_IMAGES"]
 
@@ -34,8 +41,40 @@ def _swap_message(context: ApiContext, key: str) -> tuple[str, float | None]:
 
 @router.get("", response_model=BankList, summary="All bank versions")
 def list_banks(context: Annotated[ApiContext, Depends(get_context)]) -> dict[str, Any]:
-    """Every registered version by class then version; ``active`` marks the one the stream uses."""
-    return {"banks": [bank_json(row) for row in context.repository.list_banks()]}
+    """Every registered version by class then version; ``active`` marks the one the stream uses;
+    ``cold_starts``: the classes registered for cold start and how far they are."""
+    repository = context.repository
+    cold = [cold_start_json(row, repository.count_scored(row.product_class, "cold-start"))
+            for row in repository.cold_starts()]
+    return {"banks": [bank_json(row) for row in repository.list_banks()], "cold_starts": cold}
+
+
+@router.post(
+    "/{product_class}/cold-start",
+    response_model=ColdStart,
+    status_code=201,
+    dependencies=[Depends(require_token)],
+    responses={**AUTH_RESPONSES, 409: {"description": "The class already has an active bank"}},
+    summary="Register a class with no bank for cold start in the running stream",
+)
+def register_cold_start(
+    product_class: ClassName,
+    context: Annotated[ApiContext, Depends(get_context)],
+    request: ColdStartRequest | None = None,
+) -> dict[str, Any]:
+    """The stream scores the class against its own recent frames from its next frame (``score_source``
+    'cold-start') and promotes the ``shots`` most normal of its first ``frames`` to a bank by itself."""
+    settings, repository = context.settings, context.repository
+    frames = (request.frames if request else None) or settings.coldstart_frames
+    shots = (request.shots if request else None) or settings.coldstart_shots
+    if frames < max(4, 2 * shots):
+        raise ApiError(400, f"frames={frames} must be at least max(4, 2 * shots) = {max(4, 2 * shots)}")
+    active = repository.active_banks().get(product_class)
+    if active is not None:
+        raise ApiError(409, f"class {product_class!r} already has an active bank (v{active.version}); "
+                            "cold start is for a class with none")
+    row = repository.register_cold_start(product_class, frames=frames, shots=shots, registered_by="api")
+    return cold_start_json(row, repository.count_scored(product_class, "cold-start"))
 
 
 @router.post(

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from storage.db import Database
 from storage.repository import Repository
 
-_TABLES = "feedback, acknowledgements, chat_turns, masks, inspections, banks, dead_letters"  # every table rows land in
+_TABLES = "feedback, acknowledgements, chat_turns, masks, inspections, banks, dead_letters, cold_starts"  # every table rows land in
 
 
 @pytest.fixture(scope="module")

@@ -199,6 +199,7 @@ def test_cli_json_uses_the_api_and_alert_field_names(data_dir: Path, capsys) -> 
         product_class, version, active, shots, encoder, path = "brick", 1, True, 4, "efficientnet-lite0", "/b"
         calibration = {"threshold": 0.3}
         created_at = datetime(2026, 1, 1, tzinfo=UTC)
+        reference_frames = ("f-1", "f-2")
 
     assert set(_row(_BankRow())) - {"threshold", "path"} <= set(Bank.model_fields)
 
