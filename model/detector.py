@@ -33,13 +33,27 @@ from model.tiling import TileGrid, map_size, stitch
 from model.verdict import verdict_sentence
 from model.zero_shot import ZeroShotHead
 
-__all__ = ["DETECTOR_FUSIONS", "MAP_MAX_PX", "ZERO_SHOT_THRESHOLD", "Detector", "FrameScore", "RegionBox",
-           "ZeroShotHead"]
+__all__ = ["DETECTOR_FUSIONS", "EDGE_BAND_FRACTION", "MAP_MAX_PX", "ZERO_SHOT_THRESHOLD", "Detector", "FrameScore",
+           "RegionBox", "ZeroShotHead", "edge_band_px"]
 
 DETECTOR_FUSIONS: tuple[str, ...] = ("few_only", "mean", "max")
 ZERO_SHOT_THRESHOLD = 0.5  # the decoder's softmax: "abnormal" beats "normal"
 MAP_MAX_PX = 1024  # a tiled frame's map keeps the frame's aspect ratio, longest side at most this
 ENCODE_CHUNK = 32  # tiles per encoder call (bounds memory for frames of hundreds of tiles)
+# Tiled banks (a fixed camera) do not judge a band along the frame's edge, this fraction of its longer
+# side wide: parts and camera move a little from frame to frame, so content enters and leaves the view
+# there that no reference shows, and the edge is where the normal frames' maxima sat on the realistic
+# benchmark (README "Detection on real photographs"). Untiled banks match globally and keep the edge.
+EDGE_BAND_FRACTION = 0.03
+
+
+def edge_band_px(height: int, width: int, fraction: float = EDGE_BAND_FRACTION) -> int:
+    """Width in pixels of the edge band not judged on a ``height`` x ``width`` map of a tiled bank.
+
+    >>> edge_band_px(683, 1024)
+    31
+    """
+    return int(round(fraction * max(height, width)))
 
 
 class RegionBox(NamedTuple):
@@ -176,7 +190,8 @@ class Detector:
                 for row in rows:
                     thresholds[owner[row]] = 1.0  # both maps are in units of their own threshold
             maps_per_tile[rows] = few.cpu()
-        return self._assemble(images, grids, owner, maps_per_tile, thresholds)
+        edges = [bank.tile_px is not None for bank in banks]
+        return self._assemble(images, grids, owner, maps_per_tile, thresholds, edges)
 
     @torch.inference_mode()
     def score_zero_shot(self, images: Sequence[np.ndarray], product_classes: Sequence[str]) -> list[FrameScore]:
@@ -200,7 +215,7 @@ class Detector:
         grids = [TileGrid.for_frame(image.shape[0], image.shape[1], None) for image in images]
         return self._assemble(images, grids, list(range(len(images))), maps, [ZERO_SHOT_THRESHOLD] * len(images))
 
-    def _assemble(self, images, grids, owner, maps_per_tile, thresholds) -> list[FrameScore]:
+    def _assemble(self, images, grids, owner, maps_per_tile, thresholds, edges=None) -> list[FrameScore]:
         results = []
         size = self.encoder.image_size_px
         for index, grid in enumerate(grids):
@@ -210,6 +225,11 @@ class Detector:
             else:
                 height, width = map_size(grid.height, grid.width, MAP_MAX_PX)
                 anomaly_map = stitch(maps_per_tile[rows], grid, height, width)
+            if edges is not None and edges[index]:
+                band = edge_band_px(*anomaly_map.shape)
+                if band and min(anomaly_map.shape) > 2 * band:
+                    anomaly_map = anomaly_map.clone()
+                    anomaly_map[:band], anomaly_map[-band:], anomaly_map[:, :band], anomaly_map[:, -band:] = 0, 0, 0, 0
             results.append(_frame_score(anomaly_map, thresholds[index], images[index].shape[:2], size))
         return results
 

@@ -30,7 +30,7 @@ from model.anomaly_map import patch_embeddings
 from model.bank import MemoryBank
 from model.calibration import choose_threshold
 from model.coreset import coreset_size, greedy_coreset
-from model.detector import Detector
+from model.detector import Detector, edge_band_px
 from model.encoders.base import ImageEncoder
 from model.tiling import DEFAULT_OVERLAP, TileGrid
 from training.defects import random_defect
@@ -155,7 +155,15 @@ def _region_score(detector: Detector, bank: MemoryBank, frame: np.ndarray, regio
     touching = [i for i, (ty, tx, th, tw) in enumerate(grid.boxes) if ty < y + h and y < ty + th and tx < x + w and x < tx + tw]
     tiles = [frame[ty : ty + th, tx : tx + tw] for ty, tx, th, tw in (grid.boxes[i] for i in touching)]
     features = detector.encode_tiles(tiles)
-    maps = tile_maps([features[i] for i in bank.stages], bank.patch_bank(), touching, detector.encoder.image_size_px)
+    size = detector.encoder.image_size_px
+    maps = tile_maps([features[i] for i in bank.stages], bank.patch_bank(), touching, size)
+    band = edge_band_px(frame.shape[0], frame.shape[1])  # the detector does not judge the frame's edge band
+    for tile_map, (ty, tx, th, tw) in zip(maps, (grid.boxes[i] for i in touching), strict=True):
+        rows = ty + (torch.arange(size) + 0.5) * th / size  # frame coordinates of the map's pixels
+        cols = tx + (torch.arange(size) + 0.5) * tw / size
+        inside_y = (rows >= band) & (rows < frame.shape[0] - band)
+        inside_x = (cols >= band) & (cols < frame.shape[1] - band)
+        tile_map[~(inside_y[:, None] & inside_x[None, :])] = 0.0
     return float(maps.max())
 
 
