@@ -40,20 +40,20 @@ DETECTOR_FUSIONS: tuple[str, ...] = ("few_only", "mean", "max")
 ZERO_SHOT_THRESHOLD = 0.5  # the decoder's softmax: "abnormal" beats "normal"
 MAP_MAX_PX = 1024  # a tiled frame's map keeps the frame's aspect ratio, longest side at most this
 ENCODE_CHUNK = 32  # tiles per encoder call (bounds memory for frames of hundreds of tiles)
-# Tiled banks (a fixed camera) do not judge a band along the frame's edge, this fraction of its longer
-# side wide: parts and camera move a little from frame to frame, so content enters and leaves the view
+# Tiled banks (a fixed camera) do not judge a band along the frame's edge, this fraction of each side
+# wide: parts and camera move a little from frame to frame, so content enters and leaves the view
 # there that no reference shows, and the edge is where the normal frames' maxima sat on the realistic
 # benchmark (README "Detection on real photographs"). Untiled banks match globally and keep the edge.
 EDGE_BAND_FRACTION = 0.03
 
 
-def edge_band_px(height: int, width: int, fraction: float = EDGE_BAND_FRACTION) -> int:
-    """Width in pixels of the edge band not judged on a ``height`` x ``width`` map of a tiled bank.
+def edge_band_px(height: int, width: int, fraction: float = EDGE_BAND_FRACTION) -> tuple[int, int]:
+    """(rows, columns) of the edge band not judged on a ``height`` x ``width`` map of a tiled bank.
 
     >>> edge_band_px(683, 1024)
-    31
+    (20, 31)
     """
-    return int(round(fraction * max(height, width)))
+    return int(round(fraction * height)), int(round(fraction * width))
 
 
 class RegionBox(NamedTuple):
@@ -226,12 +226,20 @@ class Detector:
                 height, width = map_size(grid.height, grid.width, MAP_MAX_PX)
                 anomaly_map = stitch(maps_per_tile[rows], grid, height, width)
             if edges is not None and edges[index]:
-                band = edge_band_px(*anomaly_map.shape)
-                if band and min(anomaly_map.shape) > 2 * band:
-                    anomaly_map = anomaly_map.clone()
-                    anomaly_map[:band], anomaly_map[-band:], anomaly_map[:, :band], anomaly_map[:, -band:] = 0, 0, 0, 0
+                anomaly_map = _without_edge_band(anomaly_map)
             results.append(_frame_score(anomaly_map, thresholds[index], images[index].shape[:2], size))
         return results
+
+
+def _without_edge_band(anomaly_map: torch.Tensor) -> torch.Tensor:
+    """A copy of a tiled bank's map with the edge band (EDGE_BAND_FRACTION of each side) set to 0."""
+    rows, cols = edge_band_px(*anomaly_map.shape)
+    out = anomaly_map.clone()
+    if rows and out.shape[0] > 2 * rows:
+        out[:rows], out[-rows:] = 0.0, 0.0
+    if cols and out.shape[1] > 2 * cols:
+        out[:, :cols], out[:, -cols:] = 0.0, 0.0
+    return out
 
 
 def _fit_frame(image: np.ndarray, bank: MemoryBank) -> np.ndarray:
