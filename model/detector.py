@@ -44,14 +44,14 @@ ENCODE_CHUNK = 32  # tiles per encoder call (bounds memory for frames of hundred
 # wide: parts and camera move a little from frame to frame, so content enters and leaves the view
 # there that no reference shows, and the edge is where the normal frames' maxima sat on the realistic
 # benchmark (README "Detection on real photographs"). Untiled banks match globally and keep the edge.
-EDGE_BAND_FRACTION = 0.03
+EDGE_BAND_FRACTION = 0.04
 
 
 def edge_band_px(height: int, width: int, fraction: float = EDGE_BAND_FRACTION) -> tuple[int, int]:
     """(rows, columns) of the edge band not judged on a ``height`` x ``width`` map of a tiled bank.
 
     >>> edge_band_px(683, 1024)
-    (20, 31)
+    (27, 41)
     """
     return int(round(fraction * height)), int(round(fraction * width))
 
