@@ -2,7 +2,8 @@
 
 The encoder runs once per batch, even when the batch mixes product classes; each class's bank is
 then matched against its own rows. Decision: image score max(M) > threshold; the mask is
-M > threshold, so an anomalous frame always has at least one region. Three ways to get M:
+M > threshold, so an anomalous frame always has at least one region. A tiled bank's map is 0 in
+the frame's edge band (``EDGE_BAND_FRACTION`` of each side), which is not judged. Three ways to get M:
 
 - few-shot (default, ``fusion="few_only"``): M_few against the bank; threshold = the bank's
   calibrated one.
