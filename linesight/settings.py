@@ -270,8 +270,7 @@ class Settings(BaseSettings):
         "or a number of frame pixels per tile; the bank keeps its tiling, so the stream follows each class's bank",
     )
     bank_stages: str = Field(
-        "", description="comma-separated encoder stages new banks match (0-3 for efficientnet-lite0); empty = the "
-        "builder's default: all for whole frames, 0,1 for tiled banks (training/fewshot.py TILED_BANK_STAGES)"
+        "", description="comma-separated encoder stages new banks match (0-3 for efficientnet-lite0); empty = all"
     )
 
     # --- cold start (issue 15: `linesight bank auto`, pipeline/coldstart.py, model/mutual.py) -------

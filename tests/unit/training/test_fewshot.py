@@ -10,7 +10,6 @@ from model.encoders.efficientnet import EfficientNetLiteEncoder
 from training.exceptions import BankBuildError
 from training.fewshot import (
     SINGLE_SHOT_VIEWS,
-    TILED_BANK_STAGES,
     VIEWS_PER_SHOT,
     augmented_views,
     build_bank,
@@ -78,15 +77,14 @@ def test_calibration_views_take_the_jpeg_round_trip() -> None:
     assert not np.array_equal(compressed, image)  # what the stream sees differs from the raw shot
 
 
-def test_tiled_banks_match_the_tiled_stages_and_skip_the_edge_band(encoder: EfficientNetLiteEncoder) -> None:
+def test_tiled_banks_calibrate_leave_one_out_and_skip_the_edge_band(encoder: EfficientNetLiteEncoder) -> None:
     import cv2
 
     from model.detector import Detector
 
     shots = [cv2.resize(i, (320, 320), interpolation=cv2.INTER_CUBIC) for i in normal_images("gravel", 3)]
     bank = build_bank(encoder, shots, "gravel", 1, tile_px=224)
-    assert bank.stages == TILED_BANK_STAGES
-    assert bank.stage_channels == tuple(encoder.stage_channels[i] for i in TILED_BANK_STAGES)
+    assert bank.stages == (0, 1, 2, 3)
     assert bank.calibration.normal_count == 3  # each shot against the other two: what a new frame looks like
     assert build_bank(encoder, shots[:2], "gravel", 1, tile_px=224, stages=(2,)).stages == (2,)  # explicit wins
     frame = Detector(encoder).score_batch([shots[0]], bank)[0]
