@@ -2,7 +2,8 @@
 
 The encoder runs once per batch, even when the batch mixes product classes; each class's bank is
 then matched against its own rows. Decision: image score max(M) > threshold; the mask is
-M > threshold, so an anomalous frame always has at least one region. Three ways to get M:
+M > threshold, so an anomalous frame always has at least one region. A tiled bank's map is 0 in
+the frame's edge band (``EDGE_BAND_FRACTION`` of each side), which is not judged. Three ways to get M:
 
 - few-shot (default, ``fusion="few_only"``): M_few against the bank; threshold = the bank's
   calibrated one.
@@ -36,8 +37,8 @@ from model.tiling import TileGrid, map_size, stitch
 from model.verdict import verdict_sentence
 from model.zero_shot import ZeroShotHead
 
-__all__ = ["DETECTOR_FUSIONS", "MAP_MAX_PX", "ZERO_SHOT_METHOD", "ZERO_SHOT_THRESHOLD", "Detector", "FrameScore",
-           "RegionBox", "ZeroShotHead"]
+__all__ = ["DETECTOR_FUSIONS", "EDGE_BAND_FRACTION", "MAP_MAX_PX", "ZERO_SHOT_METHOD", "ZERO_SHOT_THRESHOLD", "Detector",
+           "FrameScore", "RegionBox", "ZeroShotHead", "edge_band_px"]
 
 DETECTOR_FUSIONS: tuple[str, ...] = ("few_only", "mean", "max")
 ZERO_SHOT_THRESHOLD = 0.5  # the decoder's softmax: "abnormal" beats "normal"
@@ -45,6 +46,20 @@ ZERO_SHOT_METHOD = "zero-shot-softmax-0.5"  # how a zero-shot frame's threshold 
 FUSED_METHOD = "fused-units-of-threshold"  # fused maps: both in units of their own threshold, threshold 1
 MAP_MAX_PX = 1024  # a tiled frame's map keeps the frame's aspect ratio, longest side at most this
 ENCODE_CHUNK = 32  # tiles per encoder call (bounds memory for frames of hundreds of tiles)
+# Tiled banks (a fixed camera) do not judge a band along the frame's edge, this fraction of each side
+# wide: parts and camera move a little from frame to frame, so content enters and leaves the view
+# there that no reference shows, and the edge is where the normal frames' maxima sat on the realistic
+# benchmark (README "Detection on real photographs"). Untiled banks match globally and keep the edge.
+EDGE_BAND_FRACTION = 0.04
+
+
+def edge_band_px(height: int, width: int, fraction: float = EDGE_BAND_FRACTION) -> tuple[int, int]:
+    """(rows, columns) of the edge band not judged on a ``height`` x ``width`` map of a tiled bank.
+
+    >>> edge_band_px(683, 1024)
+    (27, 41)
+    """
+    return int(round(fraction * height)), int(round(fraction * width))
 
 
 class RegionBox(NamedTuple):
@@ -184,7 +199,8 @@ class Detector:
                     thresholds[owner[row]] = 1.0  # both maps are in units of their own threshold
                     methods[owner[row]] = FUSED_METHOD
             maps_per_tile[rows] = few.cpu()
-        return self._assemble(images, grids, owner, maps_per_tile, thresholds, methods)
+        edges = [bank.tile_px is not None for bank in banks]
+        return self._assemble(images, grids, owner, maps_per_tile, thresholds, methods, edges)
 
     @torch.inference_mode()
     def score_zero_shot(self, images: Sequence[np.ndarray], product_classes: Sequence[str]) -> list[FrameScore]:
@@ -230,8 +246,9 @@ class Detector:
         threshold, method = window.threshold()
         return [_frame_score(m, threshold, image.shape[:2], size, method) for m, image in zip(maps, images, strict=True)]
 
-    def _frame_maps(self, grids, owner, maps_per_tile) -> list[torch.Tensor]:
-        """One map per frame: its tile's map (S, S), or its tiles' maps stitched (aspect kept, <= MAP_MAX_PX)."""
+    def _frame_maps(self, grids, owner, maps_per_tile, edges=None) -> list[torch.Tensor]:
+        """One map per frame: its tile's map (S, S), or its tiles' maps stitched (aspect kept, <= MAP_MAX_PX);
+        a frame whose ``edges`` entry is true has its edge band set to 0 (tiled banks)."""
         out = []
         for index, grid in enumerate(grids):
             rows = [row for row, o in enumerate(owner) if o == index]
@@ -240,14 +257,27 @@ class Detector:
             else:
                 height, width = map_size(grid.height, grid.width, MAP_MAX_PX)
                 out.append(stitch(maps_per_tile[rows], grid, height, width))
+            if edges is not None and edges[index]:
+                out[-1] = _without_edge_band(out[-1])
         return out
 
-    def _assemble(self, images, grids, owner, maps_per_tile, thresholds, methods) -> list[FrameScore]:
+    def _assemble(self, images, grids, owner, maps_per_tile, thresholds, methods, edges=None) -> list[FrameScore]:
         size = self.encoder.image_size_px
         return [
             _frame_score(anomaly_map, thresholds[index], images[index].shape[:2], size, methods[index])
-            for index, anomaly_map in enumerate(self._frame_maps(grids, owner, maps_per_tile))
+            for index, anomaly_map in enumerate(self._frame_maps(grids, owner, maps_per_tile, edges))
         ]
+
+
+def _without_edge_band(anomaly_map: torch.Tensor) -> torch.Tensor:
+    """A copy of a tiled bank's map with the edge band (EDGE_BAND_FRACTION of each side) set to 0."""
+    rows, cols = edge_band_px(*anomaly_map.shape)
+    out = anomaly_map.clone()
+    if rows and out.shape[0] > 2 * rows:
+        out[:rows], out[-rows:] = 0.0, 0.0
+    if cols and out.shape[1] > 2 * cols:
+        out[:, :cols], out[:, -cols:] = 0.0, 0.0
+    return out
 
 
 def _fit_frame(image: np.ndarray, bank: MemoryBank) -> np.ndarray:

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from model.detector import edge_band_px
 from model.encoders.efficientnet import EfficientNetLiteEncoder
 from model.factory import build_detector
 from model.fewshot import build_bank
@@ -56,6 +57,9 @@ def test_an_80_px_scratch_on_a_4096_px_frame_is_found_only_with_tiles(wall):
     assert box.x - 16 <= cx <= box.x + box.width + 16, (box, cx)
     assert box.y - 16 <= cy <= box.y + box.height + 16, (box, cy)
     assert box.width < 600  # a region around the scratch, not the whole frame
+    band_rows, band_cols = edge_band_px(*bad.anomaly_map.shape)
+    assert bad.anomaly_map[:, :band_cols].max() == 0.0  # the edge band, where content moves in and out, is not judged
+    assert bad.anomaly_map[:band_rows].max() == 0.0
 
     squeezed = build_bank(encoder, shots, "wall", 1, tile_px=None)
     assert not detector.score_batch([defective], squeezed)[0].is_anomalous  # 80 px -> 4 px at 224: gone

@@ -152,3 +152,16 @@ def test_fusion_and_zero_shot_need_a_decoder_that_fits(encoder, head) -> None:
     wrong = ZeroShotHead(TextAlignedDecoder((8, 8, 8, 8), 16, image_size_px=224), head.text_features)
     with pytest.raises(ModelError, match=r"\(8, 8, 8, 8\)"):
         Detector(encoder, zero_shot=wrong)
+
+
+def test_a_tiled_banks_edge_band_is_not_judged() -> None:
+    from model.detector import EDGE_BAND_FRACTION, _without_edge_band, edge_band_px
+
+    anomaly_map = torch.full((100, 200), 0.5)
+    rows, cols = edge_band_px(100, 200)
+    assert (rows, cols) == (round(EDGE_BAND_FRACTION * 100), round(EDGE_BAND_FRACTION * 200))
+    out = _without_edge_band(anomaly_map)
+    assert float(anomaly_map.min()) == 0.5  # the input is left as it was
+    assert float(out[:rows].max()) == float(out[:, -cols:].max()) == 0.0
+    assert float(out[rows:-rows, cols:-cols].min()) == 0.5  # the inside is judged as before
+    assert torch.equal(_without_edge_band(torch.ones(3, 3)), torch.ones(3, 3))  # too small for a band: unchanged

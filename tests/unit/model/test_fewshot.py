@@ -75,3 +75,20 @@ def test_calibration_views_take_the_jpeg_round_trip() -> None:
     compressed = transport_round_trip(image, 90)
     assert compressed.shape == image.shape
     assert not np.array_equal(compressed, image)  # what the stream sees differs from the raw shot
+
+
+def test_tiled_banks_calibrate_leave_one_out_and_skip_the_edge_band(encoder: EfficientNetLiteEncoder) -> None:
+    import cv2
+
+    from model.detector import Detector
+
+    shots = [cv2.resize(i, (320, 320), interpolation=cv2.INTER_CUBIC) for i in normal_images("gravel", 3)]
+    bank = build_bank(encoder, shots, "gravel", 1, tile_px=224)
+    assert bank.stages == (0, 1, 2, 3)
+    assert bank.calibration.normal_count == 3  # each shot against the other two: what a new frame looks like
+    assert build_bank(encoder, shots[:2], "gravel", 1, tile_px=224, stages=(2,)).stages == (2,)  # explicit wins
+    fresh = cv2.resize(normal_images("gravel", 1, seed=9)[0], (320, 320), interpolation=cv2.INTER_CUBIC)
+    frame = Detector(encoder).score_batch([fresh], bank)[0]
+    assert frame.anomaly_map[0].max() == 0.0  # the edge is not judged
+    assert frame.anomaly_map[:, -1].max() == 0.0
+    assert frame.anomaly_map.max() > 0.0
