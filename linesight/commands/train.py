@@ -9,7 +9,8 @@ from linesight.commands._common import class_name, positive_float, positive_int
 
 _DEFAULT_IMAGES_PER_CLASS = 6  # synthetic normal images per demo class (each gives one NSA pair per epoch)
 # TrainConfig's defaults, shown in --help without importing torch at parser build (a test keeps them equal)
-HELP_DEFAULTS = {"epochs": 3, "batch_size": 4, "lr": 1e-3, "seed": 0, "num_workers": 0}
+HELP_DEFAULTS = {"epochs": 3, "batch_size": 4, "lr": 1e-3, "seed": 0, "num_workers": 0, "prompt_map": "few_shot",
+                 "bank_shots": (1, 2, 4), "banks_per_class": 6, "decision_weight": 0.0}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +49,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out (step + optimizer)")
     parser.add_argument("--workers", type=int, default=None,
                         help=f"DataLoader processes making the anomalies (default {defaults['num_workers']})")
+    parser.add_argument("--prompt-map", choices=("few_shot", "decoder"), default=None,
+                        help="the anomaly map the prompt learner learns from: few_shot = the detector's map against a "
+                             "bank of other normal images of the class, as the stream and `eval --llm` give it; "
+                             f"decoder = the trained decoder's map (the paper). Default {defaults['prompt_map']}")
+    parser.add_argument("--bank-shots", nargs="+", type=positive_int, default=None, metavar="K",
+                        help="shots of the few-shot training banks, cycled over the banks (default "
+                             f"{' '.join(map(str, defaults['bank_shots']))})")
+    parser.add_argument("--banks-per-class", type=positive_int, default=None, metavar="N",
+                        help=f"leave-out banks per class for --prompt-map few_shot (default {defaults['banks_per_class']})")
+    parser.add_argument("--decision-weight", type=float, default=None, metavar="W",
+                        help="extra cross-entropy weight on the answer's first token, Yes or No "
+                             f"(default {defaults['decision_weight']}: the paper's plain answer loss)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
+                        help="also write the checkpoint every N steps (default: after every epoch)")
+    parser.add_argument("--log-every", type=positive_int, default=None, metavar="STEPS",
+                        help="log losses, decision accuracy and s/step every N steps (default: off)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(handler=handle)
 
@@ -72,8 +89,13 @@ def handle(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else settings.data_dir / "checkpoint"
     if args.resume and not (out / CONFIG_FILE).is_file():
         raise ConfigError(f"--resume: no checkpoint in {str(out)!r} (no {CONFIG_FILE})")
+    if args.decision_weight is not None and not args.decision_weight >= 0:
+        raise ConfigError(f"--decision-weight must be >= 0, got {args.decision_weight}")
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-             "num_workers": args.workers}
+             "num_workers": args.workers, "prompt_map": args.prompt_map, "banks_per_class": args.banks_per_class,
+             "bank_shots": tuple(args.bank_shots) if args.bank_shots else None,
+             "decision_weight": args.decision_weight, "checkpoint_every": args.checkpoint_every,
+             "log_every": args.log_every}
     config = TrainConfig(
         image_size_px=settings.image_size_px, answer_loss=not args.no_llm, with_description=args.with_description,
         max_steps=args.max_steps, **{k: v for k, v in given.items() if v is not None},
@@ -94,7 +116,8 @@ def handle(args: argparse.Namespace) -> int:
         llm = load_llm(getattr(settings, "llm_path", None))  # the LLM the stream's verdicts use
     trainer = Trainer(config, encoder, text_embedder_for(encoder), images, llm, progress=not args.no_progress)
     print(f"training on {', '.join(f'{k} ({len(v)})' for k, v in images.items())} normal images: "
-          f"{trainer.total_steps} steps of {config.batch_size} pairs, {'decoder only' if llm is None else 'decoder + prompt learner'}")
+          f"{trainer.total_steps} steps of {config.batch_size} pairs, {'decoder only' if llm is None else 'decoder + prompt learner'}"
+          + ("" if llm is None else f" (prompt learner on {config.prompt_map} maps)"), flush=True)
     result = trainer.fit(out, resume=args.resume)
     losses = "  ".join(f"{k} {v:.4f}" for k, v in result.final_losses.items())
     print(f"checkpoint: {result.checkpoint_dir} (step {result.steps}, epoch {result.epochs:.2f})")
@@ -103,4 +126,7 @@ def handle(args: argparse.Namespace) -> int:
     print(f"took {result.elapsed_s:.1f} s, {result.images_per_s:.1f} images/s")
     print(f"evaluate: linesight eval --synthetic --modes few_shot zero_shot fused --decoder "
           f"{result.checkpoint_dir / 'decoder.safetensors'}")
+    if llm is not None:
+        print(f"LLM verdicts: linesight eval --synthetic --shots 1 --seeds 1 --llm --decoder {result.checkpoint_dir}; "
+              f"the stream uses it with LINESIGHT_CHECKPOINT_DIR={result.checkpoint_dir}")
     return 0
