@@ -14,7 +14,10 @@ score its training images the way the detector does:
   image i (drawn by the caller's seeded generator), with the detector's matcher
   (:func:`model.matching.tile_maps`) on the cached stage features; M is then put in threshold units.
 
-Building the banks costs a few seconds each (calibration scores views and synthetic defects).
+Building the banks costs a few seconds each (calibration scores views and synthetic defects), minutes
+for all of them on a loaded CPU; with ``cache_dir`` each bank is kept as a bank file named by the
+sha256 of what it is made of (encoder, size, class, rotations, seed and the shots' pixels), so a
+resumed or repeated run reads them back instead.
 
 >>> maps = FewShotPromptMaps(encoder, {"washer": images}, shots=(1, 2))  # doctest: +SKIP
 >>> maps(["washer"], [maps.pick("washer", 3, draw=5)], stage_features).shape  # doctest: +SKIP
@@ -23,9 +26,11 @@ torch.Size([1, 224, 224])
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,12 +39,20 @@ from linesight.errors import ConfigError
 from model.matching import tile_maps
 from model.prompt_learner import prompt_map
 
-__all__ = ["DEFAULT_BANKS_PER_CLASS", "DEFAULT_BANK_SHOTS", "FewShotPromptMaps", "bank_subsets"]
+__all__ = ["DEFAULT_BANKS_PER_CLASS", "DEFAULT_BANK_SHOTS", "FewShotPromptMaps", "bank_subsets",
+           "default_bank_cache_dir"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BANK_SHOTS: tuple[int, ...] = (1, 2, 4)  # shots of the training banks, cycled
 DEFAULT_BANKS_PER_CLASS = 6
+
+
+def default_bank_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/linesight/training-banks`` (``~/.cache`` when unset), beside the LLM and engine caches."""
+    import os
+
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "linesight" / "training-banks"
 
 
 def bank_subsets(image_count: int, shots: Sequence[int], banks: int, seed: int) -> list[tuple[int, ...]]:
@@ -79,10 +92,11 @@ class FewShotPromptMaps:
         banks_per_class: int = DEFAULT_BANKS_PER_CLASS,
         seed: int = 0,
         rotations: Callable[[str], bool] | None = None,
+        cache_dir: Path | str | None = None,
     ) -> None:
-        from training.fewshot import build_bank
-
         rotate = rotations or _rotations_for
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.built = self.cached = 0
         self.size_px = int(encoder.image_size_px)
         self.banks: dict[str, list] = {}
         self.subsets: dict[str, list[tuple[int, ...]]] = {}
@@ -91,12 +105,37 @@ class FewShotPromptMaps:
             subsets = bank_subsets(len(imgs), shots, banks_per_class, seed)
             self.subsets[name] = subsets
             self.banks[name] = [
-                build_bank(encoder, [imgs[i] for i in subset], name, index + 1, rotations=rotate(name),
-                           seed=seed + index)
+                self._bank(encoder, [imgs[i] for i in subset], name, index + 1, rotate(name), seed + index)
                 for index, subset in enumerate(subsets)
             ]
-        log.info("few-shot training banks: %d classes x %d banks in %.1f s", len(images), banks_per_class,
-                 time.perf_counter() - started)
+        log.info("few-shot training banks: %d classes x %d banks in %.1f s (%d built, %d read from %s)", len(images),
+                 banks_per_class, time.perf_counter() - started, self.built, self.cached, self.cache_dir)
+
+    def _bank(self, encoder, shots: Sequence[np.ndarray], name: str, version: int, rotations: bool, seed: int):
+        """``build_bank``'s bank, read from / written to the cache when there is one."""
+        from model.bank import MemoryBank
+        from model.exceptions import BankFileError
+        from training.fewshot import build_bank
+
+        path = None
+        if self.cache_dir is not None:
+            digest = hashlib.sha256(repr((encoder.name, self.size_px, name, version, rotations, seed)).encode())
+            for shot in shots:
+                digest.update(np.ascontiguousarray(shot).tobytes())
+            path = self.cache_dir / f"{name}-{digest.hexdigest()[:24]}.safetensors"
+            if path.is_file():
+                try:
+                    bank = MemoryBank.load(path, expected_encoder=encoder.name, max_rows=None)
+                    self.cached += 1
+                    return bank
+                except BankFileError as exc:  # a damaged cache file is rebuilt
+                    log.warning("rebuilding training bank: %s", exc)
+        bank = build_bank(encoder, list(shots), name, version, rotations=rotations, seed=seed)
+        self.built += 1
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            bank.save(path)
+        return bank
 
     def thresholds(self, product_class: str) -> list[float]:
         """The calibrated thresholds of the class's banks."""

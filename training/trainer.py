@@ -212,7 +212,8 @@ class Trainer:
 
     ``images``: normal uint8 RGB images per class (>= 2 each). ``llm`` is required unless
     ``config.answer_loss`` is False. ``decoder`` / ``prompt_learner`` default to fresh modules
-    initialised from ``config.seed`` (pass small ones in tests).
+    initialised from ``config.seed`` (pass small ones in tests). ``bank_cache_dir`` keeps the few-shot
+    training banks between runs (training/prompt_maps.py).
     """
 
     def __init__(
@@ -226,6 +227,7 @@ class Trainer:
         decoder: TextAlignedDecoder | None = None,
         prompt_learner: PromptLearner | None = None,
         progress: bool = True,
+        bank_cache_dir: Path | str | None = None,
     ) -> None:
         if encoder.image_size_px != config.image_size_px:
             raise ConfigError(f"image_size_px {config.image_size_px} != encoder {encoder.name!r}'s {encoder.image_size_px}")
@@ -248,7 +250,8 @@ class Trainer:
             from training.prompt_maps import FewShotPromptMaps
 
             self.prompt_maps = FewShotPromptMaps(encoder, self.images, shots=config.bank_shots,
-                                                 banks_per_class=config.banks_per_class, seed=config.seed)
+                                                 banks_per_class=config.banks_per_class, seed=config.seed,
+                                                 cache_dir=bank_cache_dir)
         torch.manual_seed(config.seed)
         self.decoder = decoder or TextAlignedDecoder(encoder.stage_channels, text_embedder.dim, size)
         self.prompt_learner = None
