@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Each batch pairs normal images (answer 'No') with NSA anomalies pasted from other normal images of "
             "the class (mask + 'Yes ... at the {pos}' answer). The decoder learns from focal + dice losses on its "
             "maps, the prompt learner and E_img from the answer cross-entropy through the frozen LLM; the encoder "
-            "and the LLM stay frozen. A checkpoint folder is written after every epoch (point "
-            "LINESIGHT_CHECKPOINT_DIR at it; `linesight eval --decoder DIR/decoder.safetensors` reads its decoder)."
+            "and the LLM stay frozen. A checkpoint folder is written after every epoch (the default "
+            "<LINESIGHT_DATA_DIR>/checkpoint is found by every command; elsewhere, point LINESIGHT_CHECKPOINT_DIR "
+            "at it; `linesight eval --llm --decoder DIR` reads its prompt learner and decoder)."
         ),
     )
     source = parser.add_mutually_exclusive_group()
@@ -36,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images-per-class", type=positive_int, default=None, metavar="N",
                         help=f"normal images per class (synthetic default {_DEFAULT_IMAGES_PER_CLASS}; --data: all)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
-                        help="checkpoint folder (default: <LINESIGHT_DATA_DIR>/checkpoint)")
+                        help="checkpoint folder (default: <LINESIGHT_DATA_DIR>/checkpoint, which every command then "
+                             "uses while LINESIGHT_CHECKPOINT_DIR is unset)")
     parser.add_argument("--epochs", type=positive_int, default=None, help=f"default {defaults['epochs']}")
     parser.add_argument("--batch-size", type=positive_int, default=None,
                         help=f"normal/anomaly pairs per step (default {defaults['batch_size']})")
@@ -74,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from linesight.errors import ConfigError
-    from linesight.settings import load_settings
+    from linesight.settings import CHECKPOINT_FOLDER, load_settings
     from model.encoders import build_encoder
     from model.text_anchors import text_embedder_for
     from training.checkpoint import CONFIG_FILE
@@ -93,7 +95,7 @@ def handle(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     settings = load_settings()
-    out = args.out if args.out is not None else settings.data_dir / "checkpoint"
+    out = args.out if args.out is not None else settings.data_dir / CHECKPOINT_FOLDER
     if args.resume and not (out / CONFIG_FILE).is_file():
         raise ConfigError(f"--resume: no checkpoint in {str(out)!r} (no {CONFIG_FILE})")
     if args.decision_weight is not None and not args.decision_weight >= 0:
