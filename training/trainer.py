@@ -44,7 +44,7 @@ from torch import nn
 from linesight.errors import ConfigError
 from model.anomalygpt import QUESTION, build_llm_input
 from model.decoder import TextAlignedDecoder, load_state_checked
-from model.prompt_learner import PromptLearner, PromptTokens
+from model.prompt_learner import DECISION_LEVEL, PromptLearner, PromptTokens
 from model.text_anchors import TextEmbedder, text_anchors
 from training.checkpoint import (
     CONFIG_FILE,
@@ -63,8 +63,8 @@ __all__ = ["Batch", "TrainConfig", "TrainResult", "Trainer", "folder_training_im
 log = logging.getLogger(__name__)
 _TRAIN_SEED_OFFSET = 1_000_003  # synthetic training images never coincide with `linesight eval --synthetic`'s
 _RESUME_KEYS = ("batch_size", "image_size_px", "seed", "answer_loss", "answer_grad_to_decoder",
-                "with_description", "nsa_method", "prompt_map", "bank_shots", "banks_per_class")
-_BEFORE_KEYS = {"prompt_map": "decoder"}  # what a checkpoint written before a key existed trained with
+                "with_description", "nsa_method", "prompt_map", "bank_shots", "banks_per_class", "skip_unseen")
+_BEFORE_KEYS = {"prompt_map": "decoder", "skip_unseen": False}  # what a checkpoint written before a key existed trained with
 PROMPT_MAPS = ("few_shot", "decoder")
 
 
@@ -87,7 +87,7 @@ class TrainConfig:
     answer_loss: bool = True  # CE through the frozen LLM; False = decoder only (--no-llm): fast, no LLM
     answer_grad_to_decoder: bool = False  # the paper is silent; False: M enters the prompt learner detached
     with_description: bool = False  # the method's optional class description in the question (~+30 tokens)
-    nsa_method: str = "nsa"  # anomaly simulation (training.nsa.METHODS): Poisson-blended patches
+    nsa_method: str = "nsa"  # anomaly simulation (training.nsa.METHODS), or a mix drawn per pair: "nsa+stain"
     seed: int = 0  # parameter init, pair order and every NSA draw
     max_steps: int | None = None  # stop after this many optimizer steps in total (None: all epochs)
     num_workers: int = 0  # DataLoader processes making NSA anomalies (0: in this process; 2 cores here)
@@ -98,6 +98,7 @@ class TrainConfig:
     decision_weight: float = 0.0  # extra CE weight on the answer's first token (Yes / No); paper: none
     checkpoint_every: int | None = None  # also checkpoint every N steps (None: after each epoch only)
     log_every: int = 0  # log losses, decision accuracy and s/step every N steps (0: off)
+    skip_unseen: bool = False  # no answer loss on images whose prompt map contradicts their truth (see train_step)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "image_size_px"):
@@ -113,8 +114,10 @@ class TrainConfig:
             raise ConfigError(f"max_steps must be >= 1 or None, got {self.max_steps!r}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers!r}")
-        if self.nsa_method not in METHODS:
-            raise ConfigError(f"unknown nsa_method {self.nsa_method!r}; choose one of {list(METHODS)}")
+        unknown = [m for m in self.nsa_method.split("+") if m not in METHODS]
+        if unknown:
+            raise ConfigError(f"unknown nsa_method {unknown[0]!r} in {self.nsa_method!r}; choose from {list(METHODS)} "
+                              "(a mix joined by '+')")
         if self.prompt_map not in PROMPT_MAPS:
             raise ConfigError(f"unknown prompt_map {self.prompt_map!r}; choose one of {list(PROMPT_MAPS)}")
         object.__setattr__(self, "bank_shots", tuple(self.bank_shots))
@@ -186,10 +189,14 @@ def folder_training_images(
 
 
 class _EpochPairs(torch.utils.data.Dataset):
-    """Pair i of epoch e: (class, normal index, NSA anomaly, mask); seeded by (seed, e, i) alone."""
+    """Pair i of epoch e: (class, normal index, NSA anomaly, mask, draw); seeded by (seed, e, i) alone.
 
-    def __init__(self, simulators: Mapping[str, AnomalySimulator], seed: int, epoch: int, start: int = 0) -> None:
-        keys = [(name, index) for name, sim in simulators.items() for index in range(len(sim.images))]
+    ``simulators`` holds one simulator per method of the class; a pair's method is drawn (one method: it).
+    """
+
+    def __init__(self, simulators: Mapping[str, Sequence[AnomalySimulator]], seed: int, epoch: int,
+                 start: int = 0) -> None:
+        keys = [(name, index) for name, sims in simulators.items() for index in range(len(sims[0].images))]
         order = np.random.default_rng([seed, epoch, 0]).permutation(len(keys))
         self.keys = [keys[i] for i in order]
         self.simulators, self.seed, self.epoch, self.start = simulators, seed, epoch, start
@@ -200,7 +207,8 @@ class _EpochPairs(torch.utils.data.Dataset):
     def __getitem__(self, item: int) -> tuple[str, int, np.ndarray, np.ndarray, int]:
         position = self.start + item
         name, index = self.keys[position]
-        simulator = self.simulators[name]
+        simulators = self.simulators[name]
+        simulator = simulators[int(np.random.default_rng([self.seed, self.epoch, position, 3]).integers(len(simulators)))]
         simulator.rng = np.random.default_rng([self.seed, self.epoch, position, 1])  # this pair's own stream
         image, mask = simulator.sample(index)
         draw = int(np.random.default_rng([self.seed, self.epoch, position, 2]).integers(1 << 30))
@@ -242,7 +250,8 @@ class Trainer:
             self.llm.eval().requires_grad_(False)
         size = config.image_size_px
         self.images = {name: [_fit_image(img, size, name, i) for i, img in enumerate(imgs)] for name, imgs in images.items()}
-        self.simulators = {name: AnomalySimulator(imgs, product_class=name, method=config.nsa_method, seed=config.seed)
+        self.simulators = {name: [AnomalySimulator(imgs, product_class=name, method=method, seed=config.seed)
+                                  for method in config.nsa_method.split("+")]
                            for name, imgs in self.images.items()}
         self.anchors = {name: text_anchors(text_embedder, name) for name in self.images}  # F_text (2, C_text)
         self.prompt_maps = None
@@ -264,6 +273,7 @@ class Trainer:
         self._cache: dict[tuple[str, int], tuple[tuple[torch.Tensor, ...], torch.Tensor]] = {}
         self._answer_ids: dict[str, list[int]] = {}
         self._recent: deque[tuple[float, float, float]] = deque(maxlen=max(1, config.log_every))  # decision loss, acc, exact
+        self._skipped: deque[float] = deque(maxlen=max(1, config.log_every))  # share of answers skipped (skip_unseen)
 
     # --- schedule ----------------------------------------------------------------------------------
     @property
@@ -320,9 +330,14 @@ class Trainer:
         logits = labels = None
         total_extra = None
         if self.prompt_learner is not None:
-            logits, labels, first = self._answer_logits(self.prompt_learner(self._prompt_maps(batch, features, out),
-                                                                            vectors), batch)
-            total_extra = self._decision_term(logits, labels, first)
+            maps = self._prompt_maps(batch, features, out)
+            keep = self._answered(maps, batch.masks)
+            if keep:
+                rows = torch.tensor(keep)
+                logits, labels, first = self._answer_logits(
+                    self.prompt_learner(maps[rows], vectors[rows]),
+                    [batch.classes[i] for i in keep], [batch.answers[i] for i in keep])
+                total_extra = self._decision_term(logits, labels, first)
         losses = anomalygpt_loss(out.stage_maps, batch.masks, logits, labels, self.config.loss_weights,
                                  self.config.focal_gamma)
         total = losses.total if total_extra is None else losses.total + self.config.decision_weight * total_extra
@@ -339,6 +354,22 @@ class Trainer:
             return self.prompt_maps(batch.classes, banks + banks, features)
         return out.anomaly_map if self.config.answer_grad_to_decoder else out.anomaly_map.detach()
 
+    def _answered(self, maps: torch.Tensor, masks: torch.Tensor) -> list[int]:
+        """Images whose answer is trained: all, or with ``skip_unseen`` those whose prompt map shows their
+        truth (a normal image's map stays at or below the decision level 0.5, an anomaly's map exceeds it
+        inside the anomaly's mask). The LLM reads the map: an anomaly the map does not show, or a normal
+        image it flags, would only teach it to guess."""
+        if not self.config.skip_unseen:
+            return list(range(maps.shape[0]))
+        keep = []
+        for i, (heat, mask) in enumerate(zip(maps, masks, strict=True)):
+            region = mask > 0
+            shows = float(heat[region].max()) > DECISION_LEVEL if bool(region.any()) else float(heat.max()) <= DECISION_LEVEL
+            if shows:
+                keep.append(i)
+        self._skipped.append(1.0 - len(keep) / maps.shape[0])
+        return keep
+
     def _decision_term(self, logits: torch.Tensor, labels: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
         """CE of the answers' first tokens (the Yes / No decision); records decision and answer accuracy."""
         flat, targets = logits[0, :-1], labels[0, 1:]  # row j predicts targets[j]
@@ -350,15 +381,16 @@ class Trainer:
             self._recent.append((float(decision), float(right[first].float().mean()), float(np.mean(exact))))
         return decision
 
-    def _answer_logits(self, tokens: PromptTokens, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _answer_logits(self, tokens: PromptTokens, classes: Sequence[str], answers: Sequence[str],
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits at the answer tokens only, as (1, N + 1, V) with labels (1, N + 1) for ``answer_loss``,
-        and the index among the N answer tokens of each answer's first token (the decision), (2P,).
+        and the index among the N answer tokens of each answer's first token (the decision), (B,).
 
         The full labels (B, T) are -100 except at the answer tokens; only the N positions that predict
         an answer token go through the LM head (the (B, T, V) logits would cost more than they tell).
         """
         llm, rows, answer_ids = self.llm, [], []
-        for i, (name, answer) in enumerate(zip(batch.classes, batch.answers, strict=True)):
+        for i, (name, answer) in enumerate(zip(classes, answers, strict=True)):
             description = class_description(name) if self.config.with_description else ""
             prompt = build_llm_input(llm, tokens.image_tokens[i], tokens.prompt_tokens[i], description, QUESTION)
             if answer not in self._answer_ids:  # the answer, then EOS so that generation stops there
@@ -452,6 +484,8 @@ class Trainer:
         if self._recent:
             decision, accuracy, exact = np.asarray(self._recent, np.float64).mean(0)
             line += f" decision {decision:.4f} decision_acc {100 * accuracy:.1f}% exact_answers {100 * exact:.1f}%"
+        if self._skipped:
+            line += f" skipped_unseen {100 * float(np.mean(self._skipped)):.1f}%"
         eta_s = step_s * (self.total_steps - self.step)
         log.info("%s; %.2f s/step, ETA %d min", line, step_s, round(eta_s / 60))
 

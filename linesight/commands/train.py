@@ -10,7 +10,8 @@ from linesight.commands._common import class_name, positive_float, positive_int
 _DEFAULT_IMAGES_PER_CLASS = 6  # synthetic normal images per demo class (each gives one NSA pair per epoch)
 # TrainConfig's defaults, shown in --help without importing torch at parser build (a test keeps them equal)
 HELP_DEFAULTS = {"epochs": 3, "batch_size": 4, "lr": 1e-3, "seed": 0, "num_workers": 0, "prompt_map": "few_shot",
-                 "bank_shots": (1, 2, 4), "banks_per_class": 6, "decision_weight": 0.0}
+                 "bank_shots": (1, 2, 4), "banks_per_class": 6, "decision_weight": 0.0, "nsa_method": "nsa",
+                 "skip_unseen": False}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,6 +64,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--decision-weight", type=float, default=None, metavar="W",
                         help="extra cross-entropy weight on the answer's first token, Yes or No "
                              f"(default {defaults['decision_weight']}: the paper's plain answer loss)")
+    parser.add_argument("--nsa-method", default=None, metavar="METHOD[+METHOD...]",
+                        help="anomaly simulation: nsa (Poisson-blended patches, the paper), cutpaste, scratch, stain, or a "
+                             f"mix drawn per pair such as nsa+stain+scratch (default {defaults['nsa_method']}); on textures "
+                             "Poisson-blended patches are mostly invisible to the few-shot map")
+    parser.add_argument("--skip-unseen", action="store_true",
+                        help="no answer loss on images whose prompt map contradicts their truth (an anomaly the map does "
+                             "not show above the threshold, a normal image it flags): the LLM reads the map")
     parser.add_argument("--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
                         help="also write the checkpoint every N steps (default: after every epoch)")
     parser.add_argument("--log-every", type=positive_int, default=None, metavar="STEPS",
@@ -104,7 +112,7 @@ def handle(args: argparse.Namespace) -> int:
              "num_workers": args.workers, "prompt_map": args.prompt_map, "banks_per_class": args.banks_per_class,
              "bank_shots": tuple(args.bank_shots) if args.bank_shots else None,
              "decision_weight": args.decision_weight, "checkpoint_every": args.checkpoint_every,
-             "log_every": args.log_every}
+             "log_every": args.log_every, "nsa_method": args.nsa_method, "skip_unseen": args.skip_unseen or None}
     config = TrainConfig(
         image_size_px=settings.image_size_px, answer_loss=not args.no_llm, with_description=args.with_description,
         max_steps=args.max_steps, **{k: v for k, v in given.items() if v is not None},

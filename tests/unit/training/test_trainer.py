@@ -263,3 +263,29 @@ def test_bad_prompt_map_options_are_named():
         TrainConfig(decision_weight=-1.0)
     with pytest.raises(ConfigError, match="checkpoint_every.*0"):
         TrainConfig(checkpoint_every=0)
+
+
+def test_a_mix_of_anomaly_methods_is_drawn_per_pair(encoder, llm, images):
+    trainer = make_trainer(encoder, llm, images, nsa_method="nsa+stain", prompt_map="decoder")
+    assert [s.method for s in trainer.simulators["gravel"]] == ["nsa", "stain"]
+    again = make_trainer(encoder, llm, images, nsa_method="nsa+stain", prompt_map="decoder")
+    for index in range(trainer.steps_per_epoch):
+        assert torch.equal(trainer.batch(0, index).masks, again.batch(0, index).masks)  # seeded
+    with pytest.raises(ConfigError, match="'glitter'"):
+        TrainConfig(nsa_method="nsa+glitter")
+
+
+def test_skip_unseen_trains_only_answers_the_map_can_support(encoder, llm, images):
+    trainer = make_trainer(encoder, llm, images, skip_unseen=True, log_every=1)
+    masks = torch.zeros(4, SIZE_PX, SIZE_PX)
+    masks[2:, 4:12, 4:12] = 1  # images 2 and 3 are anomalies
+    maps = torch.full((4, SIZE_PX, SIZE_PX), 0.2)
+    maps[1, 20, 20] = 0.9  # a normal image the map flags: skipped
+    maps[2, 6, 6] = 0.8  # an anomaly shown inside its mask: kept
+    maps[3, 25, 25] = 0.9  # an anomaly shown only outside its mask: skipped
+    assert trainer._answered(maps, masks) == [0, 2]
+    assert trainer._skipped[-1] == pytest.approx(0.5)
+    everything = make_trainer(encoder, llm, images)
+    assert everything._answered(maps, masks) == [0, 1, 2, 3]
+    batch = trainer.batch(0, 0)
+    trainer.train_step(batch)  # a whole step with skipping runs (some or no answers left)
