@@ -23,6 +23,8 @@ __all__ = ["Settings", "load_settings", "DEFAULT_DATA_DIR", "DATABASE_FILE"]
 
 DEFAULT_DATA_DIR = Path("linesight-data")  # the data folder: SQLite file, banks, overlays, inspect outputs
 DATABASE_FILE = "linesight.db"  # the SQLite file inside the data folder
+CHECKPOINT_FOLDER = "checkpoint"  # `linesight train`'s default output inside the data folder
+_TRAINED_LEARNER = "prompt_learner.safetensors"  # a checkpoint folder with it is picked up when checkpoint_dir is unset
 
 
 class Settings(BaseSettings):
@@ -100,7 +102,8 @@ class Settings(BaseSettings):
     checkpoint_dir: Path | None = Field(
         None,
         description="trained checkpoint folder (`linesight train`): prompt_learner.safetensors for LLM verdicts, "
-        "decoder.safetensors for map_fusion and zero-shot inspect; empty = a seeded fresh prompt learner",
+        "decoder.safetensors for map_fusion and zero-shot inspect; empty = <data_dir>/checkpoint when `linesight "
+        "train` wrote a prompt learner there, else a seeded fresh (untrained) prompt learner",
     )
     llm_torch_threads: int = Field(1, ge=1, description="torch threads of the verdict actor (keep inference fed)")
     verdict_queue_size: int = Field(
@@ -156,6 +159,17 @@ class Settings(BaseSettings):
         description="which frames keep their image in SQL: all, or only flagged ones (the others keep score, "
         "anomaly map and mask)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _checkpoint_in_data_dir(cls, data: object) -> object:
+        """An empty ``checkpoint_dir`` becomes ``<data_dir>/checkpoint`` when `linesight train` wrote a prompt
+        learner there (its default output), so the demo and the stream use what was trained."""
+        if isinstance(data, dict) and not str(data.get("checkpoint_dir") or "").strip():
+            folder = Path(data.get("data_dir") or DEFAULT_DATA_DIR) / CHECKPOINT_FOLDER
+            if (folder / _TRAINED_LEARNER).is_file():
+                data = {**data, "checkpoint_dir": folder}
+        return data
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,12 @@ The paper's summary says "4 x" blocks, but its channel list has 5 steps and 224 
     block 1: (B,    4, 112, 112)    block 4: (B,  256, 14, 14)
     block 2: (B,   16,  56,  56)    block 5: (B, 1024,  7,  7)
     block 3: (B,   64,  28,  28)    conv5x5: (B,    D,  3,  3) -> E_dec (B, 9, D), row-major
+
+M reaches the prompt learner in units of the detector's decision threshold (:func:`prompt_map`):
+``clamp(0.5 * M / threshold, 0, 1)``, so 0.5 is the decision for every map (a few-shot map against
+its bank's calibrated threshold, the trained decoder's softmax at 0.5, a fused map at 1). Raw
+few-shot maps differ in scale from class to class (1-shot thresholds 0.27-0.43 on the demo classes),
+which the LLM cannot know; in threshold units one learner serves all of them.
 """
 
 from __future__ import annotations
@@ -27,10 +33,28 @@ from torch import nn
 from model.decoder import load_state_checked, load_weights, save_weights
 from model.exceptions import ModelError, ShapeError
 
-__all__ = ["PromptLearner", "PromptTokens", "load_prompt_learner", "save_prompt_learner"]
+__all__ = ["PromptLearner", "PromptTokens", "load_prompt_learner", "prompt_map", "save_prompt_learner"]
 
 MAP_SIZE_PX = 224  # M is resized to this side so that E_dec always has 3x3 = 9 tokens
 _KIND = "linesight.prompt_learner"
+DECISION_LEVEL = 0.5  # where the decision threshold lands in the prompt map
+
+
+def prompt_map(anomaly_map, threshold: float | None) -> torch.Tensor:
+    """M in units of the decision threshold, as the prompt learner reads it: ``clamp(0.5 M / t, 0, 1)``.
+
+    ``anomaly_map`` is an (S, S) or (B, S, S) tensor or numpy array; ``threshold`` the detector's
+    threshold for it (``FrameScore.threshold``; None: M is taken as already in these units).
+
+    >>> prompt_map(torch.tensor([[0.1, 0.3, 0.9]]), 0.3).tolist()
+    [[0.1666666716337204, 0.5, 1.0]]
+    """
+    heat = torch.as_tensor(anomaly_map, dtype=torch.float32)
+    if threshold is None:
+        return heat.clamp(0.0, 1.0)
+    if not threshold > 0:
+        raise ModelError(f"the decision threshold must be > 0, got {threshold!r}")
+    return (heat * (DECISION_LEVEL / float(threshold))).clamp_(0.0, 1.0)
 
 
 class PromptTokens(NamedTuple):

@@ -3,13 +3,16 @@
 Per class, the k reference images of the first draw build a bank; a balanced, deterministic subset
 of the test images (half good, half defective, while there are enough) is scored by the few-shot
 detector, and for each image the LLM gets E_img (the encoder's global vector) and E_prompt (the
-prompt learner on the anomaly map). Two figures:
+prompt learner on the anomaly map, in units of the bank's threshold: model.prompt_learner.prompt_map,
+as the stream gives it). Figures:
 
 - ``accuracy``: the plain question of docs/method.md with the class description; the LLM decides, its
   answer is parsed as Yes/No (no decision counts as wrong) and compared with the ground truth.
 - ``agreement``: the stream's verdict prompt, which carries the detector's facts; the share of
   answers that agree with the detector (decision, positions and count), i.e. the share of LLM
   verdicts the stream would store instead of the template sentence.
+- ``positions``: of the plain answers that say "Yes" on frames the detector flagged (``located``), the
+  share that name exactly the detector's positions (the map's regions); None when there are none.
 
 The LLM runs once per image and figure (about 3 s each on 2 CPU cores), so the subset is small.
 """
@@ -35,6 +38,13 @@ class LLMScore:
     accuracy: float  # parsed Yes/No == ground truth
     agreement: float  # verdict prompt's answer agrees with the detector
     undecided: float  # share of plain answers with no Yes/No decision
+    located: int = 0  # plain answers "Yes" on frames the detector flagged
+    placed: int = 0  # of those, answers naming exactly the detector's positions
+
+    @property
+    def positions(self) -> float | None:
+        """placed / located, None when nothing was located."""
+        return self.placed / self.located if self.located else None
 
 
 def balanced_subset(samples: Sequence[Sample], count: int) -> list[int]:
@@ -73,6 +83,7 @@ def evaluate_llm(
     from model.anomalygpt import DetectorFacts, default_description
     from model.detector import Detector
     from model.fewshot import build_bank
+    from model.prompt_learner import prompt_map
     from training.evaluate import draw_references
     from training.synthetic import PRODUCT_CLASSES, rotations_ok
 
@@ -88,17 +99,20 @@ def evaluate_llm(
         frames = detector.score_batch(images, bank)
         with torch.inference_mode():
             vectors = encoder(encoder.preprocess(images)).global_vector.float()
-        right = agreed = undecided = 0
+        right = agreed = undecided = located = placed = 0
         for sample, frame, vector in tqdm(list(zip(picked, frames, vectors, strict=True)), desc=f"LLM {name}",
                                           unit="image", disable=not progress, leave=False):
-            anomaly_map = torch.from_numpy(frame.anomaly_map)
+            anomaly_map = prompt_map(frame.anomaly_map, frame.threshold)
             answer = gpt.ask(anomaly_map, vector, default_description(name), max_new_tokens=max_new_tokens)
             undecided += answer.is_anomalous is None
             right += answer.is_anomalous is not None and answer.is_anomalous == bool(sample.label)
+            if answer.is_anomalous and frame.is_anomalous:
+                located += 1
+                placed += set(answer.positions) == set(frame.positions)
             facts = DetectorFacts.from_score(frame, product_class=name)
             agreed += gpt.verdict(facts, anomaly_map, vector, max_new_tokens=max_new_tokens).agrees
         n = max(1, len(picked))
-        scores.append(LLMScore(name, len(picked), right / n, agreed / n, undecided / n))
+        scores.append(LLMScore(name, len(picked), right / n, agreed / n, undecided / n, located, placed))
     return scores
 
 
@@ -106,8 +120,11 @@ def llm_report(scores: Sequence[LLMScore], shots: int) -> dict:
     """The ``llm`` object of ``report.json``: per class and the macro mean over classes."""
     macro = {key: float(np.mean([getattr(s, key) for s in scores])) if scores else None
              for key in ("accuracy", "agreement", "undecided")}
+    located, placed = sum(s.located for s in scores), sum(s.placed for s in scores)
+    macro["positions"] = placed / located if located else None  # pooled: classes differ in how many they locate
     return {
         "shots": shots,
-        "macro": {**macro, "images": int(sum(s.images for s in scores))},
-        "classes": {s.product_class: {k: v for k, v in asdict(s).items() if k != "product_class"} for s in scores},
+        "macro": {**macro, "images": int(sum(s.images for s in scores)), "located": located, "placed": placed},
+        "classes": {s.product_class: {**{k: v for k, v in asdict(s).items() if k != "product_class"},
+                                      "positions": s.positions} for s in scores},
     }

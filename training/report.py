@@ -7,7 +7,8 @@
      "settings": [{"mode", "shots", "mean": {...}, "std": {...}, "draws"}, ...],
      "classes": {"<class>": {"<mode>": {"<k>": {"mean": {...}, "std": {...}, "draws": n}}}},
      "skipped": {"<mode>": "<reason>"}, "dataset": ..., "layout": ..., "encoder": ..., "config": {...},
-     "llm": {"shots": k, "macro": {"accuracy", "agreement", "undecided", "images"}, "classes": {...}}}
+     "llm": {"shots": k, "macro": {"accuracy", "agreement", "undecided", "positions", "images", "located"},
+             "classes": {...}}}
 
 ``llm`` is there only when the evaluation ran with ``--llm`` (training/llm_eval.py).
 
@@ -149,11 +150,15 @@ def _markdown(result: EvaluationResult, content: dict, rocs: list[Path], example
         llm = content["llm"]
         lines += ["", f"## LLM verdicts ({llm['shots']}-shot bank, balanced test subset)", "",
                   "accuracy: the plain question, the LLM's answer parsed as Yes/No against the ground truth; "
-                  "agreement: the stream's verdict prompt (with the detector's facts) agrees with the detector.", "",
-                  "| class | images | accuracy | agreement | undecided |", "|---|---|---|---|---|"]
+                  "agreement: the stream's verdict prompt (with the detector's facts) agrees with the detector; "
+                  "positions: of the plain answers saying Yes on frames the detector flagged, the share naming "
+                  "exactly the detector's positions.", "",
+                  "| class | images | accuracy | agreement | undecided | positions (of located) |",
+                  "|---|---|---|---|---|---|"]
         for name, row in [*llm["classes"].items(), ("MACRO", llm["macro"])]:
+            shown = "-" if row.get("positions") is None else f"{_pct(row['positions'])} (of {row.get('located', 0)})"
             lines.append(f"| {name} | {row['images']} | {_pct(row['accuracy'])} | {_pct(row['agreement'])} | "
-                         f"{_pct(row['undecided'])} |")
+                         f"{_pct(row['undecided'])} | {shown} |")
     lines += [
         "",
         "## Published figures (theirs, for context)",

@@ -6,8 +6,15 @@ stages (Focal(gamma=2) + Dice), weights 1; Adam lr 1e-3; encoder and LLM frozen.
 
     encoder (no_grad; normal images' features cached once)  -> stage features, global vectors
     decoder(features, F_text of each image's class)         -> stage maps    -> focal + dice vs masks
+    M: few-shot map against a leave-out bank (prompt_map="few_shot", training/prompt_maps.py),
+       or the decoder's map (prompt_map="decoder", the paper's training), in threshold units
     prompt learner(M, global vector) -> E_img, E_prompt      -> build_llm_input + answer embeddings
     frozen LLM -> logits at the answer positions             -> CE (labels -100 everywhere else)
+                                                                + decision_weight x CE of the first
+                                                                  answer token (Yes / No)
+
+The stream and ``linesight eval --llm`` give the prompt learner few-shot maps, so "few_shot" is the
+default: a learner trained on the decoder's maps answers at chance on them (README "LLM verdicts").
 
 Determinism: parameters are initialised from ``seed``; batch b of epoch e is a pure function of
 (seed, e, b) (pair order and every NSA draw are seeded per pair), so a run resumed from a checkpoint
@@ -20,9 +27,11 @@ at step s continues exactly like an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +44,7 @@ from torch import nn
 from linesight.errors import ConfigError
 from model.anomalygpt import QUESTION, build_llm_input
 from model.decoder import TextAlignedDecoder, load_state_checked
-from model.prompt_learner import PromptLearner, PromptTokens
+from model.prompt_learner import DECISION_LEVEL, PromptLearner, PromptTokens
 from model.text_anchors import TextEmbedder, text_anchors
 from training.checkpoint import (
     CONFIG_FILE,
@@ -54,7 +63,9 @@ __all__ = ["Batch", "TrainConfig", "TrainResult", "Trainer", "folder_training_im
 log = logging.getLogger(__name__)
 _TRAIN_SEED_OFFSET = 1_000_003  # synthetic training images never coincide with `linesight eval --synthetic`'s
 _RESUME_KEYS = ("batch_size", "image_size_px", "seed", "answer_loss", "answer_grad_to_decoder",
-                "with_description", "nsa_method")
+                "with_description", "nsa_method", "prompt_map", "bank_shots", "banks_per_class", "skip_unseen")
+_BEFORE_KEYS = {"prompt_map": "decoder", "skip_unseen": False}  # what a checkpoint written before a key existed trained with
+PROMPT_MAPS = ("few_shot", "decoder")
 
 
 @dataclass(frozen=True)
@@ -76,11 +87,18 @@ class TrainConfig:
     answer_loss: bool = True  # CE through the frozen LLM; False = decoder only (--no-llm): fast, no LLM
     answer_grad_to_decoder: bool = False  # the paper is silent; False: M enters the prompt learner detached
     with_description: bool = False  # the method's optional class description in the question (~+30 tokens)
-    nsa_method: str = "nsa"  # anomaly simulation (training.nsa.METHODS): Poisson-blended patches
+    nsa_method: str = "nsa"  # anomaly simulation (training.nsa.METHODS), or a mix drawn per pair: "nsa+stain"
     seed: int = 0  # parameter init, pair order and every NSA draw
     max_steps: int | None = None  # stop after this many optimizer steps in total (None: all epochs)
     num_workers: int = 0  # DataLoader processes making NSA anomalies (0: in this process; 2 cores here)
     cache_features: bool = True  # encode each normal image once (~310 KB per image at 224 px)
+    prompt_map: str = "few_shot"  # M for the prompt learner: "few_shot" (as inference) or "decoder" (paper)
+    bank_shots: tuple[int, ...] = (1, 2, 4)  # shots of the few-shot training banks (cycled over the banks)
+    banks_per_class: int = 6  # calibrated leave-out banks per class for prompt_map="few_shot"
+    decision_weight: float = 0.0  # extra CE weight on the answer's first token (Yes / No); paper: none
+    checkpoint_every: int | None = None  # also checkpoint every N steps (None: after each epoch only)
+    log_every: int = 0  # log losses, decision accuracy and s/step every N steps (0: off)
+    skip_unseen: bool = False  # no answer loss on images whose prompt map contradicts their truth (see train_step)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "image_size_px"):
@@ -89,15 +107,28 @@ class TrainConfig:
         for name in ("lr", "focal_gamma"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("focal_weight", "dice_weight", "answer_weight"):
+        for name in ("focal_weight", "dice_weight", "answer_weight", "decision_weight"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1 or None, got {self.max_steps!r}")
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers!r}")
-        if self.nsa_method not in METHODS:
-            raise ConfigError(f"unknown nsa_method {self.nsa_method!r}; choose one of {list(METHODS)}")
+        unknown = [m for m in self.nsa_method.split("+") if m not in METHODS]
+        if unknown:
+            raise ConfigError(f"unknown nsa_method {unknown[0]!r} in {self.nsa_method!r}; choose from {list(METHODS)} "
+                              "(a mix joined by '+')")
+        if self.prompt_map not in PROMPT_MAPS:
+            raise ConfigError(f"unknown prompt_map {self.prompt_map!r}; choose one of {list(PROMPT_MAPS)}")
+        object.__setattr__(self, "bank_shots", tuple(self.bank_shots))
+        if not self.bank_shots or any(not isinstance(k, int) or k < 1 for k in self.bank_shots):
+            raise ConfigError(f"bank_shots must be whole numbers >= 1, got {self.bank_shots!r}")
+        if self.banks_per_class < 2:
+            raise ConfigError(f"banks_per_class must be >= 2 (each image is left out of one), got {self.banks_per_class!r}")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every must be >= 1 or None, got {self.checkpoint_every!r}")
+        if self.log_every < 0:
+            raise ConfigError(f"log_every must be >= 0, got {self.log_every!r}")
 
     @property
     def loss_weights(self) -> LossWeights:
@@ -113,6 +144,7 @@ class Batch(NamedTuple):
     anomalies: tuple[np.ndarray, ...]  # (P,) uint8 RGB (S, S, 3)
     masks: torch.Tensor  # (2P, S, S) float {0, 1}: zeros for the normal images
     answers: tuple[str, ...]  # (2P,) docs/method.md answer sentences (training/qa.py)
+    draws: tuple[int, ...] = ()  # (P,) seeded draw per pair: which leave-out bank scores it (few-shot maps)
 
 
 @dataclass(frozen=True)
@@ -157,10 +189,14 @@ def folder_training_images(
 
 
 class _EpochPairs(torch.utils.data.Dataset):
-    """Pair i of epoch e: (class, normal index, NSA anomaly, mask); seeded by (seed, e, i) alone."""
+    """Pair i of epoch e: (class, normal index, NSA anomaly, mask, draw); seeded by (seed, e, i) alone.
 
-    def __init__(self, simulators: Mapping[str, AnomalySimulator], seed: int, epoch: int, start: int = 0) -> None:
-        keys = [(name, index) for name, sim in simulators.items() for index in range(len(sim.images))]
+    ``simulators`` holds one simulator per method of the class; a pair's method is drawn (one method: it).
+    """
+
+    def __init__(self, simulators: Mapping[str, Sequence[AnomalySimulator]], seed: int, epoch: int,
+                 start: int = 0) -> None:
+        keys = [(name, index) for name, sims in simulators.items() for index in range(len(sims[0].images))]
         order = np.random.default_rng([seed, epoch, 0]).permutation(len(keys))
         self.keys = [keys[i] for i in order]
         self.simulators, self.seed, self.epoch, self.start = simulators, seed, epoch, start
@@ -168,13 +204,15 @@ class _EpochPairs(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.keys) - self.start
 
-    def __getitem__(self, item: int) -> tuple[str, int, np.ndarray, np.ndarray]:
+    def __getitem__(self, item: int) -> tuple[str, int, np.ndarray, np.ndarray, int]:
         position = self.start + item
         name, index = self.keys[position]
-        simulator = self.simulators[name]
+        simulators = self.simulators[name]
+        simulator = simulators[int(np.random.default_rng([self.seed, self.epoch, position, 3]).integers(len(simulators)))]
         simulator.rng = np.random.default_rng([self.seed, self.epoch, position, 1])  # this pair's own stream
         image, mask = simulator.sample(index)
-        return name, index, image, mask
+        draw = int(np.random.default_rng([self.seed, self.epoch, position, 2]).integers(1 << 30))
+        return name, index, image, mask, draw
 
 
 class Trainer:
@@ -182,7 +220,8 @@ class Trainer:
 
     ``images``: normal uint8 RGB images per class (>= 2 each). ``llm`` is required unless
     ``config.answer_loss`` is False. ``decoder`` / ``prompt_learner`` default to fresh modules
-    initialised from ``config.seed`` (pass small ones in tests).
+    initialised from ``config.seed`` (pass small ones in tests). ``bank_cache_dir`` keeps the few-shot
+    training banks between runs (training/prompt_maps.py).
     """
 
     def __init__(
@@ -196,6 +235,7 @@ class Trainer:
         decoder: TextAlignedDecoder | None = None,
         prompt_learner: PromptLearner | None = None,
         progress: bool = True,
+        bank_cache_dir: Path | str | None = None,
     ) -> None:
         if encoder.image_size_px != config.image_size_px:
             raise ConfigError(f"image_size_px {config.image_size_px} != encoder {encoder.name!r}'s {encoder.image_size_px}")
@@ -210,9 +250,17 @@ class Trainer:
             self.llm.eval().requires_grad_(False)
         size = config.image_size_px
         self.images = {name: [_fit_image(img, size, name, i) for i, img in enumerate(imgs)] for name, imgs in images.items()}
-        self.simulators = {name: AnomalySimulator(imgs, product_class=name, method=config.nsa_method, seed=config.seed)
+        self.simulators = {name: [AnomalySimulator(imgs, product_class=name, method=method, seed=config.seed)
+                                  for method in config.nsa_method.split("+")]
                            for name, imgs in self.images.items()}
         self.anchors = {name: text_anchors(text_embedder, name) for name in self.images}  # F_text (2, C_text)
+        self.prompt_maps = None
+        if self.llm is not None and config.prompt_map == "few_shot":
+            from training.prompt_maps import FewShotPromptMaps
+
+            self.prompt_maps = FewShotPromptMaps(encoder, self.images, shots=config.bank_shots,
+                                                 banks_per_class=config.banks_per_class, seed=config.seed,
+                                                 cache_dir=bank_cache_dir)
         torch.manual_seed(config.seed)
         self.decoder = decoder or TextAlignedDecoder(encoder.stage_channels, text_embedder.dim, size)
         self.prompt_learner = None
@@ -224,6 +272,8 @@ class Trainer:
         self.history: list[list[float]] = []  # per step: step, total, focal, dice, answer
         self._cache: dict[tuple[str, int], tuple[tuple[torch.Tensor, ...], torch.Tensor]] = {}
         self._answer_ids: dict[str, list[int]] = {}
+        self._recent: deque[tuple[float, float, float]] = deque(maxlen=max(1, config.log_every))  # decision loss, acc, exact
+        self._skipped: deque[float] = deque(maxlen=max(1, config.log_every))  # share of answers skipped (skip_unseen)
 
     # --- schedule ----------------------------------------------------------------------------------
     @property
@@ -243,14 +293,14 @@ class Trainer:
         size = self.config.batch_size
         return self._collate([pairs[i] for i in range(index * size, min((index + 1) * size, len(pairs)))])
 
-    def _collate(self, pairs: Sequence[tuple[str, int, np.ndarray, np.ndarray]]) -> Batch:
+    def _collate(self, pairs: Sequence[tuple[str, int, np.ndarray, np.ndarray, int]]) -> Batch:
         names = tuple(p[0] for p in pairs)
         masks = np.stack([np.zeros_like(p[3]) for p in pairs] + [p[3] for p in pairs])
         with_description = self.config.with_description
         answers = tuple(qa_pair(m, product_class=n, with_description=with_description).answer
                         for m, n in zip(masks, names + names, strict=True))
         return Batch(names + names, tuple((p[0], p[1]) for p in pairs), tuple(p[2] for p in pairs),
-                     torch.from_numpy(masks).float(), answers)
+                     torch.from_numpy(masks).float(), answers, tuple(p[4] for p in pairs))
 
     # --- one step ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -278,24 +328,69 @@ class Trainer:
         text = torch.stack([self.anchors[name] for name in batch.classes])  # F_text per image (2P, 2, C_text)
         out = self.decoder(features, text)
         logits = labels = None
+        total_extra = None
         if self.prompt_learner is not None:
-            maps = out.anomaly_map if self.config.answer_grad_to_decoder else out.anomaly_map.detach()
-            logits, labels = self._answer_logits(self.prompt_learner(maps, vectors), batch)
+            maps = self._prompt_maps(batch, features, out)
+            keep = self._answered(maps, batch.masks)
+            if keep:
+                rows = torch.tensor(keep)
+                logits, labels, first = self._answer_logits(
+                    self.prompt_learner(maps[rows], vectors[rows]),
+                    [batch.classes[i] for i in keep], [batch.answers[i] for i in keep])
+                total_extra = self._decision_term(logits, labels, first)
         losses = anomalygpt_loss(out.stage_maps, batch.masks, logits, labels, self.config.loss_weights,
                                  self.config.focal_gamma)
+        total = losses.total if total_extra is None else losses.total + self.config.decision_weight * total_extra
         self.optimizer.zero_grad(set_to_none=True)
-        losses.total.backward()
+        total.backward()
         self.optimizer.step()
-        return losses
+        return losses._replace(total=total)
 
-    def _answer_logits(self, tokens: PromptTokens, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits at the answer tokens only, as (1, N + 1, V) with labels (1, N + 1) for ``answer_loss``.
+    def _prompt_maps(self, batch: Batch, features: Sequence[torch.Tensor], out) -> torch.Tensor:
+        """M for the prompt learner (2P, S, S): few-shot maps against leave-out banks, or the decoder's."""
+        if self.prompt_maps is not None:
+            banks = tuple(self.prompt_maps.pick(name, index, draw)
+                          for (name, index), draw in zip(batch.normal_keys, batch.draws, strict=True))
+            return self.prompt_maps(batch.classes, banks + banks, features)
+        return out.anomaly_map if self.config.answer_grad_to_decoder else out.anomaly_map.detach()
+
+    def _answered(self, maps: torch.Tensor, masks: torch.Tensor) -> list[int]:
+        """Images whose answer is trained: all, or with ``skip_unseen`` those whose prompt map shows their
+        truth (a normal image's map stays at or below the decision level 0.5, an anomaly's map exceeds it
+        inside the anomaly's mask). The LLM reads the map: an anomaly the map does not show, or a normal
+        image it flags, would only teach it to guess."""
+        if not self.config.skip_unseen:
+            return list(range(maps.shape[0]))
+        keep = []
+        for i, (heat, mask) in enumerate(zip(maps, masks, strict=True)):
+            region = mask > 0
+            shows = float(heat[region].max()) > DECISION_LEVEL if bool(region.any()) else float(heat.max()) <= DECISION_LEVEL
+            if shows:
+                keep.append(i)
+        self._skipped.append(1.0 - len(keep) / maps.shape[0])
+        return keep
+
+    def _decision_term(self, logits: torch.Tensor, labels: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """CE of the answers' first tokens (the Yes / No decision); records decision and answer accuracy."""
+        flat, targets = logits[0, :-1], labels[0, 1:]  # row j predicts targets[j]
+        decision = nn.functional.cross_entropy(flat[first], targets[first])
+        with torch.no_grad():
+            right = flat.argmax(-1) == targets
+            ends = [*first.tolist()[1:], len(targets)]
+            exact = [bool(right[a:b].all()) for a, b in zip(first.tolist(), ends, strict=True)]
+            self._recent.append((float(decision), float(right[first].float().mean()), float(np.mean(exact))))
+        return decision
+
+    def _answer_logits(self, tokens: PromptTokens, classes: Sequence[str], answers: Sequence[str],
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits at the answer tokens only, as (1, N + 1, V) with labels (1, N + 1) for ``answer_loss``,
+        and the index among the N answer tokens of each answer's first token (the decision), (B,).
 
         The full labels (B, T) are -100 except at the answer tokens; only the N positions that predict
         an answer token go through the LM head (the (B, T, V) logits would cost more than they tell).
         """
         llm, rows, answer_ids = self.llm, [], []
-        for i, (name, answer) in enumerate(zip(batch.classes, batch.answers, strict=True)):
+        for i, (name, answer) in enumerate(zip(classes, answers, strict=True)):
             description = class_description(name) if self.config.with_description else ""
             prompt = build_llm_input(llm, tokens.image_tokens[i], tokens.prompt_tokens[i], description, QUESTION)
             if answer not in self._answer_ids:  # the answer, then EOS so that generation stops there
@@ -317,7 +412,9 @@ class Trainer:
         logits = llm.model.get_output_embeddings()(picked).float()  # (N, V)
         compact = torch.cat([logits, logits.new_zeros(1, logits.shape[1])]).unsqueeze(0)  # (1, N + 1, V)
         compact_labels = torch.cat([torch.tensor([IGNORE_INDEX]), targets[targets != IGNORE_INDEX]]).unsqueeze(0)
-        return compact, compact_labels
+        lengths = torch.tensor([len(ids) for _, ids in answer_ids])
+        first = torch.cumsum(lengths, 0) - lengths  # rows are taken in batch order, each answer in order
+        return compact, compact_labels, first
 
     @torch.no_grad()
     def _build_cache(self, chunk: int = 8) -> None:
@@ -347,6 +444,7 @@ class Trainer:
         if self.config.cache_features and not self._cache:
             self._build_cache()
         bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step", disable=not self.progress)
+        every, log_every, first_step = self.config.checkpoint_every, self.config.log_every, self.step
         while self.step < self.total_steps:
             epoch, index = divmod(self.step, self.steps_per_epoch)
             pairs = _EpochPairs(self.simulators, self.config.seed, epoch, start=index * self.config.batch_size)
@@ -362,8 +460,13 @@ class Trainer:
                 bar.set_postfix(loss=f"{float(losses.total.detach()):.3f}", focal=f"{float(losses.focal):.3f}",
                                 dice=f"{float(losses.dice):.3f}", answer=f"{float(losses.answer):.3f}",
                                 img_s=f"{images / max(busy_s, 1e-9):.1f}")
+                if log_every and self.step % log_every == 0:
+                    self._log_progress(busy_s / max(1, self.step - first_step))
                 if self.step >= self.total_steps:
                     break
+                if every and self.step % every == 0:
+                    self.save(out)
+                    log.info("checkpoint at step %d: %s", self.step, out)
                 tick = time.perf_counter()
             self.save(out)
             log.info("epoch %.2f done (step %d): %s", self.step / self.steps_per_epoch, self.step, self.final_losses())
@@ -372,6 +475,19 @@ class Trainer:
             self.save(out)
         return TrainResult(out, out / LOSS_CURVE_FILE, self.step, self.step / self.steps_per_epoch,
                            self.final_losses(), time.perf_counter() - started, images / max(busy_s, 1e-9))
+
+    def _log_progress(self, step_s: float) -> None:
+        """One line: mean losses, decision loss/accuracy and exact answers over the last ``log_every`` steps."""
+        recent = np.asarray(self.history[-self.config.log_every :], np.float64)[:, 1:].mean(0)
+        line = (f"step {self.step}/{self.total_steps} (epoch {self.step / self.steps_per_epoch:.2f}): total {recent[0]:.4f} "
+                f"focal {recent[1]:.4f} dice {recent[2]:.4f} answer {recent[3]:.4f}")
+        if self._recent:
+            decision, accuracy, exact = np.asarray(self._recent, np.float64).mean(0)
+            line += f" decision {decision:.4f} decision_acc {100 * accuracy:.1f}% exact_answers {100 * exact:.1f}%"
+        if self._skipped:
+            line += f" skipped_unseen {100 * float(np.mean(self._skipped)):.1f}%"
+        eta_s = step_s * (self.total_steps - self.step)
+        log.info("%s; %.2f s/step, ETA %d min", line, step_s, round(eta_s / 60))
 
     def final_losses(self) -> dict[str, float]:
         """Mean of each loss term over the last epoch's steps (empty before the first step)."""
@@ -419,8 +535,10 @@ class Trainer:
             if mine[key] != theirs.get(key):
                 raise CheckpointError(f"cannot resume {str(checkpoint_dir)!r}: {key} was {theirs.get(key)!r}, now {mine[key]!r}")
         for key in _RESUME_KEYS:
-            old = theirs.get("train_config", {}).get(key)
-            if old != getattr(self.config, key):
+            old = theirs.get("train_config", {}).get(key, _BEFORE_KEYS.get(key))
+            if key not in theirs.get("train_config", {}) and key not in _BEFORE_KEYS:
+                continue  # a key added later with no effect on older runs
+            if json.dumps(old) != json.dumps(getattr(self.config, key)):  # tuples come back as lists
                 raise CheckpointError(f"cannot resume {str(checkpoint_dir)!r}: {key} was {old!r}, now {getattr(self.config, key)!r}")
         load_state_checked(self.decoder, checkpoint.decoder.state_dict(), checkpoint_dir)
         if self.prompt_learner is not None and checkpoint.prompt_learner is not None:

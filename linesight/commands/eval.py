@@ -43,7 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "for zero_shot / fused")
     parser.add_argument("--llm", action="store_true",
                         help="also measure the LLM verdicts (accuracy of the text parsed as Yes/No, agreement with "
-                             "the detector); uses the prompt learner of the --decoder checkpoint folder, else "
+                             "the detector; positions: Yes answers on flagged frames naming the detector's "
+                             "positions); uses the prompt learner of the --decoder checkpoint folder, else "
                              "LINESIGHT_CHECKPOINT_DIR, else a seeded untrained one. Slow: ~3 s per answer")
     parser.add_argument("--llm-images", type=positive_int, default=8,
                         help="test images per class for --llm (half good, half defective; default 8)")
@@ -164,10 +165,11 @@ def _llm(args: argparse.Namespace, settings, dataset, encoder, config) -> dict:
                           progress=not args.no_progress)
     report = llm_report(scores, shots)
     print(f"LLM verdicts ({shots}-shot bank, prompt learner: {checkpoint or 'untrained, seeded'}):")
-    print(f"{'class':<14} {'images':>6} {'accuracy':>9} {'agreement':>10} {'undecided':>10}")
+    print(f"{'class':<14} {'images':>6} {'accuracy':>9} {'agreement':>10} {'undecided':>10} {'positions':>16}")
     for name, row in [*report["classes"].items(), ("MACRO", report["macro"])]:
+        placed = "-" if row["positions"] is None else f"{100 * row['positions']:.1f}% of {row['located']}"
         print(f"{name:<14} {row['images']:>6} {100 * row['accuracy']:>8.1f}% {100 * row['agreement']:>9.1f}% "
-              f"{100 * row['undecided']:>9.1f}%")
+              f"{100 * row['undecided']:>9.1f}% {placed:>16}")
     return report
 
 

@@ -206,7 +206,7 @@ class DialogueService:
         model = self._loaded_model()
         masks = self.repository.get_masks(row.id)
         anomaly_map, global_vector = model.inputs(
-            masks.frame_image if masks else None, masks.anomaly_map_png if masks else None
+            masks.frame_image if masks else None, masks.anomaly_map_png if masks else None, row.threshold
         )
         if global_vector is None:
             log.info("inspection %d has no stored frame image: the dialogue goes without E_img/E_prompt", row.id)
@@ -256,6 +256,7 @@ def answer_about_frame(settings: Settings, image: Any, result: Any, product_clas
     import torch
 
     from model.exceptions import ModelError
+    from model.prompt_learner import prompt_map
     from pipeline.services.inspection_facts import facts_from_score
     from pipeline.stream.verdicts import InspectionModel
 
@@ -271,7 +272,7 @@ def answer_about_frame(settings: Settings, image: Any, result: Any, product_clas
         model = InspectionModel.from_settings(settings, encoder=encoder)
         with torch.inference_mode():
             vector = model.encoder(model.encoder.preprocess([image])).global_vector[0].float()
-        tokens = model.gpt.tokens(torch.from_numpy(result.anomaly_map.copy()), vector)
+        tokens = model.gpt.tokens(prompt_map(result.anomaly_map, result.threshold), vector)
         llm = _TunedLLM(model.llm, repetition_penalty=settings.chat_repetition_penalty,
                         no_repeat_ngram_size=settings.chat_no_repeat_ngram_size)
         details = DetectorFacts(result.is_anomalous, tuple(result.positions), result.region_count, product_class)

@@ -77,6 +77,7 @@ class VerdictJob:
     anomaly_map_png: bytes  # M as stored in SQL (8-bit grey PNG)
     image_bytes: bytes | None  # the frame as received; None = no E_img
     submitted_at: float = 0.0  # time.time() when the sink built it
+    threshold: float | None = None  # the detector's threshold for the map: E_prompt reads M in its units
 
 
 def sample_normal(frame_id: str, rate: float) -> bool:
@@ -113,6 +114,7 @@ def verdict_jobs(frames: Sequence[Any], records: Sequence[Any], inserted: set[st
                 anomaly_map_png=bytes(record.anomaly_map_png),
                 image_bytes=record.frame_image,
                 submitted_at=now,
+                threshold=float(frame.result.threshold),
             )
         )
     return jobs
@@ -171,20 +173,27 @@ class InspectionModel:
         with torch.inference_mode():
             return self.encoder(self.encoder.preprocess([image])).global_vector[0].float().clone()
 
-    def inputs(self, image_bytes: bytes | None, anomaly_map_png: bytes | None) -> tuple[Any | None, Any | None]:
-        """(anomaly map (S, S), global vector (C,)) tensors for :meth:`AnomalyGPT.verdict` / ``conversation``."""
-        import torch
+    def inputs(
+        self, image_bytes: bytes | None, anomaly_map_png: bytes | None, threshold: float | None = None
+    ) -> tuple[Any | None, Any | None]:
+        """(anomaly map (S, S), global vector (C,)) tensors for :meth:`AnomalyGPT.verdict` / ``conversation``.
 
+        The stored map is put in units of the detector's ``threshold`` (the stored inspection's), as the
+        prompt learner was trained (:func:`model.prompt_learner.prompt_map`); None leaves it as stored.
+        """
+        from model.prompt_learner import prompt_map
         from storage.records import map_from_png
 
-        anomaly_map = torch.from_numpy(map_from_png(anomaly_map_png).copy()) if anomaly_map_png else None
+        anomaly_map = prompt_map(map_from_png(anomaly_map_png), threshold) if anomaly_map_png else None
         return anomaly_map, self.global_vector(image_bytes)
 
-    def verdict_inputs(self, image_bytes: bytes | None, anomaly_map_png: bytes | None) -> tuple[Any | None, Any | None]:
+    def verdict_inputs(
+        self, image_bytes: bytes | None, anomaly_map_png: bytes | None, threshold: float | None = None
+    ) -> tuple[Any | None, Any | None]:
         """:meth:`inputs` for a verdict prompt: (None, None) when verdicts leave E_img/E_prompt out."""
         if not self.verdict_image_tokens:
             return None, None
-        return self.inputs(image_bytes, anomaly_map_png)
+        return self.inputs(image_bytes, anomaly_map_png, threshold)
 
 
 class _JobQueue:
@@ -429,7 +438,8 @@ class VerdictWorker:
         for index, job in enumerate(jobs):
             facts = DetectorFacts(job.is_anomalous, job.positions, job.region_count, job.product_class)
             try:
-                anomaly_map, global_vector = self.model.verdict_inputs(job.image_bytes, job.anomaly_map_png)
+                anomaly_map, global_vector = self.model.verdict_inputs(job.image_bytes, job.anomaly_map_png,
+                                                                       job.threshold)
             except Exception as exc:  # one bad job must not stop the others; its template stays
                 log.warning("LLM verdict for %s failed: %s: %s", job.frame_id, type(exc).__name__, exc)
                 with self._lock:

@@ -45,6 +45,19 @@ def test_the_database_lives_in_the_data_folder(data_dir: Path) -> None:
     assert load_settings(data_dir="/srv/x").database_url == "sqlite:////srv/x/linesight.db"
 
 
+def test_a_trained_checkpoint_in_the_data_folder_is_used_unless_one_is_set(data_dir: Path, monkeypatch,
+                                                                          tmp_path: Path) -> None:
+    monkeypatch.delenv("LINESIGHT_CHECKPOINT_DIR", raising=False)
+    folder = data_dir / "checkpoint"
+    folder.mkdir(parents=True)
+    assert load_settings().checkpoint_dir is None  # a folder without a trained prompt learner: not picked up
+    (folder / "prompt_learner.safetensors").write_bytes(b"written by linesight train")
+    assert load_settings().checkpoint_dir == folder
+    monkeypatch.setenv("LINESIGHT_CHECKPOINT_DIR", str(tmp_path / "elsewhere"))
+    assert load_settings().checkpoint_dir == tmp_path / "elsewhere"  # an explicit setting wins
+    assert load_settings(checkpoint_dir=tmp_path / "mine").checkpoint_dir == tmp_path / "mine"
+
+
 def test_history_reads_what_the_demo_wrote(data_dir: Path, capsys) -> None:
     """The old trap: the demo wrote <out>/linesight.db while history read linesight-data/linesight.db."""
     from linesight.demo import DemoConfig, demo_settings

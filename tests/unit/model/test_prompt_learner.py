@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from model.exceptions import ModelError, ShapeError
-from model.prompt_learner import PromptLearner, load_prompt_learner, save_prompt_learner
+from model.prompt_learner import PromptLearner, load_prompt_learner, prompt_map, save_prompt_learner
 
 HIDDEN, GLOBAL = 32, 24
 
@@ -107,3 +107,20 @@ def test_save_load_round_trip(tmp_path):
         ModelError, match=r"'base_prompts' has shape \(9, 32\) but the model expects \(9, 40\)"
     ):
         load_prompt_learner(path, other)
+
+
+def test_prompt_map_puts_the_threshold_at_one_half_for_any_scale():
+    import numpy as np
+
+    for threshold in (0.2, 0.43):  # two classes' calibrated thresholds: the same picture in threshold units
+        raw = np.array([[0.0, threshold / 2, threshold, 2 * threshold, 3 * threshold]], np.float32)
+        assert prompt_map(raw, threshold)[0].tolist() == pytest.approx([0.0, 0.25, 0.5, 1.0, 1.0])
+    decoder_map = torch.rand(2, 8, 8)  # the decoder's softmax: threshold 0.5 leaves it unchanged
+    assert torch.allclose(prompt_map(decoder_map, 0.5), decoder_map)
+    assert torch.equal(prompt_map(torch.tensor([1.5, -0.1]), None), torch.tensor([1.0, 0.0]))
+
+
+@pytest.mark.parametrize("threshold", [0.0, -0.3, float("nan")])
+def test_prompt_map_refuses_a_threshold_that_is_not_positive(threshold):
+    with pytest.raises(ModelError, match="threshold"):
+        prompt_map(torch.zeros(4, 4), threshold)

@@ -189,3 +189,103 @@ def test_train_command_writes_and_resumes_a_decoder_only_checkpoint(tmp_path: Pa
     assert checkpoint.history.shape == (4, 5)
     assert main([*common, "--epochs", "1"]) == 2  # no silent overwrite
     assert "already holds a checkpoint" in capsys.readouterr().err
+
+
+def test_few_shot_prompt_maps_score_each_pair_against_a_bank_without_its_image(encoder, llm, images):
+    trainer = make_trainer(encoder, llm, images)
+    maps = trainer.prompt_maps
+    assert maps is not None
+    assert set(maps.banks) == {"gravel", "brick"}
+    assert all(t > 0 for name in maps.banks for t in maps.thresholds(name))
+    for epoch in range(2):
+        for index in range(trainer.steps_per_epoch):
+            batch = trainer.batch(epoch, index)
+            for (name, image), draw in zip(batch.normal_keys, batch.draws, strict=True):
+                assert image not in maps.subsets[name][maps.pick(name, image, draw)]
+    batch = trainer.batch(0, 0)
+    trainer._build_cache()
+    features, _ = trainer._features(batch)
+    out = trainer._prompt_maps(batch, features, None)
+    assert out.shape == (4, SIZE_PX, SIZE_PX)
+    assert 0.0 <= float(out.min()) <= float(out.max()) <= 1.0
+    decoder_maps = make_trainer(encoder, llm, images, prompt_map="decoder")
+    assert decoder_maps.prompt_maps is None  # the paper's training: the decoder's map
+
+
+def test_decision_weight_adds_the_first_token_loss_to_the_total(encoder, llm, images):
+    plain = make_trainer(encoder, llm, images).train_step(make_trainer(encoder, llm, images).batch(0, 0))
+    assert float(plain.total) == pytest.approx(float(plain.focal + plain.dice + plain.answer), rel=1e-5)
+    trainer = make_trainer(encoder, llm, images, decision_weight=3.0, log_every=1)
+    weighted = trainer.train_step(trainer.batch(0, 0))
+    (decision, accuracy, exact), = trainer._recent
+    assert decision > 0
+    assert 0.0 <= accuracy <= 1.0
+    assert 0.0 <= exact <= 1.0
+    assert float(weighted.total) == pytest.approx(float(weighted.focal + weighted.dice + weighted.answer) + 3 * decision,
+                                                  rel=1e-4)
+
+
+def test_periodic_checkpoints_and_progress_lines(encoder, llm, images, tmp_path: Path, caplog):
+    trainer = make_trainer(encoder, llm, images, checkpoint_every=2, log_every=2)
+    saved, save = [], trainer.save
+    trainer.save = lambda out: (saved.append(trainer.step), save(out))[1]
+    with caplog.at_level("INFO", logger="training.trainer"):
+        trainer.fit(tmp_path / "ckpt")
+    assert saved == [2, 3, 4, 6]  # every 2 steps, at each epoch's end (3 steps) and at the end
+    lines = [r.getMessage() for r in caplog.records if "s/step" in r.getMessage()]
+    assert len(lines) == 3
+    assert "step 2/6" in lines[0]
+    assert "decision_acc" in lines[0]
+
+
+def test_a_checkpoint_from_before_prompt_maps_resumes_as_decoder_maps(encoder, llm, images, tmp_path: Path):
+    import json
+
+    out = tmp_path / "old"
+    make_trainer(encoder, llm, images, prompt_map="decoder", max_steps=2).fit(out)
+    config = json.loads((out / "config.json").read_text())
+    for key in ("prompt_map", "bank_shots", "banks_per_class"):
+        del config["train_config"][key]  # as written before these options existed
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="prompt_map was 'decoder', now 'few_shot'"):
+        make_trainer(encoder, llm, images, max_steps=3).fit(out, resume=True)
+    assert make_trainer(encoder, llm, images, prompt_map="decoder", max_steps=3).fit(out, resume=True).steps == 3
+
+
+def test_bad_prompt_map_options_are_named():
+    with pytest.raises(ConfigError, match="'oracle'"):
+        TrainConfig(prompt_map="oracle")
+    with pytest.raises(ConfigError, match="bank_shots.*0"):
+        TrainConfig(bank_shots=(1, 0))
+    with pytest.raises(ConfigError, match="banks_per_class.*1"):
+        TrainConfig(banks_per_class=1)
+    with pytest.raises(ConfigError, match="decision_weight.*-1"):
+        TrainConfig(decision_weight=-1.0)
+    with pytest.raises(ConfigError, match="checkpoint_every.*0"):
+        TrainConfig(checkpoint_every=0)
+
+
+def test_a_mix_of_anomaly_methods_is_drawn_per_pair(encoder, llm, images):
+    trainer = make_trainer(encoder, llm, images, nsa_method="nsa+stain", prompt_map="decoder")
+    assert [s.method for s in trainer.simulators["gravel"]] == ["nsa", "stain"]
+    again = make_trainer(encoder, llm, images, nsa_method="nsa+stain", prompt_map="decoder")
+    for index in range(trainer.steps_per_epoch):
+        assert torch.equal(trainer.batch(0, index).masks, again.batch(0, index).masks)  # seeded
+    with pytest.raises(ConfigError, match="'glitter'"):
+        TrainConfig(nsa_method="nsa+glitter")
+
+
+def test_skip_unseen_trains_only_answers_the_map_can_support(encoder, llm, images):
+    trainer = make_trainer(encoder, llm, images, skip_unseen=True, log_every=1)
+    masks = torch.zeros(4, SIZE_PX, SIZE_PX)
+    masks[2:, 4:12, 4:12] = 1  # images 2 and 3 are anomalies
+    maps = torch.full((4, SIZE_PX, SIZE_PX), 0.2)
+    maps[1, 20, 20] = 0.9  # a normal image the map flags: skipped
+    maps[2, 6, 6] = 0.8  # an anomaly shown inside its mask: kept
+    maps[3, 25, 25] = 0.9  # an anomaly shown only outside its mask: skipped
+    assert trainer._answered(maps, masks) == [0, 2]
+    assert trainer._skipped[-1] == pytest.approx(0.5)
+    everything = make_trainer(encoder, llm, images)
+    assert everything._answered(maps, masks) == [0, 1, 2, 3]
+    batch = trainer.batch(0, 0)
+    trainer.train_step(batch)  # a whole step with skipping runs (some or no answers left)
