@@ -188,7 +188,7 @@ def test_inference_and_sink_actors_killed_for_good_are_recreated(broker, ray_ses
         manifest, publisher = _publish_in_background(settings, broker, 90, fps=12, seed=4)
         _wait_rows(repository, 8)
         for kill in range(8):  # max_restarts=2: the third kill of an actor is for good
-            ray.kill(pipeline.stream.inference[kill % 2], no_restart=False)
+            ray.kill(pipeline.inference[kill % 2], no_restart=False)
             time.sleep(1.5)
         ray.kill(pipeline.sinks[0])  # no restarts for a sink: the supervisor replaces it
         publisher.join(60)

@@ -150,7 +150,7 @@ def test_a_threshold_that_is_off_moves_to_the_streams_own_tail_within_n_frames(b
         manager.activate("washer", off.version)  # reversible; and the stream does not refine v2 again
         time.sleep(3 * settings.supervise_interval_s)
         assert repository.active_banks()["washer"].version == off.version
-        assert pipeline.services.self_calibration.calibrated == [f"washer@v{refined.version}"]
+        assert pipeline.self_calibration.calibrated == [f"washer@v{refined.version}"]
         pipeline.stop()
 
     assert (refined.version, refined.calibration["method"], refined.calibration["source_version"]) == (

@@ -200,9 +200,9 @@ def test_losing_a_worker_node_mid_stream_loses_and_duplicates_nothing(broker, en
         assert head == cluster.head_node.node_id != node_b.node_id  # the driver is on the head, not on B
         pipeline.wait_until_consuming(60)
         phase("consuming")
-        ingest_nodes = [_node_of(a) for a in pipeline.stream.ingest]
+        ingest_nodes = [_node_of(a) for a in pipeline.ingest]
         placed = {"ingest": ingest_nodes, "sink": [_node_of(a) for a in pipeline.sinks],
-                  "inference": [_node_of(a) for a in pipeline.stream.inference]}
+                  "inference": [_node_of(a) for a in pipeline.inference]}
         assert set(ingest_nodes) == {head, node_b.node_id}, f"ingest loops not spread over both nodes: {placed}"
         lost_loops = ingest_nodes.count(node_b.node_id)
 
@@ -222,7 +222,7 @@ def test_losing_a_worker_node_mid_stream_loses_and_duplicates_nothing(broker, en
         phase("published_after")
         _wait_rows(repository, len(sent), timeout_s=180)  # 16-67 s measured (load 4-25 on 2 cores)
         phase("all_stored")
-        survivors = [_node_of(a) for a in [*pipeline.stream.ingest, *pipeline.sinks, *pipeline.stream.inference]]
+        survivors = [_node_of(a) for a in [*pipeline.ingest, *pipeline.sinks, *pipeline.inference]]
         stats = pipeline.stop()
         phase("stopped")
 

@@ -45,7 +45,7 @@ def test_flagged_rows_get_llm_verdicts_or_rejections_after_their_alerts(broker, 
         assert wait_for(lambda: len(done()) == len(manifest), 90), f"{len(done())} of {len(manifest)} verdicts"
 
         def reported() -> int:
-            snapshot = ray.get(pipeline.stream.monitor.snapshot.remote())
+            snapshot = ray.get(pipeline.monitor.snapshot.remote())
             return snapshot["verdicts_written"] + snapshot["verdicts_rejected"]
 
         assert wait_for(lambda: reported() == len(manifest), 10), f"the monitor saw {reported()} verdicts"
