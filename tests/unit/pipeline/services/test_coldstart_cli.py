@@ -8,20 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from linesight.cli import main
 from training.synthetic import SyntheticLine
 
 FRAMES = 34  # seed 4: frames 1 and 33 are defective (5.9 %)
-
-
-@pytest.fixture(scope="module")
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

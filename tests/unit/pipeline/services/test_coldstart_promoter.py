@@ -8,7 +8,6 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-import torch
 
 from linesight.settings import load_settings
 from pipeline.services.banks import BankManager
@@ -19,14 +18,6 @@ from tests.unit.storage.helpers import make_record
 from training.synthetic import SyntheticLine, normal_images
 
 FIRST = 20  # seed 3, 10 % defects: frames 8 and 10 of the first 20 washer frames are defective
-
-
-@pytest.fixture(scope="module")
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
