@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -187,12 +188,17 @@ class AlertTail:
         )
         self._consumer.subscribe([topic])
 
-    def alerts(self, count: int | None = None, timeout_s: float | None = None) -> Iterator[Alert]:
-        """Yield alerts in arrival order until ``count`` were yielded or ``timeout_s`` seconds have passed."""
+    def alerts(
+        self, count: int | None = None, timeout_s: float | None = None, *, stop: threading.Event | None = None
+    ) -> Iterator[Alert]:
+        """Yield alerts in arrival order until ``count`` were yielded, ``timeout_s`` seconds have passed or
+        ``stop`` is set (checked between polls of at most 200 ms)."""
         yielded = 0
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while count is None or yielded < count:
             if deadline is not None and time.monotonic() >= deadline:
+                return
+            if stop is not None and stop.is_set():
                 return
             for records in self._consumer.poll(timeout_ms=200).values():
                 for record in records:

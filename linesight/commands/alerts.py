@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from linesight.commands._common import positive_float, positive_int
+from linesight.commands._common import positive_float, positive_int, stop_on_signals
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,12 +49,9 @@ def handle(args: argparse.Namespace) -> int:
         )
         with AlertTail(
             bootstrap, settings.alerts_topic, from_beginning=args.from_beginning, security=settings.kafka_security
-        ) as tail:
-            try:
-                for alert in tail.alerts(count=args.count, timeout_s=args.timeout_s):
-                    print(alert_to_json_line(alert) if args.json else format_alert(alert), flush=True)
-                    shown += 1
-            except KeyboardInterrupt:
-                pass
+        ) as tail, stop_on_signals() as stop:
+            for alert in tail.alerts(count=args.count, timeout_s=args.timeout_s, stop=stop):
+                print(alert_to_json_line(alert) if args.json else format_alert(alert), flush=True)
+                shown += 1
     print(f"{shown} alert(s)", file=sys.stderr)
     return 0

@@ -300,11 +300,13 @@ def test_a_broker_restart_is_reported_and_the_stream_resumes_by_itself(ray_sessi
         _wait_rows(repository, len(before) + len(after), timeout_s=120)
         assert wait_for(lambda: not pipeline.stats()["faults_active"], 30), "the stream did not recover by itself"
         recovered_s = time.monotonic() - down_at
+        # the sink stores a batch, then sends its alerts, then marks them sent: wait for the marks
+        assert wait_for(lambda: all(r.alert_sent_at is not None for r in repository.iter_history() if r.is_anomalous),
+                        30), "flagged rows left without an alert"
         rows = list(repository.iter_history())
         stored = [r.frame_id for r in rows]
         assert len(stored) == len(set(stored)), "duplicate rows"
         assert set(stored) == {m.frame_id for m in before + after}
-        assert all(r.alert_sent_at is not None for r in rows if r.is_anomalous)
         flagged_after = {r.frame_id for r in rows if r.is_anomalous} & {m.frame_id for m in after}
         alerts = _topic_records(settings, broker, settings.alerts_topic, len(flagged_after))
         assert flagged_after <= {_alert_frame(r) for r in alerts}  # the earlier alerts were lost with the broker
