@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/linesight demo
 
 # two pytest processes, one test file each at a time (the fault and stream tests wait on brokers and
-# actors more than they compute): 541 s against 813 s in one process on a quiet 2-core host.
+# actors more than they compute): 495 s against 813 s in one process on a quiet 2-core host.
 # TEST_WORKERS=0 runs everything in one process; a test that kills its pytest process ends the run at once
 # (--max-worker-restart=0: after such a crash a replaced worker once left the run waiting for ever).
 TEST_WORKERS ?= 2
