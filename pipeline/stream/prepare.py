@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from linesight.settings import Settings
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-__all__ = ["prepare", "ensure_stream_topics"]
+__all__ = ["StreamTopicsConfig", "prepare", "ensure_stream_topics"]
 
 
-def prepare(settings: Settings, bootstrap_servers: str) -> None:
+class StreamTopicsConfig(Protocol):
+    """What :func:`prepare` reads (``linesight.settings.Settings`` has all of it; nothing here imports it)."""
+
+    frames_topic: str
+    frames_partitions: int
+    alerts_topic: str
+    dead_letter_topic: str
+    kafka_replication_factor: int
+    database_url: str
+
+    @property
+    def topic_configs(self) -> Mapping[str, Mapping[str, int]]: ...
+
+    @property
+    def kafka_security(self) -> Mapping[str, Any]: ...
+
+
+def prepare(settings: StreamTopicsConfig, bootstrap_servers: str) -> None:
     """Create the frames/alerts/dead-letter topics (idempotent; partitions, replication factor and retention
     from ``settings``) and migrate the database to head."""
     from storage.db import Database
@@ -20,7 +38,7 @@ def prepare(settings: Settings, bootstrap_servers: str) -> None:
         database.dispose()
 
 
-def ensure_stream_topics(settings: Settings, bootstrap_servers: str) -> None:
+def ensure_stream_topics(settings: StreamTopicsConfig, bootstrap_servers: str) -> None:
     """Create those of the frames/alerts/dead-letter topics that do not exist (also after a memory-only broker
     restarted empty)."""
     from connectors.kafka import ensure_topics
