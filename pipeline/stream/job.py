@@ -168,10 +168,10 @@ class Pipeline:
         import ray
 
         from pipeline.stream.placement import io_actor_options
-        from pipeline.stream.sink import ResultSink
+        from pipeline.stream.sink import ResultSink, SinkConfig
 
         return ray.remote(ResultSink).options(**io_actor_options(SINK_CPUS, spread=True)).remote(
-            self.settings, self.bootstrap_servers, self.settings.api_base_url, self.verdicts
+            SinkConfig.from_settings(self.settings), self.bootstrap_servers, self.settings.api_base_url, self.verdicts
         )
 
     def _start_ingest(self, index: int) -> Any:

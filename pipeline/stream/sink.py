@@ -11,6 +11,8 @@ With LLM verdicts on, the new rows are then handed to the verdict actor, fire an
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,42 @@ from typing import Any
 import cv2
 import numpy as np
 
-from linesight.settings import Settings
 from model.overlay import render_overlay
 from pipeline.stream.messages import ScoredFrame, WriteResult
 
-__all__ = ["ResultSink", "to_record"]
+__all__ = ["ResultSink", "SinkConfig", "to_record"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """What a :class:`ResultSink` needs, built from the settings by the app (:meth:`from_settings`)."""
+
+    database_url: str
+    alerts_topic: str
+    max_frame_bytes: int
+    store_frames: str = "all"  # "all" or "flagged" (storage.repository.Repository)
+    kafka_security: Mapping[str, Any] = field(default_factory=dict)
+    overlays_dir: Path | None = None  # None: no overlay files
+    verdict_sample_normal: float = 0.0
+    alert_webhook_url: str | None = None
+    alert_webhook_token: str | None = field(default=None, repr=False)
+    alert_webhook_queue_size: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> SinkConfig:
+        """From ``linesight.settings.Settings`` (read by name; nothing here imports it)."""
+        token = settings.alert_webhook_token
+        return cls(
+            database_url=settings.database_url, alerts_topic=settings.alerts_topic,
+            max_frame_bytes=settings.max_frame_bytes, store_frames=settings.store_frames,
+            kafka_security=dict(settings.kafka_security),
+            overlays_dir=settings.overlays_dir if settings.write_overlays else None,
+            verdict_sample_normal=settings.verdict_sample_normal, alert_webhook_url=settings.alert_webhook_url,
+            alert_webhook_token=token.get_secret_value() if token else None,
+            alert_webhook_queue_size=settings.alert_webhook_queue_size,
+        )
 
 
 def to_record(frame: ScoredFrame, stored_at: datetime):
@@ -68,26 +99,26 @@ class ResultSink:
     """SQL writer and alert publisher of one ingest loop (a Ray actor in the stream)."""
 
     def __init__(
-        self, settings: Settings, bootstrap_servers: str, api_base_url: str | None = None, verdicts: Any | None = None
+        self, config: SinkConfig, bootstrap_servers: str, api_base_url: str | None = None, verdicts: Any | None = None
     ) -> None:
         from connectors.alerts import AlertSink
         from pipeline.stream.adapters import FLUSH_TIMEOUT_S, stream_producer_factory
         from storage.db import Database
         from storage.repository import Repository
 
-        self.settings = settings
-        self.repository = Repository(Database(settings.database_url), store_frames=settings.store_frames)
+        self.config = config
+        self.repository = Repository(Database(config.database_url), store_frames=config.store_frames)
         new_producer = stream_producer_factory(
-            bootstrap_servers, max_request_size=settings.max_frame_bytes, security=settings.kafka_security
+            bootstrap_servers, max_request_size=config.max_frame_bytes, security=dict(config.kafka_security)
         )
-        self.alerts = AlertSink(new_producer(), settings.alerts_topic, renew=new_producer,
+        self.alerts = AlertSink(new_producer(), config.alerts_topic, renew=new_producer,
                                 flush_timeout_s=FLUSH_TIMEOUT_S)
         self.api_base_url = api_base_url
-        self.overlays_dir: Path | None = settings.overlays_dir if settings.write_overlays else None
+        self.overlays_dir: Path | None = config.overlays_dir
         # LLM verdicts: a pipeline.stream.verdicts.VerdictWorker actor handle, or None when llm_verdicts is off
         self.verdicts = verdicts
-        self.verdict_sample_normal = settings.verdict_sample_normal
-        self.webhook = _webhook(settings) if settings.alert_webhook_url else None
+        self.verdict_sample_normal = config.verdict_sample_normal
+        self.webhook = _webhook(config) if config.alert_webhook_url else None
 
     def ready(self) -> bool:
         """Returns once connected (used to wait for actor start-up)."""
@@ -173,7 +204,7 @@ class ResultSink:
                 self.webhook.close()
 
 
-def _webhook(settings: Settings):
+def _webhook(config: SinkConfig):
     """The optional alert webhook, reporting its counters to the stream's monitor under a unique name."""
     import os
     import uuid
@@ -181,8 +212,7 @@ def _webhook(settings: Settings):
     from connectors.webhook import WebhookForwarder, WebhookSink
     from pipeline.stream.monitor import get_monitor
 
-    token = settings.alert_webhook_token.get_secret_value() if settings.alert_webhook_token else None
-    sink = WebhookSink(settings.alert_webhook_url or "", bearer_token=token)
+    sink = WebhookSink(config.alert_webhook_url or "", bearer_token=config.alert_webhook_token)
     source = f"webhook-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     monitor = get_monitor() if _ray_running() else None
 
@@ -191,8 +221,8 @@ def _webhook(settings: Settings):
             monitor.report.remote(source, {"webhook_delivered": stats.delivered, "webhook_failed": stats.failed,
                                            "webhook_retries": stats.retries, "webhook_dropped": stats.dropped})
 
-    log.info("alerts are also POSTed to webhook %s", settings.alert_webhook_url)
-    return WebhookForwarder(sink, settings.alert_webhook_queue_size, on_change=report)
+    log.info("alerts are also POSTed to webhook %s", config.alert_webhook_url)
+    return WebhookForwarder(sink, config.alert_webhook_queue_size, on_change=report)
 
 
 def _ray_running() -> bool:

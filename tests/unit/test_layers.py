@@ -31,7 +31,6 @@ KNOWN_EXCEPTIONS: set[tuple[str, str]] = {
     ("pipeline/services/dialogue.py", SETTINGS),
     ("pipeline/stream/ingest_service.py", SETTINGS),
     ("pipeline/stream/job.py", SETTINGS),
-    ("pipeline/stream/sink.py", SETTINGS),
     ("pipeline/stream/verdicts.py", SETTINGS),
     ("training/dialogue_bench.py", SETTINGS),  # a benchmark entry point (python -m), builds its own settings
 }
