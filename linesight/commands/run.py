@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import signal
-import threading
 import time
 from pathlib import Path
 
-from linesight.commands._common import positive_float, positive_int, tcp_port
+from linesight.commands._common import positive_float, positive_int, stop_on_signals, tcp_port
 
 log = logging.getLogger("linesight.run")
 
@@ -45,16 +44,16 @@ def handle(args: argparse.Namespace) -> int:
     from pipeline.stream.prepare import prepare
 
     settings = load_settings()
-    stop = threading.Event()
     started = time.monotonic()
     metrics_port = args.metrics_port or settings.metrics_port
     with broker_for(settings) as bootstrap:
         prepare(settings, bootstrap)
         log.info("brokers %s, database %s", bootstrap, settings.database_url)
-        with Pipeline(settings, bootstrap, ingest_loops=args.ingest_loops) as pipeline:
+        # the handlers go in after ray.init (Pipeline starts it; Ray installs its own) and stay until
+        # the pipeline has drained: the stack closes after the pipeline's own exit
+        with contextlib.ExitStack() as signals, Pipeline(settings, bootstrap, ingest_loops=args.ingest_loops) as pipeline:
+            stop = signals.enter_context(stop_on_signals())
             metrics_server = _serve_metrics(settings, metrics_port) if metrics_port else None
-            for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own
-                signal.signal(signum, lambda *_: stop.set())
             while not stop.wait(args.report_every_s):
                 pipeline.watch()
                 stats = pipeline.stats()

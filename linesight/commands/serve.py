@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import signal
-import threading
 
-from linesight.commands._common import positive_float, tcp_port
+from linesight.commands._common import positive_float, stop_on_signals, tcp_port
 
 log = logging.getLogger("linesight.serve")
 
@@ -44,11 +42,9 @@ def handle(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     token, generated = resolve_api_token(settings.api_token)
-    stop = threading.Event()
     init_ray(settings)
-    for signum in (signal.SIGINT, signal.SIGTERM):  # after ray.init, which installs its own SIGTERM handler
-        signal.signal(signum, lambda *_: stop.set())
-    with contextlib.ExitStack() as stack:
+    # handlers after ray.init, which installs its own SIGTERM handler; kept until the drain is over
+    with stop_on_signals() as stop, contextlib.ExitStack() as stack:
         bootstrap = _prepare(settings, stack, stream=not args.no_stream)
         stack.callback(stop_serve)  # exits run in reverse: the stream drains first, then the API stops
         pipeline = None

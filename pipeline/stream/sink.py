@@ -106,10 +106,9 @@ class ResultSink:
         from storage.db import Database
         from storage.repository import Repository
 
-        self.config = config
         self.repository = Repository(Database(config.database_url), store_frames=config.store_frames)
         new_producer = stream_producer_factory(
-            bootstrap_servers, max_request_size=config.max_frame_bytes, security=dict(config.kafka_security)
+            bootstrap_servers, max_request_size=config.max_frame_bytes, security=config.kafka_security
         )
         self.alerts = AlertSink(new_producer(), config.alerts_topic, renew=new_producer,
                                 flush_timeout_s=FLUSH_TIMEOUT_S)

@@ -80,11 +80,13 @@ def _repository(settings):
     return Repository(Database(settings.database_url))
 
 
-def _wait_rows(repository, count, timeout_s=120):
+def _wait_rows(repository, count, timeout_s=120, explain=None):
+    """Wait until ``count`` rows are stored; ``explain()`` adds what the test knows about a stall."""
     from pipeline.stream.job import wait_for
 
     assert wait_for(lambda: repository.count_inspections() >= count, timeout_s), (
         f"only {repository.count_inspections()} of {count} frames stored after {timeout_s} s"
+        + (f": {explain()}" if explain is not None else "")
     )
 
 
