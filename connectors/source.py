@@ -104,10 +104,6 @@ class KafkaFrameSource:
         """Partitions currently assigned to this consumer (empty until the group join completes)."""
         return set(self._consumer.assignment())
 
-    def partition_count(self) -> int:
-        """How many partitions the topic has (the consumer's metadata cache; asks the cluster when empty)."""
-        return len(self._consumer.partitions_for_topic(self.topic))
-
     def close(self) -> None:
         """Leave the group without committing; idempotent."""
         if self._closed:

@@ -220,10 +220,6 @@ class Settings(BaseSettings):
     supervise_interval_s: float = Field(
         1.0, gt=0, le=60, description="how often dead inference, sink, verdict and ingest actors are looked for"
     )
-    partition_watch: bool = Field(
-        True, description="make the consumer group rebalance when frame partitions have had no owner for two "
-        "session timeouts (Tansu forgets a dead consumer's partitions); off when several drivers share the group",
-    )
 
     # --- line screen (dashboard tiles and trends) ------------------------------------------------
     line_down_after_s: float = Field(

@@ -12,10 +12,6 @@ behind a group rebalance) whenever polls have returned nothing for ``probe_inter
 ``InfrastructureFault("broker")``. Once the broker answers again it replaces its consumer
 (``reconnect``: a new member of the group, from the committed offsets) and increases ``generation``,
 so the loop does not commit offsets read by the old one (they replay).
-
-**A group that forgot partitions is made to rebalance.** :meth:`KafkaSourcePort.rejoin` replaces the
-consumer the same way while the broker is up: the new consumer joins as a new member, which makes the
-coordinator rebalance over the live members (:mod:`pipeline.stream.group_watch` says when).
 """
 
 from __future__ import annotations
@@ -155,35 +151,6 @@ class KafkaSourcePort:
         if self._source is None:
             return set()
         return {(tp.topic, tp.partition) for tp in self._source.assignment()}
-
-    def partition_count(self) -> int:
-        """Partitions of the frames topic (0 while reconnecting or when the broker does not say)."""
-        from kafka.errors import KafkaError
-
-        if self._source is None:
-            return 0
-        try:
-            return int(self._source.partition_count())
-        except KafkaError:
-            return 0
-
-    def rejoin(self) -> None:
-        """Leave the consumer group and join it again as a new member (a new consumer, so offsets read before
-        are not committed: they replay); ``InfrastructureFault("broker")`` when no new consumer can be made."""
-        if self._reconnect is None or self._away:
-            return  # no way to make a new consumer, or a reconnect is due anyway
-        old, self._source = self._source, None
-        if old is not None:
-            with contextlib.suppress(Exception):
-                old.close()
-        try:
-            self._source = self._reconnect()
-        except Exception as exc:
-            self._away = True  # the next poll or commit probes and reconnects
-            raise InfrastructureFault("broker", f"rejoin failed: {type(exc).__name__}: {exc}") from exc
-        self.generation += 1
-        self._heard_at = self._clock()
-        log.warning("left the consumer group and joined again as a new member: the coordinator rebalances")
 
     def close(self) -> None:
         """Leave the group without committing; close the probe."""

@@ -45,7 +45,6 @@ class StreamCounters:
     batch_retries: int = 0  # batch attempts re-sent after a failure (on another actor when one is up)
     infra_faults: int = 0  # failed attempts caused by infrastructure (database, broker, actors, banks)
     source_reconnects: int = 0  # consumers replaced after the broker was away
-    group_rejoins: int = 0  # consumers replaced so that the group rebalances (partitions without an owner)
     bank_versions: dict[str, int] = field(default_factory=dict)  # "class@vN" -> frames stored with it
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)  # reason -> frames
     fault_kinds: dict[str, int] = field(default_factory=dict)  # infrastructure fault kind -> failed attempts

@@ -22,8 +22,6 @@
 6. **A reconnected source commits only what it read.** When the source replaced its consumer after
    the broker was away (``source.generation`` grew), offsets of batches read before are not committed:
    those frames replay and are deduplicated (a restarted memory-only broker has none of them).
-   :meth:`IngestLoop.request_rejoin` (the supervisor's group watch) replaces the consumer the same way,
-   so that the group rebalances.
 """
 
 from __future__ import annotations
@@ -124,21 +122,11 @@ class IngestLoop:
         self._commit_failures_in_a_row = 0
         self._unreported_latencies: list[float] = []
         self._reported_at = -1e18
-        self._rejoin_asked = threading.Event()
-        self._partitions: list[int] = []  # partition numbers held at the last poll
-        self._topic_partitions = 0
-        self._orphaned: list[int] = []  # what the last rejoin request said had no owner
 
     # --- lifecycle ---------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask the loop to stop polling, drain what is in flight, commit and return from :meth:`run`."""
         self._stop.set()
-
-    def request_rejoin(self, orphaned: list[int] | None = None) -> None:
-        """Ask the loop (from any thread) to leave its consumer group and join again as a new member at its
-        next poll, because partitions ``orphaned`` have no owner; a source without ``rejoin`` ignores it."""
-        self._orphaned = list(orphaned or [])
-        self._rejoin_asked.set()
 
     def run(self) -> None:
         """Step until :meth:`stop`; then drain (bounded by ``drain_timeout_s``) and close the source."""
@@ -184,8 +172,6 @@ class IngestLoop:
         out["latencies_ms"] = list(self.latencies_ms)
         out["faults_active"] = dict(self.faults_active)
         out["holding"] = self._holding()
-        out["partitions"] = list(self._partitions)
-        out["topic_partitions"] = self._topic_partitions
         return out
 
     # --- faults -------------------------------------------------------------------------------
@@ -251,12 +237,8 @@ class IngestLoop:
         busy. A fault while filling keeps the records already read (they are dispatched)."""
         size = self.config.max_batch_size
         try:
-            self._rejoin_if_asked()
             records = list(self.source.poll(timeout_ms=100, max_records=size))
-            self._partitions = sorted(partition for _, partition in self.source.assignment())
-            self.counters.assigned_partitions = len(self._partitions)
-            count = getattr(self.source, "partition_count", None)
-            self._topic_partitions = count() if count is not None else 0
+            self.counters.assigned_partitions = len(self.source.assignment())
         except InfrastructureFault as exc:
             return [], exc
         finally:
@@ -273,18 +255,6 @@ class IngestLoop:
             except InfrastructureFault as exc:
                 return records, exc
         return records, None
-
-    def _rejoin_if_asked(self) -> None:
-        rejoin = getattr(self.source, "rejoin", None)
-        if not self._rejoin_asked.is_set() or rejoin is None:
-            return
-        self._rejoin_asked.clear()
-        log.warning("%s: partitions %s of the frames topic have no owner: leaving the consumer group (held %s) "
-                    "and joining again as a new member, so that it rebalances", self.name, self._orphaned,
-                    self._partitions)
-        self.counters.group_rejoins += 1
-        self._partitions = []
-        rejoin()
 
     def _dispatch(self, records: list[Any], generation: int = 0) -> None:
         from connectors.schema import BadFrame, parse_record

@@ -118,12 +118,6 @@ class IngestService:
         self.dispatcher.set_sink(sink)
         return True
 
-    def rejoin_group(self, orphaned: list[int]) -> bool:
-        """Leave the consumer group and join again as a new member (partitions ``orphaned`` have no owner)."""
-        if self.loop is not None:
-            self.loop.request_rejoin(orphaned)
-        return self.loop is not None
-
     def stats(self) -> dict[str, Any]:
         """Counters, latencies, ``faults_active``, plus ``running`` and ``error``."""
         out = self.loop.state() if self.loop is not None else {**StreamCounters().as_dict(), "latencies_ms": []}

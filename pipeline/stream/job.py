@@ -11,8 +11,6 @@ loops and sinks it lost; the new loops resume from the committed offsets.
 A supervisor thread (every ``supervise_interval_s``) recreates inference, sink, verdict and ingest
 actors that Ray gave up on (``max_restarts`` used up, killed, crashed) and hands the new handles to
 the actors that use them; restarts are counted per role in :meth:`Pipeline.stats` and the monitor.
-It also makes the consumer group rebalance when partitions are left without an owner
-(pipeline/stream/group_watch.py: seen on Tansu after a consumer dies).
 
 >>> # with Pipeline(settings, bootstrap_servers) as pipeline: ... pipeline.stats()
 """
@@ -28,7 +26,6 @@ from typing import Any
 from linesight.settings import Settings
 from pipeline.exceptions import PipelineError
 from pipeline.stream.counters import StreamCounters
-from pipeline.stream.group_watch import OrphanedPartitionWatch
 from pipeline.stream.ingest_service import IngestService
 
 __all__ = ["Pipeline", "IngestService", "init_ray"]
@@ -87,9 +84,6 @@ class Pipeline:
         self._generation = 0
         self._final_stats: list[dict[str, Any]] = []
         self.coldstart: Any | None = None  # pipeline.services.coldstart_stream.ColdStartPromoter (driver thread)
-        self.partition_watch: OrphanedPartitionWatch | None = None  # see pipeline/stream/group_watch.py
-        if settings.partition_watch:  # longer than a session timeout and the rebalance after it
-            self.partition_watch = OrphanedPartitionWatch(grace_s=2 * settings.session_timeout_ms / 1000 + 2)
 
     @property
     def restarts(self) -> int:
@@ -210,8 +204,7 @@ class Pipeline:
             self.monitor.count_restart.remote(role)
 
     def watch(self) -> int:
-        """Recreate every actor Ray gave up on (inference, sink, verdicts, ingest); returns how many. Then make
-        the consumer group rebalance if partitions have had no owner for a while (``partition_watch``).
+        """Recreate every actor Ray gave up on (inference, sink, verdicts, ingest); returns how many.
 
         A new ingest loop resumes from the last committed offsets: nothing is lost, and frames that
         were in flight are replayed and deduplicated by the sink.
@@ -223,8 +216,7 @@ class Pipeline:
             self._replace_dead_inference()
             self._replace_dead_verdicts()
             self._replace_dead_sinks()
-            states = self._restart_dead_ingest()
-            self._rejoin_if_orphaned(states)
+            self._restart_dead_ingest()
             return self.restarts - before
 
     def _replace_dead_inference(self) -> None:
@@ -261,35 +253,21 @@ class Pipeline:
             if index < len(self.ingest):
                 self.ingest[index].set_sink.remote(self.sinks[index])
 
-    def _restart_dead_ingest(self) -> list[dict[str, Any]]:
-        """Restart the ingest loops that are down; returns every loop's stats (a restarted one: not running)."""
+    def _restart_dead_ingest(self) -> None:
         import ray
 
-        states: list[dict[str, Any]] = []
         for index, service in enumerate(self.ingest):
             try:
                 state = ray.get(service.stats.remote(), timeout=30)
                 alive = state["running"]
             except Exception:
                 alive, state = False, {}
-            states.append(state if alive else {"running": False})
             if alive:
                 continue
             log.warning("ingest-%d is down (%s); restarting it", index, state.get("error", "actor died"))
             _kill(service)
             self.ingest[index] = self._start_ingest(index)
             self._count_restart("ingest")
-        return states
-
-    def _rejoin_if_orphaned(self, states: list[dict[str, Any]]) -> None:
-        if self.partition_watch is None:
-            return
-        index = self.partition_watch.check(states)
-        if index is not None:
-            orphaned = self.partition_watch.orphaned
-            log.warning("partitions %s of %r have had no owner for %.0f s: ingest-%d rejoins the consumer group",
-                        orphaned, self.settings.frames_topic, self.partition_watch.grace_s, index)
-            self.ingest[index].rejoin_group.remote(orphaned)
 
     def kill_ingest(self, index: int = 0) -> None:
         """Kill an ingest loop's process without a drain (crash drills and tests)."""

@@ -62,7 +62,6 @@ class FakeSource:
         self.committed: dict[tuple[str, int], int] = {}
         self.commit_fault = False
         self.closed = False
-        self.rejoins = 0
 
     def add(self, *records: Record) -> None:
         self.records.extend(records)
@@ -93,14 +92,6 @@ class FakeSource:
         """What the Kafka source does after the broker was away: a new consumer, from the committed offset."""
         self.generation += 1
         self.replay_from_committed()
-
-    def rejoin(self) -> None:
-        """What the Kafka source does when asked to rejoin its group: a new consumer (a new member)."""
-        self.rejoins += 1
-        self.reconnect()
-
-    def partition_count(self) -> int:
-        return 1
 
 
 class Delivery:

@@ -259,20 +259,3 @@ def test_stop_drains_in_flight_batches_and_commits():
     rig.loop.run()
     assert rig.committed() == 4
     assert rig.source.closed
-
-
-def test_a_requested_rejoin_replaces_the_consumer_and_replays_what_it_read():
-    rig = Rig([frame_record(i) for i in range(8)], dispatcher=FakeDispatcher(auto=False))
-    rig.steps(1)  # one batch read and in flight, not committed
-    assert rig.loop.state()["partitions"] == [0] and rig.loop.state()["topic_partitions"] == 1
-    rig.loop.request_rejoin([3, 4])
-    rig.steps(1)
-    assert rig.source.rejoins == 1 and rig.loop.counters.group_rejoins == 1
-    rig.dispatcher.auto = True
-    for handle in rig.dispatcher.submitted:
-        rig.dispatcher.finish(handle)
-    rig.steps(8)
-    # the batch read by the replaced consumer was not committed through the new one: it replayed
-    assert rig.loop.counters.redelivered >= 1
-    assert rig.committed() == 8
-    assert rig.loop.counters.stored == 8
