@@ -1,5 +1,12 @@
 """The frames source: one consumer of a consumer group, manual commits (at-least-once).
 
+Partitions come from the group coordinator (``share=None``: subscribe, Kafka rebalances them over the
+members) or from the caller (``share=(index, count)``: this consumer reads the partitions ``p`` with
+``p % count == index``, with no group membership; offsets are committed to ``group_id`` all the same).
+The stream uses shares: its supervisor knows every loop and restarts a lost one on the same share, so
+nothing depends on the coordinator noticing a dead member (the embedded Tansu 0.6 left a dead member's
+partitions without an owner, docs/deployment.md).
+
 The caller commits the *next* offset to read per partition (last processed + 1) only after its
 sinks flushed; a new consumer in the same group resumes there after a restart or rebalance.
 Calls that talk to the group coordinator are bounded (``commit_timeout_ms``, ``timeout_ms`` of
@@ -25,13 +32,23 @@ from kafka.structs import OffsetAndMetadata
 from connectors.exceptions import ConnectorError
 from connectors.kafka import make_consumer
 
-__all__ = ["KafkaFrameSource", "TopicPartition"]
+__all__ = ["KafkaFrameSource", "TopicPartition", "partitions_of_share"]
 
 log = logging.getLogger(__name__)
 
 
+def partitions_of_share(partitions: list[int], index: int, count: int) -> list[int]:
+    """The partitions of share ``index`` of ``count``: those with ``p % count == index``.
+
+    >>> partitions_of_share(list(range(6)), 1, 3)
+    [1, 4]
+    """
+    return [p for p in partitions if p % count == index]
+
+
 class KafkaFrameSource:
-    """Subscribe ``group_id`` to ``topic``; :meth:`poll` returns records, :meth:`commit` stores progress."""
+    """Read ``topic`` as a consumer of ``group_id`` (or its ``share`` of the partitions); :meth:`poll` returns
+    records, :meth:`commit` stores progress."""
 
     def __init__(
         self,
@@ -45,6 +62,7 @@ class KafkaFrameSource:
         security: Mapping[str, Any] | None = None,
         commit_timeout_ms: int = 10_000,
         close_timeout_ms: int = 5_000,
+        share: tuple[int, int] | None = None,
     ) -> None:
         if not group_id:
             raise ConnectorError(f"a frame source needs a consumer group id, got {group_id!r}")
@@ -66,11 +84,28 @@ class KafkaFrameSource:
             security=security,
         )
         try:
-            self._consumer.subscribe([topic])
-        except (KafkaError, ValueError) as exc:
+            if share is None:
+                self._consumer.subscribe([topic])
+            else:
+                self._consumer.assign([TopicPartition(topic, p) for p in self._share(share)])
+        except (KafkaError, ValueError, ConnectorError) as exc:
             self._consumer.close(autocommit=False)
-            raise ConnectorError(f"cannot subscribe to topic {topic!r} on {bootstrap_servers!r}: {exc}") from exc
+            raise ConnectorError(f"cannot read topic {topic!r} on {bootstrap_servers!r}: {exc}") from exc
         self._closed = False
+
+    def _share(self, share: tuple[int, int]) -> list[int]:
+        """The topic's partitions of ``share`` = (index, count); asks the cluster for the topic's partitions."""
+        index, count = share
+        if not 0 <= index < count:
+            raise ConnectorError(f"a partition share needs 0 <= index < count, got {share!r}")
+        partitions = self._consumer.partitions_for_topic(self.topic)
+        if not partitions:
+            raise ConnectorError(f"topic {self.topic!r} does not exist (or has no partitions)")
+        mine = partitions_of_share(sorted(partitions), index, count)
+        if not mine:
+            log.warning("topic %r has %d partitions: share %d of %d reads none", self.topic, len(partitions),
+                        index, count)
+        return mine
 
     def poll(self, timeout_ms: int = 100, max_records: int | None = None) -> list[Any]:
         """Up to ``max_records`` ConsumerRecords, waiting at most ``timeout_ms``; order within a partition kept.
@@ -101,7 +136,8 @@ class KafkaFrameSource:
         return self._consumer.committed(partition, timeout_ms=timeout_ms)
 
     def assignment(self) -> set[TopicPartition]:
-        """Partitions currently assigned to this consumer (empty until the group join completes)."""
+        """Partitions currently assigned to this consumer (with ``share=None``: empty until the group join
+        completes)."""
         return set(self._consumer.assignment())
 
     def close(self) -> None:

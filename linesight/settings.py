@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         "linesight.dead-letter", description="topic for frames that cannot be inspected, with the reason"
     )
     consumer_group: str = Field("linesight-inspect", description="Kafka consumer group of the ingest actors")
+    partition_assignment: Literal["static", "group"] = Field(
+        "static",
+        description="static: the stream's supervisor gives ingest loop i of n the frames partitions p with "
+        "p % n == i (a restarted loop takes the same ones back; offsets are still committed to consumer_group); "
+        "group: the Kafka group coordinator assigns and rebalances them",
+    )
     frames_partitions: int = Field(4, ge=1, description="partitions created for the frames topic")
     max_frame_bytes: int = Field(
         1_048_576, ge=1024, description="largest encoded frame accepted; larger ones are dead-lettered"

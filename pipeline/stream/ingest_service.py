@@ -22,17 +22,22 @@ log = logging.getLogger(__name__)
 
 
 class IngestService:
-    """Ray actor wrapper of one :class:`~pipeline.stream.ingest.IngestLoop` (one Kafka consumer)."""
+    """Ray actor wrapper of one :class:`~pipeline.stream.ingest.IngestLoop` (one Kafka consumer).
+
+    ``share=(index, loops)``: it reads the frames partitions ``p % loops == index``
+    (:func:`connectors.source.partitions_of_share`); None: those the consumer group gives it.
+    """
 
     def __init__(
         self, settings: Settings, bootstrap_servers: str, inference: list[Any], sink: Any, name: str,
-        monitor: Any | None = None,
+        monitor: Any | None = None, share: tuple[int, int] | None = None,
     ) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers
         self.name = name
         self.monitor = monitor
+        self.share = share  # (index, loops): the frames partitions it reads; None = the group coordinator's
         self.dispatcher = RayDispatcher(inference, sink)
         self.loop: IngestLoop | None = None
         self.dead_letters: Any | None = None  # connectors.dead_letter.DeadLetterSink, once built
@@ -67,7 +72,7 @@ class IngestService:
             return KafkaFrameSource(
                 servers, settings.frames_topic, settings.consumer_group, client_id=self.name,
                 max_poll_records=settings.max_batch_size, session_timeout_ms=settings.session_timeout_ms,
-                security=settings.kafka_security,
+                security=settings.kafka_security, share=self.share,
             )
 
         def reconnect() -> KafkaFrameSource:  # a memory-only broker comes back empty: topics first

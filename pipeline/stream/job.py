@@ -8,6 +8,10 @@ of the frames topic) and their sinks are spread over the nodes (Ray's SPREAD), i
 Ray restarts the inference actors elsewhere (``max_restarts``) and the supervisor recreates the ingest
 loops and sinks it lost; the new loops resume from the committed offsets.
 
+With ``partition_assignment=static`` (the default) ingest loop ``i`` of ``n`` reads the frames partitions
+``p % n == i``, and a recreated loop takes the same ones back, so no partition waits for the group
+coordinator to notice a dead consumer (``group``: the coordinator assigns and rebalances them).
+
 A supervisor thread (every ``supervise_interval_s``) recreates inference, sink, verdict and ingest
 actors that Ray gave up on (``max_restarts`` used up, killed, crashed) and hands the new handles to
 the actors that use them; restarts are counted per role in :meth:`Pipeline.stats` and the monitor.
@@ -181,9 +185,10 @@ class Pipeline:
         from pipeline.stream.placement import io_actor_options
 
         self._generation += 1  # a unique source name per loop generation: the monitor's totals never reset
+        share = (index, self.ingest_loops) if self.settings.partition_assignment == "static" else None
         service = ray.remote(IngestService).options(**io_actor_options(INGEST_CPUS, spread=True)).remote(
             self.settings, self.bootstrap_servers, self.inference, self.sinks[index],
-            f"ingest-{index}#{self._generation}", self.monitor,
+            f"ingest-{index}#{self._generation}", self.monitor, share,
         )
         ray.get(service.start.remote())
         return service
@@ -289,10 +294,11 @@ class Pipeline:
         return _aggregate(per_loop + self._final_stats, self.restarts_by_role)
 
     def wait_until_consuming(self, timeout_s: float = 60.0) -> None:
-        """Block until every ingest loop has joined the consumer group and holds partitions.
+        """Block until every ingest loop holds partitions (its share at once; with ``partition_assignment=group``
+        after the group join, about half of ``session_timeout_ms``).
 
-        Frames published before that wait in Kafka (nothing is lost); waiting keeps the group
-        join (about half of ``session_timeout_ms``) out of latency measurements.
+        Frames published before that wait in Kafka (nothing is lost); waiting keeps the start-up out of
+        latency measurements.
         """
         import ray
 
@@ -301,8 +307,8 @@ class Pipeline:
             return all(state["assigned_partitions"] > 0 for state in states)
 
         if not wait_for(joined, timeout_s):
-            raise PipelineError(f"the ingest loops did not join consumer group {self.settings.consumer_group!r} "
-                                f"within {timeout_s} s")
+            raise PipelineError(f"the ingest loops did not get partitions of {self.settings.frames_topic!r} "
+                                f"(consumer group {self.settings.consumer_group!r}) within {timeout_s} s")
 
     def stop(self, timeout_s: float = 120.0) -> dict[str, Any]:
         """Stop supervising, drain and stop the ingest loops, then the sinks and inference actors."""
