@@ -11,13 +11,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from linesight.errors import ConfigError
-from linesight.settings import Settings
 from model.names import check_class_name
 
 __all__ = ["IMAGE_SUFFIXES", "load_images", "BankManager"]
@@ -43,10 +42,27 @@ def load_images(folder: Path, *, limit: int | None = None) -> list[np.ndarray]:
     return images
 
 
+class BankSettings(Protocol):
+    """What :class:`BankManager` reads itself (``linesight.settings.Settings`` has it all); the detector's
+    fields are read by :meth:`model.factory.DetectorConfig.from_settings`."""
+
+    database_url: str
+    max_bank_rows: int
+
+    @property
+    def banks_dir(self) -> Path: ...
+
+    @property
+    def tile_setting(self) -> int | str | None: ...
+
+    @property
+    def bank_stage_indices(self) -> tuple[int, ...] | None: ...
+
+
 class BankManager:
     """Builds, lists and activates banks against one database and bank folder; holds one encoder."""
 
-    def __init__(self, settings: Settings, repository: Any | None = None, encoder: Any | None = None) -> None:
+    def __init__(self, settings: BankSettings, repository: Any | None = None, encoder: Any | None = None) -> None:
         from storage.db import Database
         from storage.repository import Repository
 

@@ -27,9 +27,8 @@ import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from linesight.settings import Settings
 from model.anomalygpt import Conversation, DetectorFacts, facts_description
 from model.exceptions import ModelError
 from model.grounding import InspectionFacts, degenerate_reason, facts_answer, facts_prompt
@@ -40,11 +39,24 @@ from pipeline.exceptions import (
     InvalidQuestionError,
     PipelineError,
 )
+from pipeline.stream.verdicts import ModelSettings
 from storage.rows import ChatTurnRow, InspectionRow
 
 __all__ = ["STOP_STRINGS", "ChatReply", "DialogueService", "answer_about_frame", "grounded_answer"]
 
 log = logging.getLogger(__name__)
+
+
+class DialogueSettings(ModelSettings, Protocol):
+    """What the dialogue reads besides the model's settings (``linesight.settings.Settings`` has it all)."""
+
+    database_url: str
+    chat_history_window: int
+    chat_max_question_chars: int
+    chat_max_new_tokens: int
+    chat_max_context_tokens: int
+    chat_repetition_penalty: float
+    chat_no_repeat_ngram_size: int
 
 
 @dataclass(frozen=True)
@@ -107,7 +119,7 @@ class DialogueService:
     [(0, 'operator'), (1, 'assistant')]
     """
 
-    def __init__(self, settings: Settings, repository: Any | None = None, *, model: Any | None = None) -> None:
+    def __init__(self, settings: DialogueSettings, repository: Any | None = None, *, model: Any | None = None) -> None:
         if repository is None:
             from storage.db import Database
             from storage.repository import Repository
@@ -245,7 +257,7 @@ def grounded_answer(
     return facts_answer(facts, question), "facts", reason
 
 
-def answer_about_frame(settings: Settings, image: Any, result: Any, product_class: str, question: str, *,
+def answer_about_frame(settings: DialogueSettings, image: Any, result: Any, product_class: str, question: str, *,
                        bank: Any | None = None, encoder: Any | None = None) -> ChatReply:
     """Answer one question about a frame scored now (``linesight inspect IMAGE --ask``); nothing is stored.
 

@@ -37,18 +37,20 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
-from linesight.settings import Settings
 from pipeline.exceptions import PipelineError
 
 __all__ = [
     "PROMPT_LEARNER_FILE",
     "PROMPT_LEARNER_SEED",
     "InspectionModel",
+    "ModelSettings",
     "VerdictJob",
+    "VerdictSettings",
     "VerdictWorker",
     "sample_normal",
     "verdict_jobs",
@@ -58,6 +60,27 @@ log = logging.getLogger(__name__)
 
 PROMPT_LEARNER_FILE = "prompt_learner.safetensors"  # inside settings.checkpoint_dir
 PROMPT_LEARNER_SEED = 0  # fixed seed of an untrained prompt learner (no checkpoint_dir)
+
+
+class ModelSettings(Protocol):
+    """What :meth:`InspectionModel.from_settings` reads (``linesight.settings.Settings`` has it all)."""
+
+    llm_path: Path | None
+    encoder: str
+    encoder_path: Path | None
+    image_size_px: int
+    checkpoint_dir: Path | None
+    verdict_image_tokens: bool | None
+
+
+class VerdictSettings(ModelSettings, Protocol):
+    """What :class:`VerdictWorker` reads besides the model's settings."""
+
+    llm_torch_threads: int
+    database_url: str
+    verdict_max_new_tokens: int
+    verdict_batch_size: int
+    verdict_queue_size: int
 _NICE = 19  # lowest priority: the verdict thread only gets the cores inference leaves idle
 _REPORT_EVERY_S = 1.0
 _NOTE_CHARS = 300
@@ -134,7 +157,7 @@ class InspectionModel:
         self.verdict_image_tokens = verdict_image_tokens  # E_img/E_prompt in verdict prompts (not dialogue)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, llm: Any | None = None, encoder: Any | None = None) -> InspectionModel:
+    def from_settings(cls, settings: ModelSettings, *, llm: Any | None = None, encoder: Any | None = None) -> InspectionModel:
         """Load the LLM (``llm_path`` or the packaged SmolLM2), the encoder and the prompt learner.
 
         The prompt learner comes from ``checkpoint_dir/prompt_learner.safetensors``; without a
@@ -233,7 +256,7 @@ class _JobQueue:
             return jobs
 
 
-def _prompt_learner(settings: Settings, hidden_size: int, global_dim: int) -> Any:
+def _prompt_learner(settings: ModelSettings, hidden_size: int, global_dim: int) -> Any:
     import torch
 
     from model.exceptions import ModelError
@@ -283,7 +306,7 @@ class VerdictWorker:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: VerdictSettings,
         monitor: Any | None = None,
         *,
         model: InspectionModel | None = None,
