@@ -92,3 +92,31 @@ def test_tiled_banks_calibrate_leave_one_out_and_skip_the_edge_band(encoder: Eff
     assert frame.anomaly_map[0].max() == 0.0  # the edge is not judged
     assert frame.anomaly_map[:, -1].max() == 0.0
     assert frame.anomaly_map.max() > 0.0
+
+
+def test_tiled_banks_of_three_shots_lower_their_leave_one_out_normals(encoder: EfficientNetLiteEncoder,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    import model.fewshot as fewshot
+
+    shots = [cv2.resize(i, (320, 320), interpolation=cv2.INTER_CUBIC) for i in normal_images("gravel", 3)]
+    corrected = build_bank(encoder, shots, "gravel", 1, tile_px=224).calibration
+    monkeypatch.setattr(fewshot, "LEAVE_ONE_OUT_BIAS_MIN_SHOTS", 99)  # no correction
+    plain = build_bank(encoder, shots, "gravel", 1, tile_px=224).calibration
+    assert corrected.normal_count == plain.normal_count == 3
+    shift = plain.normal_mean - corrected.normal_mean
+    assert shift > 0  # one shot fewer raises a normal frame's score: leave-one-out normals are lowered
+    assert corrected.normal_max == pytest.approx(plain.normal_max - shift)  # the same shift for every normal
+    assert corrected.anomaly_mean == plain.anomaly_mean  # the synthetic defects are left as they are
+    assert corrected.threshold <= plain.threshold
+
+
+def test_whole_frame_banks_keep_their_leave_one_out_normals(encoder: EfficientNetLiteEncoder,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import model.fewshot as fewshot
+
+    shots = normal_images("gravel", 3)
+    default = build_bank(encoder, shots, "gravel", 1, rotations=False).calibration
+    monkeypatch.setattr(fewshot, "LEAVE_ONE_OUT_BIAS_MIN_SHOTS", 99)
+    assert build_bank(encoder, shots, "gravel", 1, rotations=False).calibration == default
