@@ -8,17 +8,34 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Protocol
 
-from linesight.settings import Settings
 from pipeline.stream.counters import StreamCounters
 from pipeline.stream.dispatch import RayDispatcher
 from pipeline.stream.ingest import IngestLoop
 from pipeline.stream.ports import IngestConfig
+from pipeline.stream.prepare import StreamTopicsConfig
 
-__all__ = ["IngestService"]
+__all__ = ["IngestService", "IngestSettings"]
 
 log = logging.getLogger(__name__)
+
+
+class IngestSettings(StreamTopicsConfig, Protocol):
+    """What an ingest actor reads (``linesight.settings.Settings`` has it all): its Kafka clients' settings and
+    the topics (:class:`~pipeline.stream.prepare.StreamTopicsConfig`) here, the loop's own in
+    :meth:`pipeline.stream.ports.IngestConfig.from_settings`."""
+
+    consumer_group: str
+    max_batch_size: int
+    session_timeout_ms: int
+    max_frame_bytes: int
+
+    @property
+    def zero_shot_class_names(self) -> tuple[str, ...]: ...
+
+    @property
+    def coldstart_class_names(self) -> tuple[str, ...]: ...
 
 
 class IngestService:
@@ -29,7 +46,7 @@ class IngestService:
     """
 
     def __init__(
-        self, settings: Settings, bootstrap_servers: str, inference: list[Any], sink: Any, name: str,
+        self, settings: IngestSettings, bootstrap_servers: str, inference: list[Any], sink: Any, name: str,
         monitor: Any | None = None, share: tuple[int, int] | None = None,
     ) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
