@@ -25,14 +25,14 @@ import logging
 import os
 import threading
 import time
-from typing import Any
+from typing import Any, Literal, Protocol
 
-from linesight.settings import Settings
 from pipeline.exceptions import PipelineError
 from pipeline.stream.counters import StreamCounters
-from pipeline.stream.ingest_service import IngestService
+from pipeline.stream.ingest_service import IngestService, IngestSettings
+from pipeline.stream.verdicts import VerdictSettings
 
-__all__ = ["Pipeline", "IngestService", "init_ray"]
+__all__ = ["Pipeline", "IngestService", "RaySettings", "StreamSettings", "init_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,30 @@ SINK_CPUS = 0.25  # I/O bound: SQL and the alert producer
 VERDICT_CPUS = 0.25  # LLM verdicts: low priority, 1 torch thread, niced; fits beside the others
 
 
-def init_ray(settings: Settings, *, log_to_driver: bool = True) -> None:
+class RaySettings(Protocol):
+    """What :func:`init_ray` reads (``linesight.settings.Settings`` has it all)."""
+
+    ray_address: str | None
+    ray_num_cpus: int | None
+
+
+class StreamSettings(RaySettings, IngestSettings, VerdictSettings, Protocol):
+    """What the stream's wiring reads besides what its actors read: ``linesight.settings.Settings`` has it all
+    (the inference and sink configs, the placement and the cold start read theirs from it, duck-typed)."""
+
+    inference_actors: int
+    batch_wait_timeout_s: float
+    max_inflight_batches: int
+    bank_cache_size: int
+    max_bank_rows: int
+    llm_verdicts: bool
+    verdict_drain_s: float
+    api_base_url: str | None
+    supervise_interval_s: float
+    partition_assignment: Literal["static", "group"]
+
+
+def init_ray(settings: RaySettings, *, log_to_driver: bool = True) -> None:
     """Connect to ``settings.ray_address`` or start a local Ray (no dashboard: it costs ~900 MB)."""
     import ray
 
@@ -66,7 +89,7 @@ def init_ray(settings: Settings, *, log_to_driver: bool = True) -> None:
 class Pipeline:
     """Owns the actors of one stream; use as a context manager or call start()/stop()."""
 
-    def __init__(self, settings: Settings, bootstrap_servers: str, *, ingest_loops: int = 1,
+    def __init__(self, settings: StreamSettings, bootstrap_servers: str, *, ingest_loops: int = 1,
                  supervise: bool = True) -> None:
         from pipeline.stream.placement import check_ingest_loops
 
