@@ -3,7 +3,9 @@
 The threshold on the image score max(M) is chosen from two score sets measured when the bank is
 built (model/fewshot.py): scores of *normal* views (leave-one-out shots or augmented views)
 and scores of the same shots with *synthetic defects*. The rule maximises balanced accuracy; on a
-plateau of equally good thresholds it takes the midpoint. When the sets separate perfectly the
+plateau of equally good thresholds it takes the midpoint, never below ``floor`` when one is given
+(model/fewshot.py gives the largest score of a normal shot itself: a threshold that flags one of the
+operator's own normal frames is wrong on the only real frames it has). When the sets separate perfectly the
 threshold sits in the gap, pulled no lower than ``mean + 3 std`` of the normal scores (a few
 normal scores underestimate the normal tail) and no higher than the smallest anomaly score.
 """
@@ -97,8 +99,9 @@ def _longest_run(flags: np.ndarray) -> tuple[int, int]:
     return best
 
 
-def choose_threshold(normal_scores: Sequence[float], anomaly_scores: Sequence[float]) -> Calibration:
-    """The :class:`Calibration` whose threshold best separates normal from anomaly scores.
+def choose_threshold(normal_scores: Sequence[float], anomaly_scores: Sequence[float], *,
+                     floor: float | None = None) -> Calibration:
+    """The :class:`Calibration` whose threshold best separates normal from anomaly scores, and is >= ``floor``.
 
     >>> choose_threshold([0.1, 0.2, 0.15], [0.6, 0.7]).threshold > 0.2
     True
@@ -131,6 +134,10 @@ def choose_threshold(normal_scores: Sequence[float], anomaly_scores: Sequence[fl
         start, stop = best_run  # candidates values[start..stop] are all best
         end = float(values[stop + 1]) if stop + 1 < values.size else float(values[stop])
         threshold = 0.5 * (float(values[start]) + end)
+    if floor is not None:
+        if not math.isfinite(floor):
+            raise ModelError(f"calibration floor must be finite, got {floor}")
+        threshold = max(threshold, float(floor))
     return Calibration(
         threshold=float(threshold),
         normal_mean=float(normal.mean()),

@@ -73,3 +73,17 @@ def test_round_trip_and_bad_dicts() -> None:
 def test_impossible_inputs(normal: list[float], anomaly: list[float], message: str) -> None:
     with pytest.raises(ModelError, match=message):
         choose_threshold(normal, anomaly)
+
+
+def test_a_floor_keeps_the_threshold_above_the_known_normals() -> None:
+    # synthetic defects that score below real normals (realistic benchmark, motorcycle) pull the
+    # balanced-accuracy threshold under the normal shots; the floor keeps it at the largest of them
+    normal, anomaly = [0.222, 0.230, 0.231, 0.279], [0.197, 0.25, 0.26, 0.30, 0.31]
+    free = choose_threshold(normal, anomaly)
+    assert free.threshold < max(normal)
+    floored = choose_threshold(normal, anomaly, floor=max(normal))
+    assert floored.threshold == pytest.approx(max(normal))
+    assert floored.balanced_accuracy <= free.balanced_accuracy  # it gives up some, on synthetic defects
+    assert choose_threshold(normal, anomaly, floor=0.1).threshold == free.threshold  # a low floor changes nothing
+    with pytest.raises(ModelError, match="floor"):
+        choose_threshold(normal, anomaly, floor=float("inf"))

@@ -110,6 +110,31 @@ def test_tiled_banks_of_three_shots_lower_their_leave_one_out_normals(encoder: E
     assert corrected.normal_max == pytest.approx(plain.normal_max - shift)  # the same shift for every normal
     assert corrected.anomaly_mean == plain.anomaly_mean  # the synthetic defects are left as they are
     assert corrected.threshold <= plain.threshold
+    assert corrected.threshold >= corrected.normal_max  # never below a shot scored leave-one-out (the floor)
+
+
+def test_tiled_banks_of_several_shots_floor_the_threshold_at_their_shots(encoder: EfficientNetLiteEncoder,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import model.fewshot as fewshot
+
+    floors: list[float | None] = []
+    choose = fewshot.choose_threshold
+
+    def spy(normal, anomaly, *, floor=None):
+        floors.append(floor)
+        return choose(normal, anomaly, floor=floor)
+
+    monkeypatch.setattr(fewshot, "choose_threshold", spy)
+    import cv2
+
+    shots = [cv2.resize(i, (320, 320), interpolation=cv2.INTER_CUBIC) for i in normal_images("gravel", 2)]
+    bank = build_bank(encoder, shots, "gravel", 1, tile_px=224)
+    assert floors[-1] == pytest.approx(bank.calibration.normal_max)  # 2 shots, no moved copies: the shots
+    assert bank.calibration.threshold >= floors[-1]
+    build_bank(encoder, shots[:1], "gravel", 1, tile_px=224)
+    assert floors[-1] is None  # one shot: nothing was left out
+    build_bank(encoder, normal_images("gravel", 2), "gravel", 1, rotations=False)
+    assert floors[-1] is None  # whole-frame banks: no floor (model/fewshot.py, step 4)
 
 
 def test_whole_frame_banks_keep_their_leave_one_out_normals(encoder: EfficientNetLiteEncoder,
