@@ -308,6 +308,27 @@ def ensure_topics(
         admin.close()
 
 
+def topic_partitions(
+    bootstrap_servers: str, topic: str, *, security: Mapping[str, Any] | None = None, timeout_ms: int = 5000,
+) -> list[int]:
+    """The partition ids of ``topic``, sorted; asks the cluster on an admin client of its own, bounded by
+    ``timeout_ms`` (a consumer's own metadata request waits without a limit). :class:`ConnectorError` naming
+    the topic when it does not exist or the cluster does not answer."""
+    admin = make_admin(bootstrap_servers, security=security, request_timeout_ms=timeout_ms,
+                       bootstrap_timeout_ms=timeout_ms)
+    try:
+        (entry,) = admin.describe_topics([topic])
+    except (KafkaError, ValueError) as exc:
+        raise ConnectorError(f"cannot describe topic {topic!r} on {bootstrap_servers!r}: {exc}") from exc
+    finally:
+        admin.close()
+    partitions = sorted(int(p["partition_index"]) for p in entry.get("partitions") or ())
+    if entry.get("error_code") or not partitions:
+        raise ConnectorError(f"topic {topic!r} does not exist on {bootstrap_servers!r} (or has no partitions; "
+                             f"error code {entry.get('error_code')})")
+    return partitions
+
+
 def _warn_partition_mismatch(admin: KafkaAdminClient, wanted: Mapping[str, int], bootstrap_servers: str) -> None:
     """Log when an existing topic has fewer partitions than configured: the extra ingest loops would idle."""
     try:

@@ -30,7 +30,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
 from connectors.exceptions import ConnectorError
-from connectors.kafka import make_consumer
+from connectors.kafka import make_consumer, topic_partitions
 
 __all__ = ["KafkaFrameSource", "TopicPartition", "partitions_of_share"]
 
@@ -87,21 +87,20 @@ class KafkaFrameSource:
             if share is None:
                 self._consumer.subscribe([topic])
             else:
-                self._consumer.assign([TopicPartition(topic, p) for p in self._share(share)])
+                self._consumer.assign([TopicPartition(topic, p) for p in self._share(share, security)])
         except (KafkaError, ValueError, ConnectorError) as exc:
             self._consumer.close(autocommit=False)
             raise ConnectorError(f"cannot read topic {topic!r} on {bootstrap_servers!r}: {exc}") from exc
         self._closed = False
 
-    def _share(self, share: tuple[int, int]) -> list[int]:
-        """The topic's partitions of ``share`` = (index, count); asks the cluster for the topic's partitions."""
+    def _share(self, share: tuple[int, int], security: Mapping[str, Any] | None) -> list[int]:
+        """The topic's partitions of ``share`` = (index, count); asks the cluster, bounded by ``close_timeout_ms``."""
         index, count = share
         if not 0 <= index < count:
             raise ConnectorError(f"a partition share needs 0 <= index < count, got {share!r}")
-        partitions = self._consumer.partitions_for_topic(self.topic)
-        if not partitions:
-            raise ConnectorError(f"topic {self.topic!r} does not exist (or has no partitions)")
-        mine = partitions_of_share(sorted(partitions), index, count)
+        partitions = topic_partitions(self.bootstrap_servers, self.topic, security=security,
+                                      timeout_ms=self.close_timeout_ms)
+        mine = partitions_of_share(partitions, index, count)
         if not mine:
             log.warning("topic %r has %d partitions: share %d of %d reads none", self.topic, len(partitions),
                         index, count)

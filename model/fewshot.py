@@ -305,9 +305,9 @@ def build_bank(
     normal_scores: list[float] = []
     anomaly_scores: list[float] = []
     shot_scores: list[float] = []  # each shot itself, leave-one-out (the first normal view of each shot)
+    several = TILED_VIEWS_PER_SHOT if tile_px is not None else VIEWS_PER_SHOT
     for index, shot in enumerate(shots):
         others = [s for i, s in enumerate(shots) if i != index]
-        several = TILED_VIEWS_PER_SHOT if tile_px is not None else VIEWS_PER_SHOT
         normals = [shot, *augmented_views(shot, several if others else SINGLE_SHOT_VIEWS, rng,
                                           mild=tile_px is not None)]
         defective = [_defective_view(shot, others, rng, tile_px) for _ in range(defects_per_shot)]

@@ -60,6 +60,10 @@ log = logging.getLogger(__name__)
 
 PROMPT_LEARNER_FILE = "prompt_learner.safetensors"  # inside settings.checkpoint_dir
 PROMPT_LEARNER_SEED = 0  # fixed seed of an untrained prompt learner (no checkpoint_dir)
+_NICE = 19  # lowest priority: the verdict thread only gets the cores inference leaves idle
+_REPORT_EVERY_S = 1.0
+_NOTE_CHARS = 300
+_REUSE_ENTRIES = 4096  # answers kept for text-only prompts (keyed by the detector's facts)
 
 
 class ModelSettings(Protocol):
@@ -81,10 +85,6 @@ class VerdictSettings(ModelSettings, Protocol):
     verdict_max_new_tokens: int
     verdict_batch_size: int
     verdict_queue_size: int
-_NICE = 19  # lowest priority: the verdict thread only gets the cores inference leaves idle
-_REPORT_EVERY_S = 1.0
-_NOTE_CHARS = 300
-_REUSE_ENTRIES = 4096  # answers kept for text-only prompts (keyed by the detector's facts)
 
 
 @dataclass(frozen=True)

@@ -25,21 +25,23 @@ pytestmark = pytest.mark.integration
 
 PARTITIONS = 6
 CHILD = """
-import sys
+import sys, time
 from kafka import TopicPartition
 from connectors.source import KafkaFrameSource
 source = KafkaFrameSource(sys.argv[1], sys.argv[2], sys.argv[3], share=(2, 3))
 print(sorted(tp.partition for tp in source.assignment()), flush=True)
-read = 0
-while True:
+read = committed = 0
+while read < 20:  # its 20 records: the first 6 or so committed, the rest read and never committed
     records = source.poll(200, max_records=2)
-    if records:  # commit what it read, then say so
+    read += len(records)
+    if records and committed < 6:
         offsets = {}
         for r in records:
             offsets[TopicPartition(r.topic, r.partition)] = r.offset + 1
         source.commit(offsets)
-        read += len(records)
-        print(read, flush=True)
+        committed += len(records)
+print(committed, flush=True)
+time.sleep(600)  # killed here, as a lost loop: what it read past its commits was never committed
 """
 
 
@@ -65,12 +67,11 @@ def test_shares_split_the_partitions_and_a_replacement_resumes_the_killed_ones(b
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "[2, 5]"
         assert [sorted(tp.partition for tp in loop.assignment()) for loop in loops] == [[0, 3], [1, 4]]
-        while int(child.stdout.readline()) < 6:  # it committed some of its 20, not all
-            pass
+        said_committed = int(child.stdout.readline())  # it read all 20 and committed only the first ones
         child.send_signal(signal.SIGKILL)
         child.wait(10)
         committed = sum(loops[0].committed(TopicPartition(topic, p)) or 0 for p in (2, 5))
-        assert 6 <= committed < 20
+        assert committed == said_committed and 6 <= committed < 20
 
         replacement = KafkaFrameSource(servers, topic, group, share=(2, 3))  # at once: no session to expire
         resumed = _read(replacement, until=20 - committed)
