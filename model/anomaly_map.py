@@ -11,6 +11,7 @@ Pure torch, batched: (B, ...) in, (B, S, S) out.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -26,6 +27,8 @@ __all__ = [
     "few_shot_anomaly_map",
     "image_scores",
     "gaussian_blur",
+    "mean_map",
+    "resize_and_blur",
 ]
 
 SMOOTH_KERNEL = 1  # k x k average of patch features before matching; 1 = off (3 measured worse)
@@ -70,19 +73,71 @@ def nearest_similarity(queries: torch.Tensor, bank: torch.Tensor) -> torch.Tenso
     return best.view(queries.shape[0], queries.shape[1])
 
 
+@functools.lru_cache(maxsize=64)
+def _axis_operator(in_px: int, out_px: int, sigma_px: float) -> torch.Tensor:
+    """(out_px, in_px) float32 matrix: bilinear resize (align_corners=False), then Gaussian blur (reflect), on one axis.
+
+    Both steps are linear and separable, so a map's resize and blur are two small matmuls,
+    ``A_h @ grid @ A_w.T``: at 224 px about 10x faster than the upsample and the two 1-channel
+    ``conv2d`` of the blur (measured: 11 % of a batch's time went to the blur). Built by running
+    the same torch ops on the identity, so the result equals theirs up to float rounding.
+
+    >>> op = _axis_operator(4, 8, 1.0)
+    >>> op.shape, bool(torch.allclose(op.sum(dim=1), torch.ones(8)))
+    (torch.Size([8, 4]), True)
+    """
+    eye = torch.eye(in_px, dtype=torch.float64)
+    if in_px == out_px:
+        rows = eye
+    else:
+        rows = F.interpolate(eye.view(in_px, 1, in_px), size=out_px, mode="linear", align_corners=False).view(in_px, out_px)
+    if sigma_px > 0:
+        radius = min(max(1, int(round(3.0 * sigma_px))), out_px - 1)
+        if radius > 0:
+            offsets = torch.arange(-radius, radius + 1, dtype=torch.float64)
+            kernel = torch.exp(-0.5 * (offsets / sigma_px) ** 2)
+            kernel = kernel / kernel.sum()
+            padded = F.pad(rows.view(in_px, 1, out_px), (radius, radius), mode="reflect")
+            rows = F.conv1d(padded, kernel.view(1, 1, -1)).view(in_px, out_px)
+    return rows.t().to(torch.float32).contiguous()
+
+
+def resize_and_blur(grids: torch.Tensor, size_px: int, sigma_px: float) -> torch.Tensor:
+    """(B, h, w) grids -> (B, S, S): bilinear upsample to S, then a separable Gaussian blur (reflect padding).
+
+    >>> bool(torch.allclose(resize_and_blur(torch.full((1, 3, 5), 0.25), 16, 2.0), torch.full((1, 16, 16), 0.25)))
+    True
+    """
+    if grids.ndim != 3:
+        raise ShapeError(f"expected grids (B, h, w), got {tuple(grids.shape)}")
+    rows = _axis_operator(grids.shape[1], size_px, float(sigma_px)).to(grids.device)  # (S, h)
+    cols = _axis_operator(grids.shape[2], size_px, float(sigma_px)).to(grids.device)  # (S, w)
+    return rows @ grids.float() @ cols.t()
+
+
 def gaussian_blur(maps: torch.Tensor, sigma_px: float) -> torch.Tensor:
     """Separable Gaussian blur of (B, H, W) maps (reflect padding); sigma <= 0 returns the input."""
     if sigma_px <= 0:
         return maps
-    radius = max(1, int(round(3.0 * sigma_px)))
-    radius = min(radius, maps.shape[-1] - 1, maps.shape[-2] - 1)
-    offsets = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma_px) ** 2)
-    kernel = kernel / kernel.sum()
-    x = maps.unsqueeze(1)  # (B, 1, H, W)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
-    return x.squeeze(1)
+    rows = _axis_operator(maps.shape[-2], maps.shape[-2], float(sigma_px)).to(maps.device)
+    cols = _axis_operator(maps.shape[-1], maps.shape[-1], float(sigma_px)).to(maps.device)
+    return (rows @ maps.float() @ cols.t()).to(maps.dtype)
+
+
+def mean_map(grids: Sequence[torch.Tensor], size_px: int, blur_sigma_px: float | None = None) -> torch.Tensor:
+    """M (B, S, S) in [0, 1]: the mean of per-term score grids (B, h_i, w_i), each resized to S, then blurred.
+
+    ``blur_sigma_px`` defaults to BLUR_SIGMA_PX scaled by S / 224. The few-shot map (terms: the
+    stages' 1 - sim_i), the tiled map and the mutual map all end here.
+    """
+    if not grids:
+        raise ShapeError("mean_map needs at least one score grid")
+    sigma = BLUR_SIGMA_PX * size_px / 224.0 if blur_sigma_px is None else blur_sigma_px
+    total = None
+    for grid in grids:
+        resized = resize_and_blur(grid, size_px, sigma)
+        total = resized if total is None else total + resized
+    return (total / len(grids)).clamp_(0.0, 1.0)
 
 
 def few_shot_anomaly_map(
@@ -110,18 +165,13 @@ def few_shot_anomaly_map(
             raise ShapeError(
                 f"stage {index}: encoder features have {features.shape[1]} channels, the bank has {bank.shape[-1]}"
             )
-    size = (image_size_px, image_size_px)
-    similarity = None
-    for features, embedding, bank in zip(
-        patch_features, patch_embeddings(patch_features, smooth_kernel), bank_features, strict=True
-    ):
-        height, width = features.shape[-2:]
-        sim = nearest_similarity(embedding, bank.to(embedding.dtype)).view(-1, 1, height, width)  # sim_i
-        sim = F.interpolate(sim, size=size, mode="bilinear", align_corners=False)
-        similarity = sim if similarity is None else similarity + sim
-    maps = 1.0 - similarity.squeeze(1) / len(patch_features)  # M = 1 - mean_i sim_i, (B, S, S)
-    sigma = BLUR_SIGMA_PX * image_size_px / 224.0 if blur_sigma_px is None else blur_sigma_px
-    return gaussian_blur(maps, sigma).clamp_(0.0, 1.0)
+    grids = [
+        1.0 - nearest_similarity(embedding, bank.to(embedding.dtype)).view(-1, *features.shape[-2:])  # 1 - sim_i
+        for features, embedding, bank in zip(
+            patch_features, patch_embeddings(patch_features, smooth_kernel), bank_features, strict=True
+        )
+    ]
+    return mean_map(grids, image_size_px, blur_sigma_px)  # M = 1 - mean_i sim_i, smoothed
 
 
 def image_scores(maps: torch.Tensor) -> torch.Tensor:

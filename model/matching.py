@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from torch.nn import functional as F
 
-from model.anomaly_map import BLUR_SIGMA_PX, gaussian_blur, nearest_similarity, patch_embeddings
+from model.anomaly_map import mean_map, nearest_similarity, patch_embeddings
 from model.exceptions import ShapeError
 
 __all__ = ["NEIGHBOUR_RADIUS", "PatchBank", "tile_maps"]
@@ -82,13 +81,12 @@ def tile_maps(
     if bank.tiles is not None and tile_index is None:
         raise ShapeError("a tiled bank needs the tile index of every test tile")
     count = stage_features[0].shape[0]
-    similarity = None
+    grids = []
     for stage, (features, embedding) in enumerate(zip(stage_features, patch_embeddings(stage_features), strict=True)):
         if features.shape[1] != bank.rows[stage].shape[1]:
             raise ShapeError(
                 f"stage {stage}: features have {features.shape[1]} channels, the bank has {bank.rows[stage].shape[1]}"
             )
-        height, width = features.shape[-2:]
         if bank.tiles is None:
             sim = nearest_similarity(embedding, bank.rows[stage].to(embedding.dtype))  # (T, P)
         else:
@@ -96,9 +94,5 @@ def tile_maps(
                 nearest_similarity(embedding[t : t + 1], bank.candidates(stage, int(tile_index[t])).to(embedding.dtype))[0]
                 for t in range(count)
             ])
-        sim = F.interpolate(sim.view(count, 1, height, width), size=(size_px, size_px), mode="bilinear",
-                            align_corners=False)
-        similarity = sim if similarity is None else similarity + sim
-    maps = 1.0 - similarity.squeeze(1) / len(stage_features)  # M = 1 - mean_i sim_i
-    sigma = BLUR_SIGMA_PX * size_px / 224.0 if blur_sigma_px is None else blur_sigma_px
-    return gaussian_blur(maps, sigma).clamp_(0.0, 1.0)
+        grids.append(1.0 - sim.view(count, *features.shape[-2:]))  # 1 - sim_i
+    return mean_map(grids, size_px, blur_sigma_px)  # M = 1 - mean_i sim_i, smoothed

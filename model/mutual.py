@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional as F
 
-from model.anomaly_map import BLUR_SIGMA_PX, gaussian_blur
+from model.anomaly_map import mean_map
 from model.exceptions import ModelError, ShapeError
 
 __all__ = ["MutualConfig", "MutualResult", "mutual_scores", "window_of"]
@@ -148,19 +148,13 @@ def mutual_scores(
     if not scored or any(not 0 <= i < count for i in scored):
         raise ShapeError(f"only must name frames in [0, {count}), got {list(only or [])[:8]}")
     generator = torch.Generator().manual_seed(config.seed)
-    size = (image_size_px, image_size_px)
-    total, terms = None, 0
+    grids = []
     for stage in stages:
         features = patch_features[stage]
         height, width = features.shape[-2:]
         for r in config.r_list:
             embeddings = _embeddings(features, r)  # F_i^r (N, P, C)
             references = _sample(embeddings, config.max_ref_patches, generator)
-            distance = _aggregated_distance(embeddings, references, config, scored).view(len(scored), 1, height, width)
-            distance = F.interpolate(distance, size=size, mode="bilinear", align_corners=False)
-            total = distance if total is None else total + distance
-            terms += 1
-    maps = total.squeeze(1) / terms  # mean over stages and r, (N, S, S)
-    sigma = BLUR_SIGMA_PX * image_size_px / 224.0 if blur_sigma_px is None else blur_sigma_px
-    maps = gaussian_blur(maps, sigma).clamp_(0.0, 1.0)
+            grids.append(_aggregated_distance(embeddings, references, config, scored).view(len(scored), height, width))
+    maps = mean_map(grids, image_size_px, blur_sigma_px)  # mean over stages and r, (N, S, S), smoothed
     return MutualResult(maps, maps.flatten(1).amax(dim=1))

@@ -13,6 +13,7 @@ from model.anomaly_map import (
     image_scores,
     nearest_similarity,
     patch_embeddings,
+    resize_and_blur,
 )
 from model.defects import inject_defect
 from model.encoders.efficientnet import EfficientNetLiteEncoder
@@ -80,6 +81,23 @@ def test_blur_keeps_constants_and_spreads_peaks() -> None:
     assert float(blurred.max()) < 1.0
     assert float(blurred[0, 10, 10]) == float(blurred.max())
     assert float(blurred.sum()) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize(("grid", "size", "sigma"), [((28, 28), 224, 4.0), ((7, 9), 64, 1.5), ((14, 14), 448, 0.0)])
+def test_resize_and_blur_equals_interpolate_then_conv(grid, size, sigma) -> None:
+    """The two-matmul map equals the bilinear upsample followed by a separable reflect-padded Gaussian conv."""
+    grids = torch.rand(3, *grid, generator=torch.Generator().manual_seed(0))
+    want = torch.nn.functional.interpolate(grids.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
+    if sigma > 0:
+        radius = int(round(3.0 * sigma))
+        offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+        kernel = kernel / kernel.sum()
+        want = torch.nn.functional.pad(want, (radius, radius, 0, 0), mode="reflect")
+        want = torch.nn.functional.conv2d(want, kernel.view(1, 1, 1, -1))
+        want = torch.nn.functional.pad(want, (0, 0, radius, radius), mode="reflect")
+        want = torch.nn.functional.conv2d(want, kernel.view(1, 1, -1, 1))
+    torch.testing.assert_close(resize_and_blur(grids, size, sigma), want.squeeze(1), atol=1e-5, rtol=0)
 
 
 def test_shape_errors_name_the_mismatch() -> None:
