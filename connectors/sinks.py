@@ -79,6 +79,19 @@ class ProducerSink(Sink):
         self._lock = threading.Lock()
         self._closed = False
 
+    def warm_up(self) -> bool:
+        """Fetch the topic's metadata now (the producer connects), so the first send does not wait for it.
+
+        Best effort: returns False (and logs) when the broker does not answer; the first send then
+        reports the fault as usual.
+        """
+        try:
+            self.producer.partitions_for(self.topic)
+        except Exception as exc:  # noqa: BLE001 - the first send reports a broker that is away
+            log.warning("%s warm-up: no metadata for topic %r yet: %s", type(self).__name__, self.topic, exc)
+            return False
+        return True
+
     def _produce(self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]],
                  label: str) -> Any:
         """Hand one record to the producer; returns its future (``succeeded()`` once written); failures are

@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     # --- batching and backpressure -------------------------------------------------------------
     max_batch_size: int = Field(16, ge=1, le=256, description="frames per inference batch")
     batch_wait_timeout_s: float = Field(
-        0.05, ge=0.0, le=10.0, description="longest wait to fill a batch before scoring what is there"
+        0.5, ge=0.0, le=10.0,
+        description="while every inference actor is busy, longest wait to fill a batch (it goes at once when an "
+                    "actor finishes); 0.5 s measured p99 0.73 s at 70 % load against 1.03 s with 0.05 s (README)",
     )
     max_inflight_batches: int = Field(3, ge=1, le=64, description="batches in flight per ingest actor")
     bank_poll_interval_s: float = Field(

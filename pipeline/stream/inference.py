@@ -58,6 +58,26 @@ class InferenceWorker:
         """Returns once the model is loaded (used to wait for actor start-up)."""
         return True
 
+    def warm_up(self, banks: list[BankRef]) -> int:
+        """Load ``banks`` into the cache and run the encoder once, before frames come; returns the banks loaded.
+
+        The stream calls it on start and on a recreated actor, so the first frames do not pay for
+        the bank files and the engine's first call. Best effort: a bank that does not load is
+        logged here and reported by the first frame that needs it, as without the warm-up.
+        """
+        import numpy as np
+
+        loaded = 0
+        for ref in banks:
+            try:
+                self.banks.get(ref)
+                loaded += 1
+            except Exception as exc:  # noqa: BLE001 - the frame that needs it reports it
+                log.warning("warm-up: bank %s did not load: %s: %s", ref.key, type(exc).__name__, exc)
+        size = self.detector.encoder.image_size_px
+        self.detector.encode_tiles([np.full((size, size, 3), 128, dtype=np.uint8)])
+        return loaded
+
     def score(self, tasks: list[FrameTask]) -> list[ScoredFrame]:
         """Score a batch; the encoder runs once over its banked frames (once more for zero-shot ones)."""
         if not tasks:

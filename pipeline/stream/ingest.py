@@ -18,7 +18,10 @@
 4. **A failed batch is retried on another live actor before any frame is blamed**, then its
    frames are tried alone; only a frame that fails alone is a poison frame (``inference_error``).
 5. **Adaptive batching.** When an inference actor is idle, what has arrived is dispatched at once
-   (up to ``max_batch_size``); only while all are busy does the loop wait to fill a batch.
+   (up to ``max_batch_size``). While all are busy the loop keeps filling the batch until it is full,
+   an actor finishes, or ``batch_wait_timeout_s`` passes: frames wait in the loop, not in an actor's
+   queue behind other batches, so the batch size follows the load (few frames when the line is
+   quiet, full batches near capacity) and a frame waits at most about one batch's scoring time.
 6. **A reconnected source commits only what it read.** When the source replaced its consumer after
    the broker was away (``source.generation`` grew), offsets of batches read before are not committed:
    those frames replay and are deduplicated (a restarted memory-only broker has none of them).
@@ -161,6 +164,7 @@ class IngestLoop:
             elif self._commit_retry_at == 0:
                 self._clear("broker")
             if records:
+                self._advance(block=False)  # settle what finished while filling: the free actor gets the batch
                 self._dispatch(records, generation)
         elif not poll or self._holding():
             self._idle_wait()
@@ -246,7 +250,10 @@ class IngestLoop:
         if not records:
             return [], None
         deadline = self._clock() + self.config.batch_wait_timeout_s
+        running = self._running_handles()
         while len(records) < size and not self._stop.is_set() and not self.dispatcher.idle():
+            if running and self.dispatcher.wait(running, 0.0):
+                break  # an actor is about to be free: what has arrived goes to it now, as one batch
             left_ms = int((deadline - self._clock()) * 1000)
             if left_ms <= 0:
                 break

@@ -99,7 +99,7 @@ class IngestConfig:
     """What one ingest loop needs to know (built from ``Settings`` by :meth:`from_settings`)."""
 
     max_batch_size: int = 16
-    batch_wait_timeout_s: float = 0.05  # wait this long to fill a batch, only while the actors are busy
+    batch_wait_timeout_s: float = 0.5  # wait at most this long to fill a batch, only while every actor is busy
     max_inflight_batches: int = 3  # backpressure: stop polling at this many unfinished batches
     bank_poll_interval_s: float = 1.0
     max_frame_bytes: int = 1 << 20

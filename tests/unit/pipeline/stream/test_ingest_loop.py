@@ -251,6 +251,29 @@ def test_adaptive_batching_dispatches_at_once_when_actors_are_idle(busy):
     assert [len(h.tasks) for h in dispatcher.submitted] == [3]
 
 
+def test_a_busy_actor_finishing_ends_the_wait_to_fill_a_batch():
+    """All actors busy: the loop fills a batch, but sends what it has the moment a running batch finishes."""
+    config = IngestConfig(max_batch_size=8, batch_wait_timeout_s=30.0)
+    dispatcher = FakeDispatcher(auto=False, busy=True)
+    rig = Rig([frame_record(i) for i in range(2)], config=config, dispatcher=dispatcher)
+    rig.loop.step()  # nothing runs yet: waits (fake clock) for the whole timeout, then sends the 2 frames
+    assert [len(h.tasks) for h in dispatcher.submitted] == [2]
+    waited = rig.source.polls
+    rig.source.add(*(frame_record(i) for i in range(2, 5)))
+    real_poll = rig.source.poll
+
+    def poll_then_finish(timeout_ms, max_records):  # the first batch finishes while the loop fills the next
+        out = real_poll(timeout_ms, max_records)
+        dispatcher.finish(dispatcher.submitted[0])
+        return out
+
+    rig.source.poll = poll_then_finish
+    rig.loop.step()
+    assert [len(h.tasks) for h in dispatcher.submitted] == [2, 3]
+    assert rig.source.polls - waited <= 2  # not the ~3000 polls of a 30 s wait
+    assert rig.loop.counters.stored == 2  # the finished batch was settled before the new one went out
+
+
 def test_stop_drains_in_flight_batches_and_commits():
     rig = Rig([frame_record(i) for i in range(4)], dispatcher=FakeDispatcher(auto=False))
     rig.steps(1)
