@@ -1,13 +1,14 @@
 """``make bench``: engines side by side, bare-model throughput versus the full pipeline's, latency and memory.
 
-0. Engines: the bare encoder on torch and on every engine backend, each in its own process,
-   alternating (linesight/bench_engine.py); the CPU features detected.
-1. Bare model: encoder (on the engine ``build_detector`` chooses) + memory bank + anomaly map in
-   this process, frames/s at batch 1, 8, 16, 32; and the cost of tiled inspection of ~1.2 MP
-   frames at 224 and 448 px (frames/s and tiles per frame).
+0. Encoder alone: torch and every engine backend, each in its own process, alternating
+   (linesight/bench_engine.py ``measure_backends``); the CPU features detected.
+1. Bare model (the engine issue's "bare" figure): encoder + memory bank + anomaly map, built by
+   ``build_detector``, on torch (1 and 2 threads) and on the engine ``auto`` picks, each in its own
+   process, alternating, frames/s at batch 1, 8, 16 (``measure_bare_models``): ``torch_bare_fps``,
+   ``engine_bare_fps``; and the cost of tiled inspection of ~1.2 MP frames at 224 and 448 px.
 2. Pipeline throughput: N frames are published first, then the stream (Kafka → Ray → SQL) drains
-   them; frames/s from the first stored row to the last.
-3. Pipeline latency: frames paced at a rate the pipeline sustains; p50/p99 from capture to stored.
+   them; frames/s from the first stored row to the last, and its ratio to ``engine_bare_fps``.
+3. Pipeline latency: frames paced at 70 % of that rate; p50/p99 from capture to stored.
 4. Peak memory: the largest sum of resident memory of this process and Ray's workers, sampled.
 """
 
@@ -69,39 +70,6 @@ def _ray_processes(psutil) -> list[Any]:
         if "ray::" in cmd or "raylet" in cmd or "gcs_server" in cmd or "default_worker.py" in cmd:
             found.append(process)
     return found
-
-
-def bare_model(settings: Settings, batch_sizes=(1, 8, 16, 32), frames_per_size: int = 64) -> dict[int, float]:
-    """Frames/s of encoder + bank + map at each batch size, best of 3 rounds.
-
-    One process with as many torch threads as the pipeline's inference actors have together
-    (``inference_actors * torch_threads``): the same compute, without Kafka, Ray or SQL.
-    """
-    from model.factory import DetectorConfig, build_detector
-    from model.fewshot import build_bank
-    from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
-
-    config = DetectorConfig.from_settings(settings, threads=settings.inference_actors * settings.torch_threads)
-    detector = build_detector(config)
-    encoder = detector.encoder
-    cls = PRODUCT_CLASSES[0]
-    bank = build_bank(encoder, normal_images(cls, 4, settings.image_size_px), cls, 1, rotations=rotations_ok(cls))
-    line = SyntheticLine(product_classes=(cls,), seed=3)
-    images = [line.next_frame().image for _ in range(max(batch_sizes))]
-    results = {}
-    for size in batch_sizes:
-        batch = images[:size]
-        detector.score_batch(batch, bank)  # warm-up
-        batches = max(1, frames_per_size // size)
-        best_s = float("inf")
-        for _ in range(3):  # best of 3 rounds: the machine's other work only ever slows a round down
-            start = time.perf_counter()
-            for _ in range(batches):
-                detector.score_batch(batch, bank)
-            best_s = min(best_s, time.perf_counter() - start)
-        results[size] = round(batches * size / best_s, 2)
-        print(f"bare model, batch {size:>2}: {results[size]:7.2f} frames/s", flush=True)
-    return results
 
 
 def tiled_cost(settings: Settings, sizes=(224, 448), megapixels: float = 1.2, frames: int = 4) -> dict[str, Any]:
@@ -205,18 +173,21 @@ def run_bench(frames: int = 960, batch_size: int = 16) -> dict[str, Any]:
                 database_url=f"sqlite:///{workdir / name / 'bench.db'}", max_batch_size=batch_size,
             )
 
-        from linesight.bench_engine import measure_backends
+        from linesight.bench_engine import measure_backends, measure_bare_models
         from model.engine import detect_cpu_features
 
-        engines = measure_backends(224, (1, 8, 16), rounds=2)  # each backend in its own process, alternating
-        print(f"engines: torch best {engines.get('torch_bare_fps')} frames/s, {engines['auto']['description']} "
-              f"{engines.get('engine_bare_fps')} frames/s", flush=True)
+        encoders = measure_backends(224, (1, 8, 16), rounds=2)  # each backend in its own process, alternating
+        print(f"encoder alone: torch best {encoders.get('torch_bare_fps')} frames/s, "
+              f"{encoders['auto']['description']} {encoders.get('engine_bare_fps')} frames/s", flush=True)
         with _MemorySampler() as memory:
-            bare = bare_model(settings_for("bare"))
+            bare = measure_bare_models(224, (1, 8, 16), rounds=2)
+            for label, per in bare["fps"].items():
+                print(f"bare model {label:<16}" + "".join(f" batch {b}: {v:6.1f}" for b, v in per.items())
+                      + " frames/s", flush=True)
             tiled = tiled_cost(settings_for("tiled"))
             throughput = pipeline_run(settings_for("throughput"), frames, rate_fps=None)
             print(f"pipeline throughput: {throughput['fps']} frames/s", flush=True)
-            paced_rate = round(0.7 * (throughput["fps"] or bare[batch_size]), 1)
+            paced_rate = round(0.7 * (throughput["fps"] or bare["engine_bare_fps"]), 1)
             paced = pipeline_run(settings_for("latency"), frames // 2, rate_fps=paced_rate)
             print(f"pipeline at {paced_rate} frames/s: p50 {paced['p50_latency_ms']} ms, "
                   f"p99 {paced['p99_latency_ms']} ms", flush=True)
@@ -225,31 +196,35 @@ def run_bench(frames: int = 960, batch_size: int = 16) -> dict[str, Any]:
         ray.shutdown()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    reference = bare[batch_size]
     features = detect_cpu_features()
-    engine_fps = engines.get("engine_bare_fps")
+    engine_fps = bare["engine_bare_fps"]
+    encoder_fps = encoders.get("engine_bare_fps")
     return {
         "cpu_features": sorted(f for f in ("amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2")
                                if getattr(features, f, False)),
-        "engine": engines["auto"]["engine"],
-        "precision": engines["auto"]["precision"],
-        "engine_description": engines["auto"]["description"],
-        "engine_fps_by_backend": engines.get("fps"),
-        "torch_bare_fps": engines.get("torch_bare_fps"),
+        "engine": encoders["auto"]["engine"],
+        "precision": encoders["auto"]["precision"],
+        "engine_description": encoders["auto"]["description"],
+        "torch_bare_fps": bare["torch_bare_fps"],
         "engine_bare_fps": engine_fps,
-        "engine_to_torch_ratio": engines.get("engine_to_torch_ratio"),
+        "engine_to_torch_ratio": bare["engine_to_torch_ratio"],
+        "bare_fps_by_engine": bare["fps"],
+        "encoder_fps_by_backend": encoders.get("fps"),
+        "encoder_torch_fps": encoders.get("torch_bare_fps"),
+        "encoder_engine_fps": encoder_fps,
+        "encoder_engine_to_torch_ratio": encoders.get("engine_to_torch_ratio"),
         **tiled,
-        "bare_fps_by_batch": bare,
         "pipeline_batch_size": batch_size,
         "pipeline_fps": throughput["fps"],
         "pipeline_to_engine_ratio": round(throughput["fps"] / engine_fps, 3) if throughput["fps"] and engine_fps else None,
-        "pipeline_to_bare_ratio": round(throughput["fps"] / reference, 3) if throughput["fps"] else None,
-        "pipeline_to_best_bare_ratio": round(throughput["fps"] / max(bare.values()), 3) if throughput["fps"] else None,
+        "pipeline_to_encoder_ratio": round(throughput["fps"] / encoder_fps, 3)
+        if throughput["fps"] and encoder_fps else None,
         "paced_rate_fps": paced_rate,
         "p50_latency_ms": paced["p50_latency_ms"],
         "p99_latency_ms": paced["p99_latency_ms"],
         "peak_memory_mb": round(memory.peak_mb, 1),
         "frames": frames,
+        "errors": {**encoders.get("errors", {}), **bare.get("errors", {})},
     }
 
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["backends_for_this_host", "main", "measure_accuracy", "measure_backends"]
+__all__ = ["backends_for_this_host", "main", "measure_accuracy", "measure_backends", "measure_bare_models"]
 
 # (label, engine, precision, threads); threads=None: the ``threads`` argument of measure_backends
 _TORCH = [("torch-1t fp32", "torch", "fp32", 1), ("torch-2t fp32", "torch", "fp32", 2)]
@@ -79,6 +79,85 @@ def _worker(args: argparse.Namespace) -> None:
                 images += batch
             fps[str(batch)] = images / (time.perf_counter() - start)
     print(json.dumps({"fps": fps, "worst_patch_cosine": worst, "description": model.engine_description}), flush=True)
+
+
+def _bare_worker(args: argparse.Namespace) -> None:
+    """Time the bare model (encoder + bank + map, ``build_detector``) on one engine in this process (a subprocess)."""
+    from model.factory import DetectorConfig, build_detector
+    from model.fewshot import build_bank
+    from training.synthetic import PRODUCT_CLASSES, SyntheticLine, normal_images, rotations_ok
+
+    config = DetectorConfig(encoder=args.encoder, encoder_path=Path(args.encoder_path) if args.encoder_path else None,
+                            image_size_px=args.size, engine=args.engine, precision=args.precision,
+                            engine_cache_dir=Path(args.cache_dir), threads=args.threads)
+    detector = build_detector(config)
+    cls = PRODUCT_CLASSES[0]
+    bank = build_bank(detector.encoder, normal_images(cls, 4, args.size), cls, 1, rotations=rotations_ok(cls))
+    line = SyntheticLine(product_classes=(cls,), seed=3)
+    images = [line.next_frame().image for _ in range(max(args.batches))]
+    fps: dict[str, float] = {}
+    for batch in args.batches:
+        frames = images[:batch]
+        detector.score_batch(frames, bank)  # warm-up
+        done, start = 0, time.perf_counter()
+        while done < 2 * batch or time.perf_counter() - start < args.duration_s:
+            detector.score_batch(frames, bank)
+            done += batch
+        fps[str(batch)] = done / (time.perf_counter() - start)
+    description = getattr(detector.encoder, "engine_description", "torch fp32")
+    print(json.dumps({"fps": fps, "description": description}), flush=True)
+
+
+def measure_bare_models(
+    image_size_px: int = 224,
+    batches: Sequence[int] = (1, 8, 16),
+    rounds: int = 2,
+    *,
+    duration_s: float = 3.0,
+    threads: int = 2,
+    encoder: str = "efficientnet-lite0",
+    cache_dir: Path | None = None,
+    timeout_s: float = 600.0,
+) -> dict[str, Any]:
+    """Frames/s of the bare model (encoder + bank + map) per engine: torch (1 and ``threads`` threads) and the
+    engine ``auto`` picks, each in its own subprocess, alternating over ``rounds``; best round per batch size.
+
+    Returns ``{"fps": {label: {batch: fps}}, "auto": description, "torch_bare_fps", "engine_bare_fps",
+    "engine_to_torch_ratio", "errors"}`` (the bare figures: best over batch sizes, torch also over threads).
+    """
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory(prefix="engine-cache-") as folder:
+            return measure_bare_models(image_size_px, batches, rounds, duration_s=duration_s, threads=threads,
+                                       encoder=encoder, cache_dir=Path(folder), timeout_s=timeout_s)
+    rows = [("torch-1t fp32", "torch", 1), (f"torch-{threads}t fp32", "torch", threads), (f"auto-{threads}t", "auto", threads)]
+    common = ["--encoder", encoder, "--size", str(image_size_px), "--cache-dir", str(cache_dir),
+              "--batches", ",".join(map(str, batches)), "--duration-s", str(duration_s)]
+    fps: dict[str, dict[str, float]] = {label: {} for label, *_ in rows}
+    errors: dict[str, str] = {}
+    auto = ""
+    for round_index in range(rounds):
+        shift = round_index % len(rows)
+        for label, engine, row_threads in rows[shift:] + rows[:shift]:  # alternate the order
+            result = _run_child(["--bare-worker", "--engine", engine, "--precision", "auto", "--threads",
+                                 str(row_threads), *common], timeout_s)
+            if "error" in result:
+                errors[label] = result["error"]
+                continue
+            if engine == "auto":
+                auto = result["description"]
+            for batch, value in result["fps"].items():
+                fps[label][batch] = max(fps[label].get(batch, 0.0), round(value, 2))
+    torch_best = max((v for label, per in fps.items() if label.startswith("torch") for v in per.values()), default=0.0)
+    engine_best = max(fps[rows[-1][0]].values(), default=0.0)
+    return {
+        "image_size_px": image_size_px,
+        "fps": fps,
+        "auto": auto,
+        "torch_bare_fps": torch_best,
+        "engine_bare_fps": engine_best,
+        "engine_to_torch_ratio": round(engine_best / torch_best, 2) if torch_best else None,
+        "errors": errors,
+    }
 
 
 def _auto_choice(args: argparse.Namespace) -> None:
@@ -231,6 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="instead of speed: few-shot image AUROC on the synthetic demo classes per backend")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--accuracy-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--auto-choice", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="torch", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
@@ -242,6 +322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.auto_choice:
         _auto_choice(args)
+        return 0
+    if args.bare_worker:
+        _bare_worker(args)
         return 0
     if args.accuracy_worker:
         _accuracy_worker(args)

@@ -32,6 +32,15 @@ def test_a_worker_prints_frames_per_second_per_batch(engine, tmp_path, capsys):
     assert result["description"].startswith(f"{engine} fp32")
 
 
+def test_a_bare_worker_times_encoder_bank_and_map(tmp_path, capsys):
+    main(["--bare-worker", "--engine", "torch", "--precision", "fp32", "--threads", "1", "--size", "64",
+          "--batches", "1,2", "--duration-s", "0.01", "--cache-dir", str(tmp_path)])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["fps"]) == {"1", "2"}
+    assert all(value > 0 for value in result["fps"].values())
+    assert result["description"].startswith("torch")
+
+
 def test_table_lists_every_backend_and_the_auto_choice():
     result = {
         "image_size_px": 224, "cpu": "avx512_bf16, no amx",
