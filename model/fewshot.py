@@ -2,7 +2,7 @@
 
 1. Bank: patch embeddings (see :func:`model.anomaly_map.patch_embeddings`) of the chosen encoder
    stages of every shot, and of its 90/180/270-degree rotations when the class tolerates them;
-   optional greedy coreset. Shots larger than the model input are tiled (``tile_px``): each row
+   a greedy coreset of whole-frame banks (``DEFAULT_CORESET_RATIO``). Shots larger than the model input are tiled (``tile_px``): each row
    keeps the tile it came from, and the stream matches tiles by position (model/matching.py).
 2. Normal scores: leave-one-out, each shot scored against a bank built without it (what a new
    normal frame looks like to the bank); with a single shot, slightly moved views of it scored
@@ -86,6 +86,14 @@ TRANSPORT_JPEG_QUALITY = 90  # cameras send JPEG (connectors.schema.encode_image
 _VIEW_ZOOM = 1.12  # augmented views: zoom that keeps shifted/rotated content inside the frame
 _MILD_VIEW_ZOOM = 1.03  # mild views (tiled banks): 1 % shift and 0.5 deg stay inside the frame
 DEFAULT_BANK_STAGES: tuple[int, ...] | None = None  # encoder stages matched; None = all of them
+# Whole-frame banks keep a greedy k-center coreset of a quarter of their rows per stage (PatchCore).
+# The rows are k shots x 4 rotations of overlapping patches, mostly near-duplicates. Measured on the
+# demo classes (`linesight eval --synthetic --shots 1 4 --seeds 2 [--coreset-ratio R]`, 2026-12-07),
+# macro image AUROC / accuracy, k=1 and k=4: all rows 94.5 / 88.8 and 97.8 / 92.1; 0.5: 95.0 / 89.2
+# and 98.3 / 92.5; 0.25: 95.2 / 91.3 and 98.1 / 91.2. The lookup, the largest share of a frame's
+# time, shrinks with the rows (README "make bench (2026-12-07)"). Tiled banks match by position
+# and keep every row.
+DEFAULT_CORESET_RATIO: float | None = 0.25
 # Measured on the realistic benchmark (4 shots, tiled 224 px, image AUROC, brick china coffee retina):
 # without the edge band, stages 0+1 ranked best (84.5 against 82.0 for all four; stage 0 alone 82.2,
 # 0+2 83.8, 0+1+2 83.5); with the edge band (model/detector.py) all four rank best (88.8 against
@@ -226,7 +234,7 @@ def build_bank(
     version: int,
     *,
     rotations: bool = True,
-    coreset_ratio: float | None = None,
+    coreset_ratio: float | None = DEFAULT_CORESET_RATIO,
     seed: int = 0,
     jpeg_quality: int | None = TRANSPORT_JPEG_QUALITY,
     stages: Sequence[int] | None = DEFAULT_BANK_STAGES,
@@ -238,7 +246,7 @@ def build_bank(
     ``rotations`` adds the 90/180/270-degree rotations of every shot to the bank (textures and
     round parts tolerate them; oriented parts do not; ignored for tiled banks, which match by
     position). ``coreset_ratio`` in (0, 1] keeps that fraction of bank rows per stage (greedy
-    k-center; untiled banks only). ``stages`` picks the encoder stages matched (None: all).
+    k-center; untiled banks only; None or 1 keeps them all; default ``DEFAULT_CORESET_RATIO``). ``stages`` picks the encoder stages matched (None: all).
     ``tile_px`` (None, "auto" or frame pixels) tiles shots larger than the model input; all shots
     of a tiled bank are brought to the first shot's size. Deterministic for a given ``seed``.
     Calibration views go through the JPEG round trip the frames take to the stream
@@ -271,6 +279,8 @@ def build_bank(
         shots = [s if s.shape[:2] == frame_size else cv2.resize(s, frame_size[::-1], interpolation=cv2.INTER_AREA)
                  for s in shots]
         rotations, coreset_ratio = False, None  # positional matching: tiles stay where they are
+    if coreset_ratio == 1.0:
+        coreset_ratio = None  # every row
     turns = (0, 1, 2, 3) if rotations else (0,)
     rng = np.random.default_rng([seed, 31337])
     detector = Detector(encoder)

@@ -81,6 +81,7 @@ class EvalConfig:
     fpr_limit: float = 0.3  # AUPRO integration limit
     tile_px: int | str | None = None  # banks tile frames (model.fewshot.build_bank); images load at full size
     stages: tuple[int, ...] | None = None  # encoder stages the banks match; None = build_bank's default
+    coreset_ratio: float | None = None  # share of each untiled bank's rows kept (greedy k-center); None = build_bank's default, 1 = all
 
     def __post_init__(self) -> None:
         if not self.shots or any(k < 1 for k in self.shots):
@@ -92,6 +93,8 @@ class EvalConfig:
             raise ConfigError(f"unknown mode {unknown[0] if unknown else None!r}; choose from {list(MODES)}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.coreset_ratio is not None and not 0.0 < self.coreset_ratio <= 1.0:
+            raise ConfigError(f"coreset_ratio must be in (0, 1], got {self.coreset_ratio}")
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,7 @@ def _few_shot(detector, encoder, data: ClassData, refs: list[int], images, name:
 
         rotations = rotations_ok(name) if name in PRODUCT_CLASSES else True
     bank = build_bank(encoder, references, name, 1, rotations=rotations, seed=seed, tile_px=config.tile_px,
+                      **({"coreset_ratio": config.coreset_ratio} if config.coreset_ratio is not None else {}),
                       **({"stages": config.stages} if config.stages is not None else {}))
     frames = []
     for start in range(0, len(images), config.batch_size):

@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--images", type=existing_dir, required=True, help="folder of normal images (png/jpg/bmp)")
     build.add_argument("--shots", type=positive_int, default=None, help="use the first K images (default: all)")
     build.add_argument("--no-rotations", action="store_true", help="don't add 90/180/270 rotations (parts with a pose)")
-    build.add_argument("--coreset-ratio", type=float, default=None, help="keep this share of patches (0-1]")
+    build.add_argument("--coreset-ratio", type=float, default=None,
+                       help="keep this share (0-1] of an untiled bank's patches, a greedy k-center coreset "
+                            "(default 0.25, measured in README; 1 keeps every patch)")
     build.add_argument("--no-activate", action="store_true", help="register without activating")
     build.set_defaults(handler=_build)
 

@@ -58,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="tile frames larger than the model input into PX-pixel tiles (auto: at the model input size "
                         "when frames are 1.5x larger; none: squeeze the whole frame); default: auto with --realistic, "
                         "none otherwise")
+    parser.add_argument("--coreset-ratio", type=float, default=None, metavar="R",
+                        help="keep this share (0-1] of each untiled bank's rows (greedy k-center coreset; "
+                             "default: the bank builder's, 0.25; 1 keeps every row)")
     parser.add_argument("--stages", nargs="+", type=int, default=None, metavar="I",
                         help="encoder stages the banks match (default: the bank builder's default)")
     parser.set_defaults(handler=handle)
@@ -132,6 +135,7 @@ def _run(args: argparse.Namespace, root: Path, layout: str, label: str | None = 
         max_test_images=args.max_test,
         tile_px=args.tile_px,
         stages=tuple(args.stages) if args.stages else None,
+        coreset_ratio=args.coreset_ratio,
     )
     encoder = build_scoring_encoder(DetectorConfig.from_settings(settings))
     zero_shot_maps = None

@@ -115,8 +115,9 @@ class BankManager:
             raise ConfigError(f"no normal images given for class {product_class!r}")
         version = self.repository.next_bank_version(product_class)
         bank = build_bank(
-            self.encoder, chosen, product_class, version, rotations=rotations, coreset_ratio=coreset_ratio, seed=seed,
+            self.encoder, chosen, product_class, version, rotations=rotations, seed=seed,
             tile_px=self.settings.tile_setting, stages=self.settings.bank_stage_indices,
+            **({"coreset_ratio": coreset_ratio} if coreset_ratio is not None else {}),  # None: the builder's default
         )
         row = self._register(bank, activate, reference_frames)
         log.info(

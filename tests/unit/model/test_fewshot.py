@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from model.coreset import coreset_size
 from model.encoders.efficientnet import EfficientNetLiteEncoder
 from model.exceptions import BankBuildError
 from model.fewshot import (
+    DEFAULT_CORESET_RATIO,
     SINGLE_SHOT_VIEWS,
     VIEWS_PER_SHOT,
     augmented_views,
@@ -29,7 +31,7 @@ def test_calibrated_bank_from_shots(encoder: EfficientNetLiteEncoder) -> None:
     bank = build_bank(encoder, shots, "washer", 4, rotations=True)
     assert (bank.product_class, bank.version, bank.shots, bank.encoder_name) == ("washer", 4, 3, "efficientnet-lite0")
     assert bank.stage_channels == encoder.stage_channels
-    assert bank.stage_features[0].shape[0] == 3 * 4 * 28 * 28  # shots x rotations x patches
+    assert bank.stage_features[0].shape[0] == coreset_size(3 * 4 * 28 * 28, DEFAULT_CORESET_RATIO)  # shots x rotations x patches
     calibration = bank.calibration
     assert calibration.normal_count == 3 * (1 + VIEWS_PER_SHOT)  # leave-one-out: each shot and its views
     assert calibration.anomaly_count >= 16
@@ -38,8 +40,8 @@ def test_calibrated_bank_from_shots(encoder: EfficientNetLiteEncoder) -> None:
 
 
 def test_single_shot_uses_augmented_views(encoder: EfficientNetLiteEncoder) -> None:
-    bank = build_bank(encoder, normal_images("bracket", 1), "bracket", 1, rotations=False)
-    assert bank.stage_features[0].shape[0] == 28 * 28
+    bank = build_bank(encoder, normal_images("bracket", 1), "bracket", 1, rotations=False, coreset_ratio=1.0)
+    assert bank.stage_features[0].shape[0] == 28 * 28  # ratio 1: every row
     assert bank.calibration.normal_count == 1 + SINGLE_SHOT_VIEWS
     assert bank.calibration.normal_mean < bank.calibration.threshold < bank.calibration.anomaly_mean
 

@@ -59,5 +59,6 @@ def test_banks_are_cached_by_content_and_maps_are_in_threshold_units(encoder, tm
     raw = tile_maps([features[i] for i in bank.stages], bank.patch_bank(), None, SIZE_PX)
     expected = (raw * 0.5 / bank.calibration.threshold).clamp(0, 1)
     assert torch.allclose(maps, expected, atol=1e-6)
-    held = first.subsets["washer"][0][0]  # an image of bank 0 scores 0 against it: why pairs use other banks
-    assert float(maps[held].max()) < 1e-4 < float(maps.max())
+    held = first.subsets["washer"][0][0]  # an image of bank 0 scores lowest against it: why pairs use other banks
+    others = [i for i in range(3) if i != held]
+    assert float(maps[held].max()) < min(float(maps[i].max()) for i in others)
