@@ -212,10 +212,13 @@ def test_hot_swap_under_load(broker, ray_session, encoder, tmp_path):
     publisher = threading.Thread(
         target=lambda: manifest.extend(_publish(settings, broker, 100, fps=30, classes=("brick",)))
     )
+    # v2 is built before (a build takes seconds, longer than the 3.3 s of frames on a busy host); the swap is
+    # its activation while frames stream
+    v2 = manager.build("brick", normal_images("brick", 2, seed=5), rotations=rotations_ok("brick"), activate=False)
     with Pipeline(settings, broker.bootstrap_servers) as pipeline:
         publisher.start()
         _wait_rows(repository, 20)
-        manager.build("brick", normal_images("brick", 2, seed=5), rotations=rotations_ok("brick"))  # v2, activated
+        manager.activate("brick", v2.version)
         publisher.join(60)
         _wait_rows(repository, 100)
         pipeline.stop()
