@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -31,37 +31,32 @@ def stop_on_signals() -> Iterator[threading.Event]:
             signal.signal(signum, handler)
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
+def number_type(cast: Callable[[str], float], accept: Callable[[float], bool], expected: str, name: str):
+    """An argparse type: ``cast(text)`` that ``accept`` s, else ``ArgumentTypeError`` saying ``expected``.
+
+    >>> number_type(int, lambda v: v >= 1, "a whole number >= 1", "n")("0")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: expected a whole number >= 1, got 0
+    """
+
+    def parse(text: str):
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not accept(value):  # also refuses NaN
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    parse.__doc__ = f"argparse type: {expected}."
+    return parse
 
 
-def tcp_port(text: str) -> int:
-    """argparse type: a TCP port 1..65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535, got {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a TCP port 1..65535, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value}")
-    return value
+positive_int = number_type(int, lambda v: v >= 1, "a whole number >= 1", "positive_int")
+tcp_port = number_type(int, lambda v: 1 <= v <= 65535, "a TCP port 1..65535", "tcp_port")
+positive_float = number_type(float, lambda v: v > 0, "a number > 0", "positive_float")
+fraction = number_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]", "fraction")
 
 
 def existing_dir(text: str) -> Path:

@@ -7,31 +7,12 @@ import logging
 import sys
 import time
 
-from linesight.commands._common import class_name, positive_int
+from linesight.commands._common import class_name, fraction, number_type, positive_int
 
 log = logging.getLogger("linesight.camera")
 
 
-def _rate(text: str) -> float:
-    """argparse type: frames per second >= 0 (0 = as fast as possible)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected frames per second >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected frames per second >= 0, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
-    return value
+_rate = number_type(float, lambda v: v >= 0, "frames per second >= 0 (0 = as fast as possible)", "_rate")
 
 
 def _line_ids(text: str) -> list[str]:
@@ -106,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--count", type=positive_int, default=100, help="frames per line (default 100)")
     parser.add_argument(
-        "--defect-rate", type=_fraction, default=0.2, help="share of defective synthetic frames (default 0.2)"
+        "--defect-rate", type=fraction, default=0.2, help="share of defective synthetic frames (default 0.2)"
     )
     parser.add_argument("--format", dest="fmt", choices=("jpg", "png"), default="jpg", help="encoding (default jpg)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic line (default 0)")
