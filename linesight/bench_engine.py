@@ -48,6 +48,21 @@ def backends_for_this_host(threads: int = 2) -> list[tuple[str, str, str, int]]:
     return rows
 
 
+def _frames_per_s(run, inputs, batches: Sequence[int], duration_s: float) -> dict[str, float]:
+    """``{batch: frames/s}`` of ``run(inputs(batch))``: one warm-up call (first-call allocations, OpenVINO's
+    shape specialisation), then calls for at least ``duration_s`` and two batches."""
+    fps: dict[str, float] = {}
+    for batch in batches:
+        data = inputs(batch)
+        run(data)  # warm-up
+        done, start = 0, time.perf_counter()
+        while done < 2 * batch or time.perf_counter() - start < duration_s:
+            run(data)
+            done += batch
+        fps[str(batch)] = done / (time.perf_counter() - start)
+    return fps
+
+
 def _worker(args: argparse.Namespace) -> None:
     """Time one backend in this process and print one JSON line (runs in a subprocess)."""
     import torch
@@ -68,16 +83,11 @@ def _worker(args: argparse.Namespace) -> None:
             want, got = encoder(probes), model(probes)
         worst = min(float(torch.nn.functional.cosine_similarity(a, b, dim=1).min())
                     for a, b in zip(want.patch_features, got.patch_features, strict=True))
-    fps: dict[str, float] = {}
+    def inputs(batch: int) -> torch.Tensor:
+        return encoder.normalize(torch.rand(batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)))
+
     with torch.no_grad():
-        for batch in args.batches:
-            pixels = encoder.normalize(torch.rand(batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)))
-            model(pixels)  # warm-up (first-call allocations, OpenVINO's shape specialisation)
-            images, start = 0, time.perf_counter()
-            while images < 2 * batch or time.perf_counter() - start < args.duration_s:
-                model(pixels)
-                images += batch
-            fps[str(batch)] = images / (time.perf_counter() - start)
+        fps = _frames_per_s(model, inputs, args.batches, args.duration_s)
     print(json.dumps({"fps": fps, "worst_patch_cosine": worst, "description": model.engine_description}), flush=True)
 
 
@@ -95,15 +105,8 @@ def _bare_worker(args: argparse.Namespace) -> None:
     bank = build_bank(detector.encoder, normal_images(cls, 4, args.size), cls, 1, rotations=rotations_ok(cls))
     line = SyntheticLine(product_classes=(cls,), seed=3)
     images = [line.next_frame().image for _ in range(max(args.batches))]
-    fps: dict[str, float] = {}
-    for batch in args.batches:
-        frames = images[:batch]
-        detector.score_batch(frames, bank)  # warm-up
-        done, start = 0, time.perf_counter()
-        while done < 2 * batch or time.perf_counter() - start < args.duration_s:
-            detector.score_batch(frames, bank)
-            done += batch
-        fps[str(batch)] = done / (time.perf_counter() - start)
+    fps = _frames_per_s(lambda frames: detector.score_batch(frames, bank), lambda batch: images[:batch],
+                        args.batches, args.duration_s)
     description = getattr(detector.encoder, "engine_description", "torch fp32")
     print(json.dumps({"fps": fps, "description": description}), flush=True)
 
