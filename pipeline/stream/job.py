@@ -179,12 +179,16 @@ class Pipeline:
         from storage.db import Database
         from storage.repository import Repository
 
+        database = None
         try:
-            refs = [ref for ref in SqlBankLookup(Repository(Database(self.settings.database_url)))().values()
-                    if ref.version > 0]
+            database = Database(self.settings.database_url)
+            refs = [ref for ref in SqlBankLookup(Repository(database))().values() if ref.version > 0]
         except Exception as exc:  # noqa: BLE001 - the ingest loop reports a database that is away
             log.warning("warm-up skipped: the active banks could not be read: %s", exc)
             return
+        finally:
+            if database is not None:
+                database.dispose()
         calls = [actor.warm_up.remote(refs) for actor in actors]
         if not wait:
             return
