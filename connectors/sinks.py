@@ -79,16 +79,27 @@ class ProducerSink(Sink):
         self._lock = threading.Lock()
         self._closed = False
 
-    def warm_up(self) -> bool:
+    def warm_up(self, timeout_s: float = 5.0) -> bool:
         """Fetch the topic's metadata now (the producer connects), so the first send does not wait for it.
 
-        Best effort: returns False (and logs) when the broker does not answer; the first send then
+        Best effort and bounded: returns False (and logs) when the broker does not answer within
+        ``timeout_s`` (the producer's own wait, ``max_block_ms``, is a minute); the first send then
         reports the fault as usual.
         """
-        try:
-            self.producer.partitions_for(self.topic)
-        except Exception as exc:  # noqa: BLE001 - the first send reports a broker that is away
-            log.warning("%s warm-up: no metadata for topic %r yet: %s", type(self).__name__, self.topic, exc)
+        failed: list[BaseException] = []
+
+        def fetch() -> None:
+            try:
+                self.producer.partitions_for(self.topic)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                failed.append(exc)
+
+        worker = threading.Thread(target=fetch, name=f"warm-up-{self.topic}", daemon=True)
+        worker.start()
+        worker.join(timeout_s)
+        if worker.is_alive() or failed:
+            why = failed[0] if failed else f"no answer within {timeout_s} s"
+            log.warning("%s warm-up: no metadata for topic %r yet: %s", type(self).__name__, self.topic, why)
             return False
         return True
 

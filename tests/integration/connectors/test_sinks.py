@@ -81,6 +81,7 @@ def test_oversize_dead_letter_drops_the_value_and_says_so(broker, topic_factory)
 def test_alert_sink_json_round_trip_and_tail(broker, producer, topic_factory):
     topic = topic_factory(prefix="alerts")
     sink = AlertSink(producer, topic)
+    assert sink.warm_up(timeout_s=30) is True  # the live broker answers with the topic's metadata
     sent = [make_alert(1), make_alert(2, line_id="line-2")]
     for alert in sent:
         sink.send(alert)

@@ -60,3 +60,27 @@ def test_ordinary_dead_letters_keep_every_header():
     headers = dict(producer.sent[0][3])
     assert headers["frame_id"] == b"f-1"
     assert "dlq.headers_cut" not in headers
+
+
+def test_warm_up_is_bounded_when_the_broker_does_not_answer(caplog):
+    import threading
+    import time
+
+    release = threading.Event()
+
+    class _Silent(_Producer):
+        def partitions_for(self, topic):
+            release.wait(30)  # a real producer waits max_block_ms (a minute) for metadata
+
+    sink = DeadLetterSink(_Silent(), "dlq")
+    start = time.monotonic()
+    assert sink.warm_up(timeout_s=0.2) is False
+    assert time.monotonic() - start < 5
+    assert "no answer within 0.2 s" in caplog.text
+    release.set()
+
+    class _Answers(_Producer):
+        def partitions_for(self, topic):
+            return {0}
+
+    assert DeadLetterSink(_Answers(), "dlq").warm_up() is True
