@@ -62,6 +62,11 @@ class BankCache(Generic[T]):
                 log.info("evicted bank %s", evicted)
             return loaded
 
+    @property
+    def capacity(self) -> int:
+        """How many banks the cache holds before it evicts the least recently used."""
+        return self._capacity
+
     def keys(self) -> list[str]:
         """Cached keys, least recently used first."""
         with self._lock:

@@ -68,7 +68,7 @@ class InferenceWorker:
         import numpy as np
 
         loaded = 0
-        for ref in banks:
+        for ref in list(banks)[: self.banks.capacity]:  # more would only evict each other
             try:
                 self.banks.get(ref)
                 loaded += 1

@@ -111,6 +111,7 @@ class Pipeline:
         self._generation = 0
         self._final_stats: list[dict[str, Any]] = []
         self.coldstart: Any | None = None  # pipeline.services.coldstart_stream.ColdStartPromoter (driver thread)
+        self._warm_banks: list[Any] = []  # BankRefs a new inference actor loads before frames (read on start)
 
     @property
     def restarts(self) -> int:
@@ -170,25 +171,29 @@ class Pipeline:
 
         Without it the first frames after a start or an actor's recreation waited for the bank files
         and the engine's first call: in `make bench`'s paced run they were stored up to 2.5 s after
-        capture, against about 0.5 s once warm. ``wait=False`` (a recreated actor): the warm-up
-        is queued before the frames the ingest sends it, which wait behind it as they would have.
+        capture, against about 0.5 s once warm. On start (``wait=True``) the active banks are read
+        from SQL; a recreated actor (``wait=False``, from the supervisor) gets the banks read then,
+        without touching the database, and its warm-up is queued before the frames the ingest sends
+        it, which wait behind it as they would have.
         """
         import ray
 
-        from pipeline.stream.adapters import SqlBankLookup
-        from storage.db import Database
-        from storage.repository import Repository
+        if wait:
+            from pipeline.stream.adapters import SqlBankLookup
+            from storage.db import Database
+            from storage.repository import Repository
 
-        database = None
-        try:
-            database = Database(self.settings.database_url)
-            refs = [ref for ref in SqlBankLookup(Repository(database))().values() if ref.version > 0]
-        except Exception as exc:  # noqa: BLE001 - the ingest loop reports a database that is away
-            log.warning("warm-up skipped: the active banks could not be read: %s", exc)
-            return
-        finally:
-            if database is not None:
-                database.dispose()
+            database = None
+            try:
+                database = Database(self.settings.database_url)
+                self._warm_banks = [ref for ref in SqlBankLookup(Repository(database))().values() if ref.version > 0]
+            except Exception as exc:  # noqa: BLE001 - the ingest loop reports a database that is away
+                log.warning("warm-up skipped: the active banks could not be read: %s", exc)
+                return
+            finally:
+                if database is not None:
+                    database.dispose()
+        refs = list(self._warm_banks)
         calls = [actor.warm_up.remote(refs) for actor in actors]
         if not wait:
             return
