@@ -14,6 +14,8 @@ problems surface as :class:`~storage.exceptions.StorageError` naming the URL (pa
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -139,7 +141,7 @@ class Database:
             dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _use_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across app crashes, fast commits
             cursor.execute("PRAGMA foreign_keys = ON")
             cursor.close()
@@ -220,6 +222,26 @@ class Database:
     def dispose(self) -> None:
         """Close all pooled connections."""
         self.engine.dispose()
+
+
+def _use_wal(cursor: Any) -> None:
+    """Put the SQLite file in WAL mode, waiting out a concurrent writer (up to the busy timeout).
+
+    Switching the journal mode needs the file to itself and does not always go through SQLite's busy
+    handler: processes opening a new file together (several migrating at once) could fail at connect
+    with "database is locked" on a loaded host (seen once in `make test`). A file already in WAL
+    mode is left alone; a locked switch is retried.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _first_line(exc: BaseException) -> str:

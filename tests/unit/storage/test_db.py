@@ -102,3 +102,40 @@ def test_session_commits_and_wraps_errors(database):
         assert session.scalar(sa.select(sa.func.count()).select_from(ChatTurn)) == 0
     with pytest.raises(StorageError, match="database error"), database.session() as session:
         session.execute(sa.text("SELECT * FROM no_such_table"))
+
+
+def test_wal_switch_waits_out_a_locked_file_and_skips_a_file_already_in_wal():
+    import sqlite3
+
+    from storage.db import _use_wal
+
+    class Cursor:
+        def __init__(self, mode, locked_times):
+            self.mode, self.locked_times, self.statements = mode, locked_times, []
+
+        def execute(self, sql):
+            self.statements.append(sql)
+            if sql == "PRAGMA journal_mode = WAL":
+                if self.locked_times:
+                    self.locked_times -= 1
+                    raise sqlite3.OperationalError("database is locked")
+                self.mode = "wal"
+            return self
+
+        def fetchone(self):
+            return (self.mode,)
+
+    busy = Cursor("delete", locked_times=2)
+    _use_wal(busy)
+    assert busy.mode == "wal"
+    assert busy.statements.count("PRAGMA journal_mode = WAL") == 3
+    already = Cursor("wal", locked_times=0)
+    _use_wal(already)
+    assert already.statements == ["PRAGMA journal_mode"]
+
+    class Broken(Cursor):
+        def execute(self, sql):
+            raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):  # only a locked file is waited for
+        _use_wal(Broken("delete", 0))
