@@ -57,6 +57,7 @@ positive_int = number_type(int, lambda v: v >= 1, "a whole number >= 1", "positi
 tcp_port = number_type(int, lambda v: 1 <= v <= 65535, "a TCP port 1..65535", "tcp_port")
 positive_float = number_type(float, lambda v: v > 0, "a number > 0", "positive_float")
 fraction = number_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]", "fraction")
+share = number_type(float, lambda v: 0.0 < v <= 1.0, "a share in (0, 1]", "share")
 
 
 def existing_dir(text: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from linesight.commands._common import class_name, existing_dir, positive_int
+from linesight.commands._common import class_name, existing_dir, positive_int, share
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--images", type=existing_dir, required=True, help="folder of normal images (png/jpg/bmp)")
     build.add_argument("--shots", type=positive_int, default=None, help="use the first K images (default: all)")
     build.add_argument("--no-rotations", action="store_true", help="don't add 90/180/270 rotations (parts with a pose)")
-    build.add_argument("--coreset-ratio", type=float, default=None,
+    build.add_argument("--coreset-ratio", type=share, default=None,
                        help="keep this share (0-1] of an untiled bank's patches, a greedy k-center coreset "
                             "(default 0.25, measured in README; 1 keeps every patch)")
     build.add_argument("--no-activate", action="store_true", help="register without activating")
@@ -120,12 +120,9 @@ def _row(row) -> dict:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from linesight.errors import ConfigError
     from linesight.settings import load_settings
     from pipeline.services.banks import BankManager, load_images
 
-    if args.coreset_ratio is not None and not 0 < args.coreset_ratio <= 1:
-        raise ConfigError(f"--coreset-ratio must be in (0, 1], got {args.coreset_ratio}")
     manager = BankManager(load_settings())
     images = load_images(args.images, limit=args.shots)
     row = manager.build(

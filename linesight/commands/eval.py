@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from linesight.commands._common import class_name, positive_int
+from linesight.commands._common import class_name, positive_int, share
 
 _MODES = ("few_shot", "zero_shot", "fused")
 
@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="tile frames larger than the model input into PX-pixel tiles (auto: at the model input size "
                         "when frames are 1.5x larger; none: squeeze the whole frame); default: auto with --realistic, "
                         "none otherwise")
-    parser.add_argument("--coreset-ratio", type=float, default=None, metavar="R",
+    parser.add_argument("--coreset-ratio", type=share, default=None, metavar="R",
                         help="keep this share (0-1] of each untiled bank's rows (greedy k-center coreset; "
                              "default: the bank builder's, 0.25; 1 keeps every row)")
     parser.add_argument("--stages", nargs="+", type=int, default=None, metavar="I",
