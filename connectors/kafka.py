@@ -169,11 +169,15 @@ def producer_config(
         "batch_size": batch_size,
         "acks": acks,
     }
+    return _with_client(config, client_id, security, overrides)
+
+
+def _with_client(config: dict[str, Any], client_id: str | None, security: Mapping[str, Any] | None,
+                 overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with the client id (when given), the security settings and the caller's overrides, in that order."""
     if client_id is not None:
         config["client_id"] = client_id
-    config.update(security or {})
-    config.update(overrides)
-    return config
+    return {**config, **(security or {}), **overrides}
 
 
 def make_producer(bootstrap_servers: str, **options: Any) -> KafkaProducer:
@@ -221,11 +225,7 @@ def consumer_config(
         "auto_offset_reset": auto_offset_reset,
         "enable_auto_commit": enable_auto_commit,
     }
-    if client_id is not None:
-        config["client_id"] = client_id
-    config.update(security or {})
-    config.update(overrides)
-    return config
+    return _with_client(config, client_id, security, overrides)
 
 
 def make_consumer(bootstrap_servers: str, **options: Any) -> KafkaConsumer:

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel
 
+from connectors.dead_letter_reader import DeadLetter  # its fields are the API schema
 from linesight.api.auth import AUTH_RESPONSES, require_token
 from linesight.api.context import ApiContext, get_context
 from linesight.api.errors import ERROR_RESPONSES, ApiError
@@ -69,26 +70,6 @@ class Trends(BaseModel):
     points: list[TrendPoint]
 
 
-class DeadLetterItem(BaseModel):
-    """A dead letter; ``partition``/``offset`` address it for replay."""
-
-    partition: int
-    offset: int
-    reason: str
-    detail: str
-    failed_at: str | None
-    line_id: str | None
-    frame_id: str | None
-    camera_id: str | None
-    product_class: str | None
-    source_topic: str | None
-    source_partition: int | None
-    source_offset: int | None
-    value_bytes: int
-    value_dropped_bytes: int | None
-    replayable: bool
-
-
 class DeadLetters(BaseModel):
     """The newest dead letters, newest first; ``available`` is false (and ``detail`` says why) when this
     server has no Kafka broker configured."""
@@ -96,13 +77,13 @@ class DeadLetters(BaseModel):
     topic: str
     available: bool
     detail: str | None = None
-    items: list[DeadLetterItem]
+    items: list[DeadLetter]
 
 
 class Replayed(BaseModel):
     """Where a replayed frame went."""
 
-    dead_letter: DeadLetterItem
+    dead_letter: DeadLetter
     topic: str
     partition: int
     offset: int
