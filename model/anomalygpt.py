@@ -104,15 +104,18 @@ class VerdictResult:
     )  # to show: the LLM's decision sentence if it agrees (and is whole), else the template
 
 
-def default_description(product_class: str | None) -> str:
-    """The description of a class (docs/method.md).
+def default_description(product_class: str | None, colour: str | None = None) -> str:
+    """The description of a class (docs/method.md); ``colour`` (optional) is what the class should look like.
 
     >>> default_description("leather")[:45]
     'This is a photo of leather for anomaly detect'
+    >>> default_description("leather", "brown")
+    'This is a photo of leather for anomaly detection, which should be brown and without any damage, flaw, defect, scratch, hole or broken part.'
     """
+    should = f"be {colour} and without" if colour else "be without"
     return (
-        f"This is a photo of {object_name(product_class)} for anomaly detection, which should be without any "
-        "damage, flaw, defect, scratch, hole or broken part."
+        f"This is a photo of {object_name(product_class)} for anomaly detection, which should {should} any damage, "
+        "flaw, defect, scratch, hole or broken part."
     )
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from linesight.errors import ConfigError
+from model.anomalygpt import QUESTION
+from model.anomalygpt import default_description as class_description  # one rule for the sentence
 from model.positions import MIN_REGION_FRACTION, POSITION_NAMES, find_regions
 from model.verdict import NO_ANOMALY, verdict_sentence
 
@@ -33,8 +35,6 @@ __all__ = [
     "qa_pair",
     "training_pairs",
 ]
-
-QUESTION = "Is there any anomaly in the image?"
 
 
 @dataclass(frozen=True)
@@ -65,20 +65,6 @@ def mask_positions(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTION) 
 def answer_for_mask(mask: np.ndarray, min_fraction: float = MIN_REGION_FRACTION) -> str:
     """The answer sentence for a ground-truth mask (docs/method.md templates, via :mod:`model.verdict`)."""
     return verdict_sentence(mask_positions(mask, min_fraction))
-
-
-def class_description(product_class: str | None, colour: str | None = None) -> str:
-    """The optional description sentence, e.g. for leather (docs/method.md).
-
-    >>> class_description("leather", "brown")
-    'This is a photo of leather for anomaly detection, which should be brown and without any damage, flaw, defect, scratch, hole or broken part.'
-    """
-    name = (product_class or "object").replace("_", " ")
-    should = f"be {colour} and without" if colour else "be without"
-    return (
-        f"This is a photo of {name} for anomaly detection, which should {should} any damage, flaw, defect, "
-        "scratch, hole or broken part."
-    )
 
 
 def qa_pair(
