@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -49,6 +50,8 @@ def configure_logging(verbosity: int) -> None:
         logging.getLogger(name).setLevel(library_level)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if verbosity else logging.INFO)
+    if not verbosity:  # transformers' weight-loading bars (read when transformers is imported; -v shows them)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -236,3 +236,14 @@ def test_run_serves_metrics_of_the_data_folder(data_dir: Path) -> None:
     assert "linesight_stream_up 0.0" in text
     assert 'linesight_inspections_total{line="line-0",product_class="bottle"} 2.0' in text
     assert 'linesight_inspections_flagged_total{line="line-1",product_class="screw"} 1.0' in text
+
+
+def test_transformers_weight_loading_bars_are_off_unless_verbose(monkeypatch) -> None:
+    from linesight.cli import configure_logging
+
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "0")  # so that teardown restores what was there
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS")
+    configure_logging(1)
+    assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+    configure_logging(0)
+    assert os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] == "1"

@@ -170,6 +170,24 @@ def test_train_command_help_defaults_match_the_config_and_bad_values_are_named(t
     assert "0" in capsys.readouterr().err
 
 
+def test_train_command_trains_with_the_measured_recipe_unless_paper_or_an_option_says_otherwise():
+    from dataclasses import asdict
+
+    from linesight.cli import build_parser
+    from linesight.commands.train import RECIPE, train_config
+
+    def config(*argv: str) -> dict:
+        return asdict(train_config(build_parser().parse_args(["train", "--synthetic", *argv]), SIZE_PX))
+
+    recipe = {k: v for k, v in RECIPE.items() if k != "images_per_class"}
+    assert {k: config()[k] for k in recipe} == recipe
+    paper = asdict(TrainConfig(image_size_px=SIZE_PX))
+    assert {k: config("--paper")[k] for k in recipe} == {k: paper[k] for k in recipe}
+    assert config("--no-skip-unseen", "--epochs", "2")["skip_unseen"] is False
+    assert config("--no-skip-unseen", "--epochs", "2")["epochs"] == 2
+    assert config("--paper", "--with-description")["with_description"] is True
+
+
 def test_train_command_writes_and_resumes_a_decoder_only_checkpoint(tmp_path: Path, monkeypatch, capsys):
     from linesight.cli import main
 
