@@ -4,7 +4,7 @@
                                                │ bounded queue; a job that does not fit is skipped
                                                ▼
     VerdictWorker thread (nice 19, 1 torch thread): up to verdict_batch_size jobs at a time
-        stored map + frame -> E_prompt, E_img (only with a trained prompt learner)
+        stored map + frame -> E_prompt, E_img (only with verdict_image_tokens)
         -> one batched LLM generation with the detector's facts in each description,
            stopped at the end of the decision sentence -> parse -> agrees?
              yes: set_verdict(frame_id, llm sentence, "llm")
@@ -17,9 +17,10 @@ here with the worker's own encoder: one encoder pass (~30 ms) is a few percent o
 (pipeline/services/dialogue.py) rebuilds E_img and E_prompt from the same stored bytes the same way.
 
 Keeping up (issue 10): the queue keeps flagged frames first (a flagged job pushes out a queued
-normal sample when full); jobs are answered in batches (one generate call, left-padded); without a
-trained prompt learner E_img/E_prompt are untrained noise and are left out
-(``verdict_image_tokens``), and so is the class name (it does not change the expected sentence):
+normal sample when full); jobs are answered in batches (one generate call, left-padded); unless
+``verdict_image_tokens`` is set, E_img/E_prompt are left out (untrained they are noise; trained they
+make every prompt unique, so nothing is reused and the actor falls behind on a CPU), and so is the
+class name (it does not change the expected sentence):
 the prompt then depends on the decision, positions and region count alone, so one answer serves
 every later frame with the same facts (greedy decoding gives the same text). The stream's actor
 answers the 10 commonest facts (no anomaly, one region at each of the 9 positions) in one batch
@@ -74,7 +75,7 @@ class ModelSettings(Protocol):
     encoder_path: Path | None
     image_size_px: int
     checkpoint_dir: Path | None
-    verdict_image_tokens: bool | None
+    verdict_image_tokens: bool
 
 
 class VerdictSettings(ModelSettings, Protocol):
@@ -162,7 +163,7 @@ class InspectionModel:
 
         The prompt learner comes from ``checkpoint_dir/prompt_learner.safetensors``; without a
         checkpoint_dir it is freshly initialised with seed ``PROMPT_LEARNER_SEED`` (logged).
-        ``verdict_image_tokens`` None means: E_img/E_prompt in verdicts only with a checkpoint_dir.
+        ``verdict_image_tokens``: E_img/E_prompt in the verdict prompts (the learner is loaded either way).
         """
         from model.anomalygpt import AnomalyGPT
         from model.encoders import build_encoder
@@ -173,10 +174,8 @@ class InspectionModel:
         if encoder is None:
             encoder = build_encoder(settings.encoder, settings.encoder_path, settings.image_size_px)
         learner = _prompt_learner(settings, llm.hidden_size, encoder.global_dim)
-        image_tokens = settings.verdict_image_tokens
-        if image_tokens is None:
-            image_tokens = settings.checkpoint_dir is not None
-        log.info("verdict prompts %s E_img/E_prompt", "carry" if image_tokens else "leave out (untrained learner)")
+        image_tokens = bool(settings.verdict_image_tokens)
+        log.info("verdict prompts %s E_img/E_prompt (LINESIGHT_VERDICT_IMAGE_TOKENS)", "carry" if image_tokens else "leave out")
         return cls(AnomalyGPT(llm, learner), encoder, verdict_image_tokens=image_tokens)
 
     @property

@@ -104,7 +104,7 @@ def test_a_bad_job_in_a_batch_fails_alone(tmp_path, repository, llm, encoder):
     assert (counters["verdicts_written"], counters["verdicts_failed"], counters["verdict_backlog"]) == (2, 1, 0)
 
 
-def test_verdict_image_tokens_follow_the_checkpoint_unless_set(tmp_path, encoder):
+def test_verdict_image_tokens_are_off_unless_set_even_with_a_trained_checkpoint(tmp_path, encoder):
     from model.prompt_learner import PromptLearner, save_prompt_learner
     from pipeline.stream.verdicts import PROMPT_LEARNER_FILE
     from tests.unit.model.test_llm import tiny_llm
@@ -115,7 +115,8 @@ def test_verdict_image_tokens_follow_the_checkpoint_unless_set(tmp_path, encoder
         PromptLearner(tiny.hidden_size, encoder.global_dim, channels=(2, 2, 2, 2, 2)), tmp_path / PROMPT_LEARNER_FILE
     )
     assert make_model(tiny, encoder).verdict_image_tokens is False
-    assert make_model(tiny, encoder, checkpoint_dir=tmp_path).verdict_image_tokens is True
+    assert make_model(tiny, encoder, checkpoint_dir=tmp_path).verdict_image_tokens is False
+    assert make_model(tiny, encoder, checkpoint_dir=tmp_path, verdict_image_tokens=True).verdict_image_tokens is True
     assert make_model(tiny, encoder, checkpoint_dir=tmp_path, verdict_image_tokens=False).verdict_image_tokens is False
     assert make_model(tiny, encoder, verdict_image_tokens=True).verdict_image_tokens is True
     text_only = make_model(tiny, encoder)
