@@ -175,9 +175,8 @@ def producer_config(
 def _with_client(config: dict[str, Any], client_id: str | None, security: Mapping[str, Any] | None,
                  overrides: Mapping[str, Any]) -> dict[str, Any]:
     """``config`` with the client id (when given), the security settings and the caller's overrides, in that order."""
-    if client_id is not None:
-        config["client_id"] = client_id
-    return {**config, **(security or {}), **overrides}
+    client = {} if client_id is None else {"client_id": client_id}
+    return {**config, **client, **(security or {}), **overrides}
 
 
 def make_producer(bootstrap_servers: str, **options: Any) -> KafkaProducer:

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from linesight.errors import ConfigError
-from model.anomalygpt import QUESTION
-from model.anomalygpt import default_description as class_description  # one rule for the sentence
+from model.anomalygpt import QUESTION, default_description
 from model.positions import MIN_REGION_FRACTION, POSITION_NAMES, find_regions
 from model.verdict import NO_ANOMALY, verdict_sentence
 
@@ -30,7 +29,6 @@ __all__ = [
     "QUESTION",
     "QAPair",
     "answer_for_mask",
-    "class_description",
     "mask_positions",
     "qa_pair",
     "training_pairs",
@@ -80,7 +78,7 @@ def qa_pair(
     'No, there is no anomaly in the image.'
     """
     positions = mask_positions(mask, min_fraction)
-    question = f"{class_description(product_class)} {QUESTION}" if with_description else QUESTION
+    question = f"{default_description(product_class)} {QUESTION}" if with_description else QUESTION
     return QAPair(question, verdict_sentence(positions), positions, len(positions))
 
 

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from linesight.errors import ConfigError
-from model.anomalygpt import QUESTION, build_llm_input
+from model.anomalygpt import QUESTION, build_llm_input, default_description
 from model.decoder import TextAlignedDecoder, load_state_checked
 from model.prompt_learner import DECISION_LEVEL, PromptLearner, PromptTokens
 from model.text_anchors import TextEmbedder, text_anchors
@@ -56,7 +56,7 @@ from training.checkpoint import (
 )
 from training.losses import IGNORE_INDEX, LossBreakdown, LossWeights, anomalygpt_loss
 from training.nsa import METHODS, AnomalySimulator
-from training.qa import class_description, qa_pair
+from training.qa import qa_pair
 
 __all__ = ["Batch", "TrainConfig", "TrainResult", "Trainer", "folder_training_images", "synthetic_training_images"]
 
@@ -391,7 +391,7 @@ class Trainer:
         """
         llm, rows, answer_ids = self.llm, [], []
         for i, (name, answer) in enumerate(zip(classes, answers, strict=True)):
-            description = class_description(name) if self.config.with_description else ""
+            description = default_description(name) if self.config.with_description else ""
             prompt = build_llm_input(llm, tokens.image_tokens[i], tokens.prompt_tokens[i], description, QUESTION)
             if answer not in self._answer_ids:  # the answer, then EOS so that generation stops there
                 eos = llm.tokenizer.eos_token_id

@@ -18,7 +18,8 @@ HELP_DEFAULTS = {"epochs": 3, "batch_size": 4, "lr": 1e-3, "seed": 0, "num_worke
 # about 45 min on 2 cores). With the paper's values for 24 steps it was 43 % (30 images); at step 240 of this
 # recipe 80 % (40 images).
 RECIPE = {"epochs": 14, "decision_weight": 2.0, "nsa_method": "nsa+stain+scratch", "skip_unseen": True,
-          "with_description": True, "images_per_class": 24}
+          "with_description": True}  # TrainConfig fields
+RECIPE_IMAGES_PER_CLASS = 24
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,14 +44,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classes", nargs="+", type=class_name, default=None, metavar="CLASS",
                         help="product classes (default: all in --data, all demo classes with --synthetic)")
     parser.add_argument("--images-per-class", type=positive_int, default=None, metavar="N",
-                        help=f"normal images per class (synthetic default {RECIPE['images_per_class']}, "
+                        help=f"normal images per class (synthetic default {RECIPE_IMAGES_PER_CLASS}, "
                              f"{_PAPER_IMAGES_PER_CLASS} with --paper; --data: all)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="checkpoint folder (default: <LINESIGHT_DATA_DIR>/checkpoint, which every command then "
                              "uses while LINESIGHT_CHECKPOINT_DIR is unset)")
     parser.add_argument("--paper", action="store_true",
                         help="train with the paper's values (TrainConfig's defaults) instead of the measured recipe "
-                             f"this command uses by default: {', '.join(f'{k}={v}' for k, v in RECIPE.items())}")
+                             f"this command uses by default: {', '.join(f'{k}={v}' for k, v in RECIPE.items())}, "
+                             f"images_per_class={RECIPE_IMAGES_PER_CLASS}")
     parser.add_argument("--epochs", type=positive_int, default=None,
                         help=f"default {RECIPE['epochs']} ({defaults['epochs']} with --paper)")
     parser.add_argument("--batch-size", type=positive_int, default=None,
@@ -165,7 +167,7 @@ def train_config(args: argparse.Namespace, image_size_px: int):
 
     if args.decision_weight is not None and not args.decision_weight >= 0:
         raise ConfigError(f"--decision-weight must be >= 0, got {args.decision_weight}")
-    recipe = {} if args.paper else {k: v for k, v in RECIPE.items() if k != "images_per_class"}
+    recipe = {} if args.paper else RECIPE
     given = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
              "num_workers": args.workers, "prompt_map": args.prompt_map, "banks_per_class": args.banks_per_class,
              "bank_shots": tuple(args.bank_shots) if args.bank_shots else None,
@@ -179,4 +181,4 @@ def train_config(args: argparse.Namespace, image_size_px: int):
 def _images_per_class(args: argparse.Namespace) -> int:
     if args.images_per_class is not None:
         return args.images_per_class
-    return _PAPER_IMAGES_PER_CLASS if args.paper else RECIPE["images_per_class"]
+    return _PAPER_IMAGES_PER_CLASS if args.paper else RECIPE_IMAGES_PER_CLASS

@@ -152,7 +152,7 @@ class InspectionModel:
     True
     """
 
-    def __init__(self, gpt: Any, encoder: Any, *, verdict_image_tokens: bool = True) -> None:
+    def __init__(self, gpt: Any, encoder: Any, *, verdict_image_tokens: bool = False) -> None:
         self.gpt = gpt  # model.anomalygpt.AnomalyGPT (LLM + prompt learner)
         self.encoder = encoder  # model.encoders ImageEncoder (frozen)
         self.verdict_image_tokens = verdict_image_tokens  # E_img/E_prompt in verdict prompts (not dialogue)
@@ -174,7 +174,7 @@ class InspectionModel:
         if encoder is None:
             encoder = build_encoder(settings.encoder, settings.encoder_path, settings.image_size_px)
         learner = _prompt_learner(settings, llm.hidden_size, encoder.global_dim)
-        image_tokens = bool(settings.verdict_image_tokens)
+        image_tokens = settings.verdict_image_tokens
         log.info("verdict prompts %s E_img/E_prompt (LINESIGHT_VERDICT_IMAGE_TOKENS)", "carry" if image_tokens else "leave out")
         return cls(AnomalyGPT(llm, learner), encoder, verdict_image_tokens=image_tokens)
 

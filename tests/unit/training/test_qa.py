@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from linesight.errors import ConfigError
-from training.qa import QUESTION, answer_for_mask, class_description, mask_positions, qa_pair, training_pairs
+from model.anomalygpt import default_description
+from training.qa import QUESTION, answer_for_mask, mask_positions, qa_pair, training_pairs
 
 
 def _mask(*boxes: tuple[int, int, int, int], size: int = 90) -> np.ndarray:
@@ -60,7 +61,7 @@ def test_three_regions_and_specks_below_the_minimum_are_dropped():
 
 def test_question_carries_the_class_description():
     pair = qa_pair(_mask(), product_class="metal_nut")
-    assert pair.question == f"{class_description('metal_nut')} {QUESTION}"
+    assert pair.question == f"{default_description('metal_nut')} {QUESTION}"
     assert "metal nut" in pair.question
     assert qa_pair(_mask(), with_description=False).question == QUESTION
 

@@ -179,10 +179,9 @@ def test_train_command_trains_with_the_measured_recipe_unless_paper_or_an_option
     def config(*argv: str) -> dict:
         return asdict(train_config(build_parser().parse_args(["train", "--synthetic", *argv]), SIZE_PX))
 
-    recipe = {k: v for k, v in RECIPE.items() if k != "images_per_class"}
-    assert {k: config()[k] for k in recipe} == recipe
+    assert {k: config()[k] for k in RECIPE} == RECIPE
     paper = asdict(TrainConfig(image_size_px=SIZE_PX))
-    assert {k: config("--paper")[k] for k in recipe} == {k: paper[k] for k in recipe}
+    assert {k: config("--paper")[k] for k in RECIPE} == {k: paper[k] for k in RECIPE}
     assert config("--no-skip-unseen", "--epochs", "2")["skip_unseen"] is False
     assert config("--no-skip-unseen", "--epochs", "2")["epochs"] == 2
     assert config("--paper", "--with-description")["with_description"] is True

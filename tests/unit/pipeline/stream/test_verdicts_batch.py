@@ -65,7 +65,7 @@ def test_a_flagged_job_pushes_out_a_normal_sample_when_the_queue_is_full(tmp_pat
 
 
 def test_batches_answer_every_job_and_text_only_answers_are_reused(tmp_path, repository, llm, encoder):
-    model = make_model(llm, encoder)  # no checkpoint_dir: an untrained learner, so verdicts leave E_img out
+    model = make_model(llm, encoder)  # by default verdicts leave E_img out (LINESIGHT_VERDICT_IMAGE_TOKENS)
     assert model.verdict_image_tokens is False
     rows = [store_inspection(repository, i, flagged=i < 3) for i in range(5)]  # same facts per kind
     worker = worker_for(tmp_path, model, repository, verdict_batch_size=4)
