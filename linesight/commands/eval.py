@@ -157,11 +157,20 @@ def _run(args: argparse.Namespace, root: Path, layout: str, label: str | None = 
     return 0
 
 
+def checkpoint_folder(decoder: Path) -> Path:
+    """The checkpoint folder of ``--decoder``, which names the folder or its decoder.safetensors.
+
+    >>> checkpoint_folder(Path("/nowhere/ckpt/decoder.safetensors")).as_posix()
+    '/nowhere/ckpt'
+    """
+    return decoder if decoder.is_dir() else decoder.parent
+
+
 def _llm(args: argparse.Namespace, settings, dataset, encoder, config) -> dict:
     from pipeline.stream.verdicts import InspectionModel
     from training.llm_eval import evaluate_llm, llm_report
 
-    checkpoint = args.decoder.parent if args.decoder is not None else settings.checkpoint_dir
+    checkpoint = checkpoint_folder(args.decoder) if args.decoder is not None else settings.checkpoint_dir
     model = InspectionModel.from_settings(settings.model_copy(update={"checkpoint_dir": checkpoint}), encoder=encoder)
     shots = config.shots[0]
     scores = evaluate_llm(dataset, encoder, model.gpt, shots=shots, images_per_class=args.llm_images,

@@ -155,7 +155,8 @@ def handle(args: argparse.Namespace) -> int:
           f"{result.checkpoint_dir / 'decoder.safetensors'}")
     if llm is not None:
         print(f"LLM verdicts: linesight eval --synthetic --shots 1 --seeds 1 --llm --decoder {result.checkpoint_dir}; "
-              f"the stream uses it with LINESIGHT_CHECKPOINT_DIR={result.checkpoint_dir}")
+              f"chat and inspect --ask use it with LINESIGHT_CHECKPOINT_DIR={result.checkpoint_dir} (stream verdicts "
+              "also with LINESIGHT_VERDICT_IMAGE_TOKENS=true)")
     return 0
 
 

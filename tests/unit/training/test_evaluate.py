@@ -168,3 +168,12 @@ def test_draws_do_not_share_references_while_there_are_enough(dataset):
     washer = dataset.classes["washer"]  # 3 training images
     singles = [draw_references(washer, 1, seed)[0] for seed in range(3)]
     assert sorted(singles) == [0, 1, 2]
+
+
+def test_eval_llm_finds_the_prompt_learner_beside_a_decoder_file_or_in_a_named_folder(tmp_path):
+    from linesight.commands.eval import checkpoint_folder
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    assert checkpoint_folder(folder) == folder  # train prints the folder form
+    assert checkpoint_folder(folder / "decoder.safetensors") == folder
