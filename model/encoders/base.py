@@ -51,6 +51,15 @@ class ImageEncoder(nn.Module, ABC):
     def forward(self, pixels: torch.Tensor) -> EncoderOutput:
         """Encode already-``preprocess``-ed pixels (B, 3, S, S) into an :class:`EncoderOutput`."""
 
+    def precision_split(self) -> tuple[nn.Module, nn.Module] | None:
+        """``(head, body)`` with ``body(head(pixels)) == (*stages, global)``, or None (the default).
+
+        An encoder whose first layers lose too much in bf16 names them here: ``model.engine`` then
+        runs ``head`` in fp32 and ``body`` in bf16 (two compiled graphs, one after the other)
+        instead of the whole network in bf16. ``head`` maps pixels (B, 3, S, S) to one tensor.
+        """
+        return None
+
     def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
         """Turn uint8 RGB images (B, H, W, 3) or a list of (H, W, 3) into normalised (B, 3, S, S).
 

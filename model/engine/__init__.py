@@ -15,7 +15,7 @@ from model.engine.exceptions import (
     ExportError,
     UnknownEngineError,
 )
-from model.engine.export import cache_key, export_onnx, weights_hash
+from model.engine.export import cache_key, export_onnx, export_split_onnx, weights_hash
 from model.engine.runtime import EngineEncoder
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "choose_engine",
     "detect_cpu_features",
     "export_onnx",
+    "export_split_onnx",
     "parse_cpu_flags",
     "probe_pixels",
     "self_check",

@@ -14,10 +14,10 @@ import torch
 
 from model.encoders.base import EncoderOutput, ImageEncoder
 from model.engine.exceptions import CompileError, EngineUnavailableError, UnknownEngineError
-from model.engine.export import INPUT_NAME, output_names
+from model.engine.export import INPUT_NAME, MIDDLE_NAME, output_names
 from model.exceptions import ShapeError
 
-__all__ = ["EngineEncoder", "OnnxRuntimeRunner", "OpenVinoRunner", "make_runner"]
+__all__ = ["EngineEncoder", "OnnxRuntimeRunner", "OpenVinoRunner", "OpenVinoSplitRunner", "make_runner"]
 
 
 class OnnxRuntimeRunner:
@@ -46,25 +46,30 @@ class OnnxRuntimeRunner:
         return self._session.run(self._outputs, {INPUT_NAME: pixels})
 
 
+def _compile_openvino(model_file: Path, threads: int, precision: str):
+    """An OpenVINO CPU compiled model of ``model_file`` (latency hint, ``threads`` threads, f32 or bf16)."""
+    try:
+        import openvino as ov
+    except ImportError as exc:
+        raise EngineUnavailableError("engine 'openvino' needs the package openvino (pip install openvino)") from exc
+    config = {
+        "INFERENCE_NUM_THREADS": threads,
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    try:
+        return ov.Core().compile_model(str(model_file), "CPU", config)
+    except Exception as exc:  # OpenVINO raises RuntimeError and its own types
+        raise CompileError(f"openvino cannot compile {model_file} with {config}: {exc}") from exc
+
+
 class OpenVinoRunner:
     """One OpenVINO CPU compiled model (latency hint, ``threads`` threads, f32 or bf16 inference)."""
 
     engine = "openvino"
 
     def __init__(self, model_file: Path, outputs: list[str], threads: int, precision: str) -> None:
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise EngineUnavailableError("engine 'openvino' needs the package openvino (pip install openvino)") from exc
-        config = {
-            "INFERENCE_NUM_THREADS": threads,
-            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-            "PERFORMANCE_HINT": "LATENCY",
-        }
-        try:
-            self._compiled = ov.Core().compile_model(str(model_file), "CPU", config)
-        except Exception as exc:  # OpenVINO raises RuntimeError and its own types
-            raise CompileError(f"openvino cannot compile {model_file} with {config}: {exc}") from exc
+        self._compiled = _compile_openvino(model_file, threads, precision)
         self._request = self._compiled.create_infer_request()
         self._ports = [self._compiled.output(name) for name in outputs]
         self._lock = threading.Lock()  # one infer request: calls from several threads take turns
@@ -73,6 +78,28 @@ class OpenVinoRunner:
         with self._lock:
             result = self._request.infer({INPUT_NAME: pixels}, share_inputs=True)
             return [np.array(result[port], copy=True) for port in self._ports]  # the request reuses its buffers
+
+
+class OpenVinoSplitRunner:
+    """An encoder's precision-sensitive head in OpenVINO f32, then its body in bf16 (``export_split_onnx``).
+
+    The head's output buffer is handed to the body without a copy.
+    """
+
+    engine = "openvino"
+
+    def __init__(self, head_file: Path, body_file: Path, outputs: list[str], threads: int) -> None:
+        self._head = _compile_openvino(head_file, threads, "fp32").create_infer_request()
+        body = _compile_openvino(body_file, threads, "bf16")
+        self._body = body.create_infer_request()
+        self._ports = [body.output(name) for name in outputs]
+        self._lock = threading.Lock()
+
+    def __call__(self, pixels: np.ndarray) -> list[np.ndarray]:
+        with self._lock:
+            middle = self._head.infer({INPUT_NAME: pixels}, share_inputs=True)[0]
+            result = self._body.infer({MIDDLE_NAME: middle}, share_inputs=True)
+            return [np.array(result[port], copy=True) for port in self._ports]
 
 
 def make_runner(engine: str, model_file: Path, outputs: list[str], *, threads: int, precision: str):
@@ -136,3 +163,11 @@ def build_engine_encoder(
     """Compile ``model_file`` with ``engine`` and wrap it as an :class:`EngineEncoder`."""
     runner = make_runner(engine, model_file, output_names(encoder), threads=threads, precision=precision)
     return EngineEncoder(encoder, runner, precision=precision, description=description, model_file=model_file)
+
+
+def build_split_engine_encoder(
+    encoder: ImageEncoder, head_file: Path, body_file: Path, threads: int, description: str
+) -> EngineEncoder:
+    """OpenVINO with the encoder's head in f32 and its body in bf16, wrapped as an :class:`EngineEncoder`."""
+    runner = OpenVinoSplitRunner(head_file, body_file, output_names(encoder), threads)
+    return EngineEncoder(encoder, runner, precision="bf16", description=description, model_file=body_file)

@@ -23,6 +23,7 @@ from model.engine import (
     available_engines,
     detect_cpu_features,
     export_onnx,
+    export_split_onnx,
     probe_pixels,
 )
 from model.engine.accelerate import MIN_PATCH_COSINE
@@ -99,6 +100,19 @@ def test_auto_uses_bf16_only_where_it_passes_the_accuracy_check(efficientnet, ca
     assert worst_patch_cosine(auto, efficientnet, probes) >= MIN_PATCH_COSINE[auto.precision]
 
 
+@pytest.mark.skipif(("openvino", "bf16") not in BACKENDS, reason="needs openvino and a CPU with bf16")
+def test_openvino_bf16_keeps_efficientnets_first_layers_fp32_and_meets_the_bar(efficientnet, photos, cache_dir):
+    fast = accelerate(efficientnet, engine="openvino", precision="bf16", cache_dir=cache_dir)
+    assert fast.precision == "bf16"
+    assert "first layers fp32" in fast.engine_description
+    assert fast.model_file.name == "body.onnx"
+    for pixels in (photos, probe_pixels(efficientnet)):
+        assert worst_patch_cosine(fast, efficientnet, pixels) >= MIN_COSINE["bf16"]
+    for batch in (1, 3):  # dynamic batch axis through both graphs
+        out = fast(probe_pixels(efficientnet)[:batch])
+        assert out.patch_features[0].shape[0] == out.global_vector.shape[0] == batch
+
+
 @pytest.fixture(scope="module")
 def transformer_encoders(tmp_path_factory) -> dict[str, ImageEncoder]:
     """Tiny random CLIP and DINOv2 at 48 px (not the checkpoints' 32: positions are interpolated)."""
@@ -171,7 +185,8 @@ def test_auto_falls_back_to_torch_when_export_fails_and_explicit_raises(tmp_path
 def test_a_corrupt_cached_file_is_a_compile_error(tmp_path, engine, precision):
     encoder = EfficientNetLiteEncoder(pretrained=False, image_size_px=64, stage_blocks=(1, 2, 3, 4))
     model_file = export_onnx(encoder, tmp_path)
-    model_file.write_bytes(b"not an onnx file")
-    with pytest.raises(CompileError, match="model.onnx"):
+    for path in (model_file, *export_split_onnx(encoder, tmp_path)):
+        path.write_bytes(b"not an onnx file")
+    with pytest.raises(CompileError, match="not an onnx file|model.onnx|head.onnx"):
         accelerate(encoder, engine=engine, precision=precision, cache_dir=tmp_path)
     assert accelerate(encoder, cache_dir=tmp_path).engine == "torch"  # auto tries every engine, then torch

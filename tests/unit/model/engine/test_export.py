@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model.encoders.efficientnet import EfficientNetLiteEncoder
-from model.engine import ExportError, accelerate, cache_key, export_onnx, weights_hash
+from model.engine import ExportError, accelerate, cache_key, export_onnx, export_split_onnx, weights_hash
 from model.engine.export import KEEP_VERSIONS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -28,6 +28,22 @@ def test_export_is_cached_and_reused(tmp_path):
     assert again.stat().st_mtime_ns == stamp
     assert first.parent.name == cache_key(encoder)
     assert [p.name for p in tmp_path.iterdir()] == [first.parent.name]  # no temporary folder left behind
+
+
+def test_the_precision_split_exports_two_graphs_in_an_entry_of_its_own(tmp_path):
+    encoder = small_encoder()
+    head, body = export_split_onnx(encoder, tmp_path)
+    assert (head.name, body.name) == ("head.onnx", "body.onnx")
+    assert head.parent == body.parent
+    assert head.parent.name == cache_key(encoder, "split") != cache_key(encoder)
+    assert export_split_onnx(small_encoder(), tmp_path) == (head, body)  # cached
+    for _ in range(KEEP_VERSIONS + 1):  # more versions of the whole graph than are kept
+        with torch.no_grad():
+            encoder.blocks[0].project.conv.bias.add_(0.5)
+        export_onnx(encoder, tmp_path)
+    assert len([p for p in tmp_path.iterdir() if "split" not in p.name]) == KEEP_VERSIONS
+    assert head.is_file()  # one variant's versions never evict the other's
+    assert body.is_file()
 
 
 def test_key_names_encoder_size_stages_and_weights():
@@ -90,8 +106,8 @@ def test_an_entry_written_by_another_process_meanwhile_is_kept(tmp_path, monkeyp
     shutil.rmtree(entry)
     real_export = export_module._export
 
-    def export_then_lose_the_race(enc, path: Path) -> None:
-        real_export(enc, path)
+    def export_then_lose_the_race(enc, module, example, path: Path, *names) -> None:
+        real_export(enc, module, example, path, *names)
         entry.mkdir()  # another process renamed its complete entry into place first
         (entry / "model.onnx").write_bytes(data)
 
