@@ -24,6 +24,7 @@ class OnnxRuntimeRunner:
     """One ONNX Runtime CPU session on ``threads`` intra-op threads (fp32 only: ORT has no CPU bf16)."""
 
     engine = "onnxruntime"
+    pixels_nhwc = False  # takes (B, 3, S, S)
 
     def __init__(self, model_file: Path, outputs: list[str], threads: int) -> None:
         try:
@@ -46,10 +47,15 @@ class OnnxRuntimeRunner:
         return self._session.run(self._outputs, {INPUT_NAME: pixels})
 
 
-def _compile_openvino(model_file: Path, threads: int, precision: str):
-    """An OpenVINO CPU compiled model of ``model_file`` (latency hint, ``threads`` threads, f32 or bf16)."""
+def _compile_openvino(model_file: Path, threads: int, precision: str, *, pixels_nhwc: bool = False):
+    """An OpenVINO CPU compiled model of ``model_file`` (latency hint, ``threads`` threads, f32 or bf16).
+
+    ``pixels_nhwc``: the ``pixels`` input is given as (B, S, S, 3) (the channels-last memory the
+    encoders' ``preprocess`` returns, without a transposing copy); OpenVINO folds the transpose in.
+    """
     try:
         import openvino as ov
+        from openvino.preprocess import PrePostProcessor
     except ImportError as exc:
         raise EngineUnavailableError("engine 'openvino' needs the package openvino (pip install openvino)") from exc
     config = {
@@ -58,7 +64,14 @@ def _compile_openvino(model_file: Path, threads: int, precision: str):
         "PERFORMANCE_HINT": "LATENCY",
     }
     try:
-        return ov.Core().compile_model(str(model_file), "CPU", config)
+        core = ov.Core()
+        model = core.read_model(str(model_file))
+        if pixels_nhwc:
+            steps = PrePostProcessor(model)
+            steps.input(INPUT_NAME).tensor().set_layout(ov.Layout("NHWC"))
+            steps.input(INPUT_NAME).model().set_layout(ov.Layout("NCHW"))
+            model = steps.build()
+        return core.compile_model(model, "CPU", config)
     except Exception as exc:  # OpenVINO raises RuntimeError and its own types
         raise CompileError(f"openvino cannot compile {model_file} with {config}: {exc}") from exc
 
@@ -67,9 +80,10 @@ class OpenVinoRunner:
     """One OpenVINO CPU compiled model (latency hint, ``threads`` threads, f32 or bf16 inference)."""
 
     engine = "openvino"
+    pixels_nhwc = True  # takes (B, S, S, 3)
 
     def __init__(self, model_file: Path, outputs: list[str], threads: int, precision: str) -> None:
-        self._compiled = _compile_openvino(model_file, threads, precision)
+        self._compiled = _compile_openvino(model_file, threads, precision, pixels_nhwc=True)
         self._request = self._compiled.create_infer_request()
         self._ports = [self._compiled.output(name) for name in outputs]
         self._lock = threading.Lock()  # one infer request: calls from several threads take turns
@@ -87,9 +101,10 @@ class OpenVinoSplitRunner:
     """
 
     engine = "openvino"
+    pixels_nhwc = True  # takes (B, S, S, 3)
 
     def __init__(self, head_file: Path, body_file: Path, outputs: list[str], threads: int) -> None:
-        self._head = _compile_openvino(head_file, threads, "fp32").create_infer_request()
+        self._head = _compile_openvino(head_file, threads, "fp32", pixels_nhwc=True).create_infer_request()
         body = _compile_openvino(body_file, threads, "bf16")
         self._body = body.create_infer_request()
         self._ports = [body.output(name) for name in outputs]
@@ -152,7 +167,10 @@ class EngineEncoder(ImageEncoder):
         size = self.image_size_px
         if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (3, size, size):
             raise ShapeError(f"expected pixels of shape (B, 3, {size}, {size}), got {tuple(pixels.shape)}")
-        array = np.ascontiguousarray(pixels.detach().to("cpu", torch.float32).numpy())
+        pixels = pixels.detach().to("cpu", torch.float32)
+        if self._runner.pixels_nhwc:  # no copy for preprocess's channels-last pixels
+            pixels = pixels.permute(0, 2, 3, 1)
+        array = np.ascontiguousarray(pixels.numpy())
         outputs = [torch.from_numpy(out).to(pixels.device) for out in self._runner(array)]
         return EncoderOutput(patch_features=tuple(outputs[:-1]), global_vector=outputs[-1])
 
