@@ -48,7 +48,8 @@ def partitions_of_share(partitions: list[int], index: int, count: int) -> list[i
 
 class KafkaFrameSource:
     """Read ``topic`` as a consumer of ``group_id`` (or its ``share`` of the partitions); :meth:`poll` returns
-    records, :meth:`commit` stores progress."""
+    records, :meth:`commit` stores progress. ``fetch_max_wait_ms`` bounds how long a fetch waits at the
+    broker (Tansu holds every fetch that long, whatever arrives meanwhile)."""
 
     def __init__(
         self,
@@ -59,6 +60,7 @@ class KafkaFrameSource:
         client_id: str | None = None,
         max_poll_records: int = 64,
         session_timeout_ms: int = 6000,
+        fetch_max_wait_ms: int = 500,
         security: Mapping[str, Any] | None = None,
         commit_timeout_ms: int = 10_000,
         close_timeout_ms: int = 5_000,
@@ -82,6 +84,7 @@ class KafkaFrameSource:
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(100, min(1000, session_timeout_ms // 3)),
             security=security,
+            fetch_max_wait_ms=fetch_max_wait_ms,
         )
         try:
             if share is None:

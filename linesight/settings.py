@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         1_048_576, ge=1024, description="largest encoded frame accepted; larger ones are dead-lettered"
     )
     session_timeout_ms: int = Field(6000, ge=1000, description="consumer session timeout (join takes ~half)")
+    fetch_max_wait_ms: int = Field(
+        10, ge=0, le=30_000,
+        description="longest a frames fetch waits at the broker for data; the embedded Tansu broker holds every "
+        "fetch this long, so kafka-python's 500 ms default added ~140 ms median to each frame (measured at 20 "
+        "frames/s: latency p50 236 -> 37 ms with 10 ms, README); on Apache Kafka it only paces an idle line's polls",
+    )
 
     # --- SQL -----------------------------------------------------------------------------------
     database_url: str = Field(

@@ -29,6 +29,7 @@ class IngestSettings(StreamTopicsConfig, Protocol):
     consumer_group: str
     max_batch_size: int
     session_timeout_ms: int
+    fetch_max_wait_ms: int
     max_frame_bytes: int
 
     @property
@@ -89,7 +90,7 @@ class IngestService:
             return KafkaFrameSource(
                 servers, settings.frames_topic, settings.consumer_group, client_id=self.name,
                 max_poll_records=settings.max_batch_size, session_timeout_ms=settings.session_timeout_ms,
-                security=settings.kafka_security, share=self.share,
+                fetch_max_wait_ms=settings.fetch_max_wait_ms, security=settings.kafka_security, share=self.share,
             )
 
         def reconnect() -> KafkaFrameSource:  # a memory-only broker comes back empty: topics first

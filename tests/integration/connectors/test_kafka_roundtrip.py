@@ -77,8 +77,9 @@ def test_new_consumer_in_the_group_resumes_after_the_committed_offset(broker, pr
     finally:
         first.close()
 
-    second = KafkaFrameSource(broker.bootstrap_servers, topic, group)
+    second = KafkaFrameSource(broker.bootstrap_servers, topic, group, fetch_max_wait_ms=10)
     try:
+        assert second._consumer.config["fetch_max_wait_ms"] == 10  # LINESIGHT_FETCH_MAX_WAIT_MS reaches the consumer
         resumed = poll_until(second, expected=4)
     finally:
         second.close()
