@@ -80,6 +80,6 @@ class ImageEncoder(nn.Module, ABC):
         if not batch:
             raise ShapeError("preprocess got an empty batch")
         # (B, 3, S, S) float in channels-last memory (torch's CPU convolutions run ~1.6x faster on it;
-        # an engine makes its own contiguous copy); one pass to float, scaled in place
+        # OpenVINO takes it as NHWC without a copy, ONNX Runtime copies it to NCHW); one pass to float
         pixels = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float().mul_(1.0 / 255.0)
         return self.normalize(pixels)  # (B, 3, S, S)
