@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("model", "connectors", "storage", "training")
 MODULES = (
     "pipeline.stream.bank_cache", "pipeline.stream.counters", "pipeline.stream.monitor", "pipeline.stream.placement",
-    "linesight.errors", "linesight.api.errors", "linesight.bench_capacity",
+    "linesight.errors", "linesight.api.errors", "linesight.bench", "linesight.bench_capacity",
 )
 SKIP_FOLDERS = {"migrations"}  # Alembic's env.py runs only inside Alembic
 SLOW = {"model.detector", "model.fewshot", "training.metrics", "model.encoders.efficientnet"}
