@@ -25,7 +25,7 @@ from model.engine.choice import available_engines, choose_engine
 from model.engine.cpu import detect_cpu_features
 from model.engine.exceptions import CompileError, EngineError
 from model.engine.export import export_onnx, export_split_onnx
-from model.engine.runtime import EngineEncoder, build_engine_encoder, build_split_engine_encoder
+from model.engine.runtime import EngineEncoder, build_engine_encoder
 
 __all__ = ["MIN_PATCH_COSINE", "accelerate", "probe_pixels", "self_check"]
 
@@ -73,13 +73,20 @@ def accelerate(
     reference: dict[str, EncoderOutput] = {}  # the torch encoder's probe outputs, computed once
     while True:
         choice = choose_engine(engine, wanted_precision, features, available=available)
-        description = f"{choice.engine} {choice.precision} (" + "; ".join([f"cpu: {features.describe()}", *notes]) + ")"
+        split = choice.engine == "openvino" and choice.precision == "bf16" and encoder.precision_split() is not None
+        details = [f"cpu: {features.describe()}", *notes, *(["first layers fp32"] if split else [])]
+        description = f"{choice.engine} {choice.precision} (" + "; ".join(details) + ")"
         if choice.engine == "torch":
             _log.info("encoder %s runs on %s", encoder.name, description)
             encoder.engine_description = description
             return encoder
         try:
-            fast = _compile(encoder, choice.engine, choice.precision, Path(cache_dir), threads, description)
+            if split:  # OpenVINO bf16 keeps the encoder's precision-sensitive head in fp32
+                head_file, body_file = export_split_onnx(encoder, Path(cache_dir))
+            else:
+                head_file, body_file = None, export_onnx(encoder, Path(cache_dir))
+            fast = build_engine_encoder(encoder, body_file, choice.engine, choice.precision, threads, description,
+                                        head_file)
             worst = self_check(fast, encoder, strict=precision != "bf16", cache=reference)
         except _AccuracyError as exc:
             if choice.precision == "bf16" and precision == "auto":  # keep the engine, drop to fp32
@@ -101,18 +108,6 @@ def accelerate(
             continue
         _log.info("encoder %s runs on %s; worst probe patch cosine to torch fp32 %.4f", encoder.name, description, worst)
         return fast
-
-
-def _compile(encoder: ImageEncoder, engine: str, precision: str, cache_dir: Path, threads: int,
-             description: str) -> EngineEncoder:
-    """Export (cached) and compile ``encoder``; OpenVINO bf16 keeps the encoder's precision-sensitive head in fp32."""
-    if engine == "openvino" and precision == "bf16":
-        split = export_split_onnx(encoder, cache_dir)
-        if split is not None:
-            description = description[:-1] + "; first layers fp32)"
-            return build_split_engine_encoder(encoder, *split, threads, description)
-    model_file = export_onnx(encoder, cache_dir)
-    return build_engine_encoder(encoder, model_file, engine, precision, threads, description)
 
 
 def probe_pixels(encoder: ImageEncoder, generator_seed: int = 0) -> torch.Tensor:

@@ -17,7 +17,7 @@ from model.engine.exceptions import CompileError, EngineUnavailableError, Unknow
 from model.engine.export import INPUT_NAME, MIDDLE_NAME, output_names
 from model.exceptions import ShapeError
 
-__all__ = ["EngineEncoder", "OnnxRuntimeRunner", "OpenVinoRunner", "OpenVinoSplitRunner", "make_runner"]
+__all__ = ["EngineEncoder", "OnnxRuntimeRunner", "OpenVinoRunner", "make_runner"]
 
 
 class OnnxRuntimeRunner:
@@ -77,56 +77,47 @@ def _compile_openvino(model_file: Path, threads: int, precision: str, *, pixels_
 
 
 class OpenVinoRunner:
-    """One OpenVINO CPU compiled model (latency hint, ``threads`` threads, f32 or bf16 inference)."""
+    """One OpenVINO CPU compiled model (latency hint, ``threads`` threads, f32 or bf16 inference).
 
-    engine = "openvino"
-    pixels_nhwc = True  # takes (B, S, S, 3)
-
-    def __init__(self, model_file: Path, outputs: list[str], threads: int, precision: str) -> None:
-        self._compiled = _compile_openvino(model_file, threads, precision, pixels_nhwc=True)
-        self._request = self._compiled.create_infer_request()
-        self._ports = [self._compiled.output(name) for name in outputs]
-        self._lock = threading.Lock()  # one infer request: calls from several threads take turns
-
-    def __call__(self, pixels: np.ndarray) -> list[np.ndarray]:
-        with self._lock:
-            result = self._request.infer({INPUT_NAME: pixels}, share_inputs=True)
-            return [np.array(result[port], copy=True) for port in self._ports]  # the request reuses its buffers
-
-
-class OpenVinoSplitRunner:
-    """An encoder's precision-sensitive head in OpenVINO f32, then its body in bf16 (``export_split_onnx``).
-
-    The head's output buffer is handed to the body without a copy.
+    With ``head_file`` (an encoder's precision-sensitive head, ``export_split_onnx``), the head runs
+    first in f32 and hands its output buffer to ``model_file`` (the body) without a copy.
     """
 
     engine = "openvino"
     pixels_nhwc = True  # takes (B, S, S, 3)
 
-    def __init__(self, head_file: Path, body_file: Path, outputs: list[str], threads: int) -> None:
-        self._head = _compile_openvino(head_file, threads, "fp32", pixels_nhwc=True).create_infer_request()
-        body = _compile_openvino(body_file, threads, "bf16")
-        self._body = body.create_infer_request()
-        self._ports = [body.output(name) for name in outputs]
-        self._lock = threading.Lock()
+    def __init__(self, model_file: Path, outputs: list[str], threads: int, precision: str,
+                 head_file: Path | None = None) -> None:
+        self._head = None
+        if head_file is not None:
+            self._head = _compile_openvino(head_file, threads, "fp32", pixels_nhwc=True).create_infer_request()
+        compiled = _compile_openvino(model_file, threads, precision, pixels_nhwc=head_file is None)
+        self._input = INPUT_NAME if head_file is None else MIDDLE_NAME
+        self._request = compiled.create_infer_request()
+        self._ports = [compiled.output(name) for name in outputs]
+        self._lock = threading.Lock()  # one infer request: calls from several threads take turns
 
     def __call__(self, pixels: np.ndarray) -> list[np.ndarray]:
         with self._lock:
-            middle = self._head.infer({INPUT_NAME: pixels}, share_inputs=True)[0]
-            result = self._body.infer({MIDDLE_NAME: middle}, share_inputs=True)
-            return [np.array(result[port], copy=True) for port in self._ports]
+            if self._head is not None:
+                pixels = self._head.infer({INPUT_NAME: pixels}, share_inputs=True)[0]
+            result = self._request.infer({self._input: pixels}, share_inputs=True)
+            return [np.array(result[port], copy=True) for port in self._ports]  # the request reuses its buffers
 
 
-def make_runner(engine: str, model_file: Path, outputs: list[str], *, threads: int, precision: str):
-    """The runner for ``engine`` ("onnxruntime" or "openvino") over ``model_file``."""
+def make_runner(engine: str, model_file: Path, outputs: list[str], *, threads: int, precision: str,
+                head_file: Path | None = None):
+    """The runner for ``engine`` ("onnxruntime" or "openvino") over ``model_file`` (after ``head_file``: openvino)."""
     if engine == "onnxruntime":
         if precision != "fp32":
             raise EngineUnavailableError(
                 f"engine 'onnxruntime' runs fp32 only on CPU, got precision={precision!r}; use engine 'openvino' for bf16"
             )
+        if head_file is not None:
+            raise EngineUnavailableError("engine 'onnxruntime' runs one graph; a precision split is for openvino bf16")
         return OnnxRuntimeRunner(model_file, outputs, threads)
     if engine == "openvino":
-        return OpenVinoRunner(model_file, outputs, threads, precision)
+        return OpenVinoRunner(model_file, outputs, threads, precision, head_file)
     raise UnknownEngineError(f"no runner for engine {engine!r}; choose 'onnxruntime' or 'openvino'")
 
 
@@ -176,16 +167,10 @@ class EngineEncoder(ImageEncoder):
 
 
 def build_engine_encoder(
-    encoder: ImageEncoder, model_file: Path, engine: str, precision: str, threads: int, description: str
+    encoder: ImageEncoder, model_file: Path, engine: str, precision: str, threads: int, description: str,
+    head_file: Path | None = None,
 ) -> EngineEncoder:
-    """Compile ``model_file`` with ``engine`` and wrap it as an :class:`EngineEncoder`."""
-    runner = make_runner(engine, model_file, output_names(encoder), threads=threads, precision=precision)
+    """Compile ``model_file`` (after ``head_file``, an fp32 head) with ``engine`` and wrap it as an :class:`EngineEncoder`."""
+    runner = make_runner(engine, model_file, output_names(encoder), threads=threads, precision=precision,
+                         head_file=head_file)
     return EngineEncoder(encoder, runner, precision=precision, description=description, model_file=model_file)
-
-
-def build_split_engine_encoder(
-    encoder: ImageEncoder, head_file: Path, body_file: Path, threads: int, description: str
-) -> EngineEncoder:
-    """OpenVINO with the encoder's head in f32 and its body in bf16, wrapped as an :class:`EngineEncoder`."""
-    runner = OpenVinoSplitRunner(head_file, body_file, output_names(encoder), threads)
-    return EngineEncoder(encoder, runner, precision="bf16", description=description, model_file=body_file)

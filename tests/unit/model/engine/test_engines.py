@@ -187,6 +187,6 @@ def test_a_corrupt_cached_file_is_a_compile_error(tmp_path, engine, precision):
     model_file = export_onnx(encoder, tmp_path)
     for path in (model_file, *export_split_onnx(encoder, tmp_path)):
         path.write_bytes(b"not an onnx file")
-    with pytest.raises(CompileError, match="not an onnx file|model.onnx|head.onnx"):
+    with pytest.raises(CompileError, match="model.onnx|head.onnx"):
         accelerate(encoder, engine=engine, precision=precision, cache_dir=tmp_path)
     assert accelerate(encoder, cache_dir=tmp_path).engine == "torch"  # auto tries every engine, then torch
