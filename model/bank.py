@@ -8,6 +8,9 @@ the tile side and overlap, the frame size of the shots and one int32 tensor ``ti
 with the tile each row came from (model/matching.py). Format 1 files still load. Never pickle:
 a bank file from a user must not be able to run code. Buffers take their size from the file
 (anomalib's dynamic buffer), so one ``MemoryBank`` can load any bank of its encoder.
+Format 3 adds, for a tiled bank whose pixel residual is used (model/registration.py), one uint8
+tensor ``references`` (k, H, W): the normal shots in grey, aligned to the first, and the
+``residual_weight`` that puts grey levels of residual into units of the anomaly map.
 """
 
 from __future__ import annotations
@@ -29,14 +32,16 @@ from model.names import bank_key
 
 __all__ = ["MemoryBank", "DEFAULT_MAX_BANK_ROWS", "FORMAT_VERSION", "METADATA_KEY", "file_sha256"]
 
-FORMAT_VERSION = 2
-_READABLE_FORMATS = (1, 2)
+FORMAT_VERSION = 3
+_READABLE_FORMATS = (1, 2, 3)
 METADATA_KEY = "linesight"
 # Settings.max_bank_rows' default: the largest real build (16 shots x 4 rotations x 56x56 patches at
 # 448 px = 200,704 rows) with headroom. Scoring cost grows with rows: a 200x bank stalls the stream.
 DEFAULT_MAX_BANK_ROWS = 262_144
 _STAGE = "stage_{}"
 _TILES = "tiles_{}"
+_REFERENCES = "references"  # tensor name in the file
+_REFERENCE_BUFFER = "reference_pixels"  # buffer name (``references`` is the property)
 
 
 class MemoryBank(nn.Module):
@@ -66,6 +71,8 @@ class MemoryBank(nn.Module):
         frame_size: tuple[int, int] | None = None,
         tile_ids: Sequence[torch.Tensor] | None = None,
         learned_frames: Sequence[str] = (),
+        references: torch.Tensor | None = None,
+        residual_weight: float | None = None,
     ) -> None:
         super().__init__()
         if not stage_features:
@@ -97,6 +104,19 @@ class MemoryBank(nn.Module):
                         f"but {tuple(ids.shape)} tile ids"
                     )
                 self.register_buffer(_TILES.format(index), ids.detach().to(torch.int32).contiguous())
+        if (references is None) != (residual_weight is None):
+            raise ModelError(f"bank {product_class!r}: references and residual_weight go together")
+        if references is not None:
+            if self.frame_size is None or references.dtype != torch.uint8 or references.ndim != 3 \
+                    or tuple(references.shape[1:]) != self.frame_size or references.shape[0] < 1:
+                raise ModelError(
+                    f"bank {product_class!r}: references must be (k, H, W) uint8 of a tiled bank's frame size "
+                    f"{self.frame_size}, got {references.dtype} {tuple(references.shape)}"
+                )
+            if not (math.isfinite(residual_weight) and residual_weight > 0):  # type: ignore[arg-type]
+                raise ModelError(f"bank {product_class!r}: residual_weight must be a positive number, got {residual_weight!r}")
+            self.register_buffer(_REFERENCE_BUFFER, references.detach().contiguous())
+        self.residual_weight = None if residual_weight is None else float(residual_weight)
         self.product_class = product_class
         self.version = int(version)
         self.shots = int(shots)
@@ -134,6 +154,23 @@ class MemoryBank(nn.Module):
         return cached
 
     @property
+    def references(self) -> torch.Tensor | None:
+        """(k, H, W) uint8 grey normal shots aligned to the first, or None (no pixel residual)."""
+        return self._buffers.get(_REFERENCE_BUFFER)
+
+    def reference_set(self):  # -> model.registration.ReferenceSet | None
+        """The references ready to explain a frame (cached: their blurred copies are built once), or None."""
+        from model.registration import ReferenceSet
+
+        if self.references is None:
+            return None
+        cached = getattr(self, "_reference_set", None)
+        if cached is None:
+            cached = ReferenceSet(self.references.cpu().numpy())
+            self._reference_set = cached
+        return cached
+
+    @property
     def stage_channels(self) -> tuple[int, ...]:
         """C_i per stage."""
         return tuple(int(f.shape[1]) for f in self.stage_features)
@@ -161,6 +198,7 @@ class MemoryBank(nn.Module):
             "tile_overlap": self.tile_overlap,
             "frame_size": None if self.frame_size is None else list(self.frame_size),
             "learned_frames": list(self.learned_frames),
+            "residual_weight": self.residual_weight,
         }
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch signature
@@ -183,6 +221,8 @@ class MemoryBank(nn.Module):
         tensors = {_STAGE.format(i): f.contiguous().cpu() for i, f in enumerate(self.stage_features)}
         for i, ids in enumerate(self.tile_ids or ()):
             tensors[_TILES.format(i)] = ids.contiguous().cpu()
+        if self.references is not None:
+            tensors[_REFERENCES] = self.references.contiguous().cpu()
         temporary = path.with_name(path.name + ".tmp")
         try:
             save_file(tensors, str(temporary), metadata={METADATA_KEY: json.dumps(self.metadata())})
@@ -272,7 +312,13 @@ class MemoryBank(nn.Module):
                 if ids is None or ids.shape != (features.shape[0],) or ids.dtype != torch.int32:
                     raise BankFileError(f"{where}: tiled bank needs int32 tensor {_TILES.format(index)!r} of {features.shape[0]} rows")
                 tile_ids.append(ids)
+        residual_weight = meta.get("residual_weight")
+        references = tensors.get(_REFERENCES)
+        if (references is None) != (residual_weight is None):
+            raise BankFileError(f"{where}: tensor {_REFERENCES!r} and metadata 'residual_weight' go together")
         expected = {_STAGE.format(i) for i in range(len(stages))} | ({_TILES.format(i) for i in range(len(stages))} if tiled else set())
+        if references is not None:
+            expected.add(_REFERENCES)
         extra = sorted(set(tensors) - expected)
         if extra:
             raise BankFileError(f"{where}: unexpected tensors {extra}")
@@ -288,22 +334,27 @@ class MemoryBank(nn.Module):
             raise BankFileError(
                 f"{where}: calibration threshold {threshold!r} is outside (0, 1] (anomaly maps are in [0, 1])"
             )
-        return cls(
-            stages,
-            product_class=meta["product_class"],
-            version=meta["version"],
-            shots=meta["shots"],
-            encoder_name=meta["encoder_name"],
-            image_size_px=meta["image_size_px"],
-            calibration=calibration,
-            created_at=meta["created_at"],
-            stages=meta.get("stages"),
-            tile_px=meta.get("tile_px"),
-            tile_overlap=float(meta.get("tile_overlap") or 0.0),
-            frame_size=tuple(meta["frame_size"]) if meta.get("frame_size") else None,
-            tile_ids=tile_ids if tiled else None,
-            learned_frames=[str(f) for f in meta.get("learned_frames") or []],
-        )
+        try:
+            return cls(
+                stages,
+                product_class=meta["product_class"],
+                version=meta["version"],
+                shots=meta["shots"],
+                encoder_name=meta["encoder_name"],
+                image_size_px=meta["image_size_px"],
+                calibration=calibration,
+                created_at=meta["created_at"],
+                stages=meta.get("stages"),
+                tile_px=meta.get("tile_px"),
+                tile_overlap=float(meta.get("tile_overlap") or 0.0),
+                frame_size=tuple(meta["frame_size"]) if meta.get("frame_size") else None,
+                tile_ids=tile_ids if tiled else None,
+                learned_frames=[str(f) for f in meta.get("learned_frames") or []],
+                references=references,
+                residual_weight=residual_weight,
+            )
+        except ModelError as exc:
+            raise BankFileError(f"{where}: {exc}") from None
 
 
 _MAX_HEADER_BYTES = 1 << 20  # a bank header is < 2 KB; safetensors itself allows 100 MB
@@ -391,6 +442,9 @@ def _parse_metadata(header: dict[str, str], where: str) -> dict[str, Any]:
         or not all(isinstance(v, int) and v >= 1 for v in frame_size)
     ):
         raise BankFileError(f"{where}: metadata tile_px={tile_px!r} / frame_size={frame_size!r} are not a valid tiling")
+    weight = meta.get("residual_weight")
+    if weight is not None and (not isinstance(weight, (int, float)) or isinstance(weight, bool)):
+        raise BankFileError(f"{where}: metadata 'residual_weight' must be a number, got {weight!r}")
     channels = meta["stage_channels"]
     if not channels or not all(isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in channels):
         raise BankFileError(f"{where}: metadata 'stage_channels' must be positive integers, got {channels!r}")

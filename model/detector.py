@@ -1,7 +1,9 @@
 """Detector: encoder -> memory bank and/or text-aligned decoder -> anomaly map -> decision, regions, verdict.
 
 The encoder runs once per batch, even when the batch mixes product classes; each class's bank is
-then matched against its own rows. Decision: image score max(M) > threshold; the mask is
+then matched against its own rows. A tiled bank that carries references (a fixed camera; model/registration.py)
+adds the pixel residual of the frame against them: M = max(M, min(1, w * R)) with the bank's
+``residual_weight`` w, per frame pixel of the map. Decision: image score max(M) > threshold; the mask is
 M > threshold, so an anomalous frame always has at least one region. A tiled bank's map is 0 in
 the frame's edge band (``EDGE_BAND_FRACTION`` of each side), which is not judged. Three ways to get M:
 
@@ -18,6 +20,7 @@ the frame's edge band (``EDGE_BAND_FRACTION`` of each side), which is not judged
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -33,12 +36,15 @@ from model.exceptions import BankFileError, ModelError, ShapeError
 from model.matching import tile_maps
 from model.mutual_window import MutualWindow
 from model.positions import find_regions
+from model.registration import ReferenceSet
 from model.tiling import TileGrid, map_size, stitch
 from model.verdict import verdict_sentence
 from model.zero_shot import ZeroShotHead
 
 __all__ = ["DETECTOR_FUSIONS", "EDGE_BAND_FRACTION", "MAP_MAX_PX", "ZERO_SHOT_METHOD", "ZERO_SHOT_THRESHOLD", "Detector",
-           "FrameScore", "RegionBox", "ZeroShotHead", "edge_band_px"]
+           "FrameScore", "RegionBox", "ZeroShotHead", "edge_band_px", "map_shape", "residual_on_map"]
+
+log = logging.getLogger(__name__)
 
 DETECTOR_FUSIONS: tuple[str, ...] = ("few_only", "mean", "max")
 ZERO_SHOT_THRESHOLD = 0.5  # the decoder's softmax: "abnormal" beats "normal"
@@ -60,6 +66,24 @@ def edge_band_px(height: int, width: int, fraction: float = EDGE_BAND_FRACTION) 
     (27, 41)
     """
     return int(round(fraction * height)), int(round(fraction * width))
+
+
+def map_shape(grid: TileGrid, size_px: int) -> tuple[int, int]:
+    """(h, w) of a frame's map: (S, S) for one tile, else the frame's aspect ratio, longest side <= MAP_MAX_PX.
+
+    >>> map_shape(TileGrid.for_frame(1000, 1500, 448), 224)
+    (683, 1024)
+    """
+    return (size_px, size_px) if grid.count == 1 else map_size(grid.height, grid.width, MAP_MAX_PX)
+
+
+def residual_on_map(references: ReferenceSet, frame: np.ndarray, shape: tuple[int, int]) -> np.ndarray | None:
+    """The pixel residual R of ``frame`` against ``references`` (grey levels), resized to a map of ``shape``
+    (h, w); None when the frame does not register (it is then judged by its features alone)."""
+    residual = references.residual(frame)
+    if residual is None:
+        return None
+    return cv2.resize(residual, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
 
 
 class RegionBox(NamedTuple):
@@ -200,7 +224,22 @@ class Detector:
                     methods[owner[row]] = FUSED_METHOD
             maps_per_tile[rows] = few.cpu()
         edges = [bank.tile_px is not None for bank in banks]
-        return self._assemble(images, grids, owner, maps_per_tile, thresholds, methods, edges)
+        residuals = [self._residual(frame, bank, grid) for frame, bank, grid in zip(frames, banks, grids, strict=True)]
+        return self._assemble(images, grids, owner, maps_per_tile, thresholds, methods, edges, residuals)
+
+    def _residual(self, frame: np.ndarray, bank: MemoryBank, grid: TileGrid) -> torch.Tensor | None:
+        """A tiled bank's pixel residual of ``frame`` in the units of the frame's map, or None (no references,
+        or the frame does not register: logged, and the frame is judged by its features)."""
+        references = bank.reference_set()
+        if references is None:
+            return None
+        residual = residual_on_map(references, frame, map_shape(grid, self.encoder.image_size_px))
+        if residual is None:
+            log.warning("a frame of class %r did not register to its references (camera or part moved?); "
+                        "judged by its features alone", bank.product_class)
+            return None
+        units = torch.from_numpy(residual).mul_(bank.residual_weight).clamp_(max=1.0)
+        return units / bank.calibration.threshold if self.fusion != "few_only" else units
 
     @torch.inference_mode()
     def score_zero_shot(self, images: Sequence[np.ndarray], product_classes: Sequence[str]) -> list[FrameScore]:
@@ -246,9 +285,10 @@ class Detector:
         threshold, method = window.threshold()
         return [_frame_score(m, threshold, image.shape[:2], size, method) for m, image in zip(maps, images, strict=True)]
 
-    def _frame_maps(self, grids, owner, maps_per_tile, edges=None) -> list[torch.Tensor]:
-        """One map per frame: its tile's map (S, S), or its tiles' maps stitched (aspect kept, <= MAP_MAX_PX);
-        a frame whose ``edges`` entry is true has its edge band set to 0 (tiled banks)."""
+    def _frame_maps(self, grids, owner, maps_per_tile, edges=None, residuals=None) -> list[torch.Tensor]:
+        """One map per frame: its tile's map (S, S), or its tiles' maps stitched (aspect kept, <= MAP_MAX_PX),
+        raised to its ``residuals`` entry where one is given; a frame whose ``edges`` entry is true has its
+        edge band set to 0 (tiled banks)."""
         out = []
         for index, grid in enumerate(grids):
             rows = [row for row, o in enumerate(owner) if o == index]
@@ -257,15 +297,18 @@ class Detector:
             else:
                 height, width = map_size(grid.height, grid.width, MAP_MAX_PX)
                 out.append(stitch(maps_per_tile[rows], grid, height, width))
+            if residuals is not None and residuals[index] is not None:
+                out[-1] = torch.maximum(out[-1], residuals[index])
             if edges is not None and edges[index]:
                 out[-1] = _without_edge_band(out[-1])
         return out
 
-    def _assemble(self, images, grids, owner, maps_per_tile, thresholds, methods, edges=None) -> list[FrameScore]:
+    def _assemble(self, images, grids, owner, maps_per_tile, thresholds, methods, edges=None,
+                  residuals=None) -> list[FrameScore]:
         size = self.encoder.image_size_px
         return [
             _frame_score(anomaly_map, thresholds[index], images[index].shape[:2], size, methods[index])
-            for index, anomaly_map in enumerate(self._frame_maps(grids, owner, maps_per_tile, edges))
+            for index, anomaly_map in enumerate(self._frame_maps(grids, owner, maps_per_tile, edges, residuals))
         ]
 
 

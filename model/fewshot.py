@@ -56,9 +56,10 @@ from model.bank import MemoryBank
 from model.calibration import choose_threshold
 from model.coreset import coreset_size, greedy_coreset
 from model.defects import random_defect
-from model.detector import Detector, edge_band_px
+from model.detector import Detector, edge_band_px, map_shape, residual_on_map
 from model.encoders.base import ImageEncoder
-from model.exceptions import BankBuildError
+from model.exceptions import BankBuildError, ShapeError
+from model.registration import ReferenceSet
 from model.tiling import DEFAULT_OVERLAP, TileGrid
 
 __all__ = [
@@ -100,6 +101,8 @@ DEFAULT_CORESET_RATIO: float | None = 0.25
 # without the edge band, stages 0+1 ranked best (84.5 against 82.0 for all four; stage 0 alone 82.2,
 # 0+2 83.8, 0+1+2 83.5); with the edge band (model/detector.py) all four rank best (88.8 against
 # 86.8 for 0+1), so all four stay the default. README "Detection on real photographs".
+RESIDUAL_MIN_SHOTS = 2  # the pixel residual needs an independent normal exposure to calibrate on
+RESIDUAL_MIN_LIFT = 0.5  # ... and is kept when, on its own, it lifts this much of the calibration defects above every normal
 AUTO_TILE_FACTOR = 1.5  # tile_px="auto": tile at the model input size when shots are this much larger
 _DEFECT_STRENGTH = (0.25, 0.6)  # calibration defects keep this fraction of their bold contrast
 
@@ -288,11 +291,11 @@ def build_bank(
     rng = np.random.default_rng([seed, 31337])
     detector = Detector(encoder)
 
-    def bank_of(rows, tile_ids, calibration) -> MemoryBank:
+    def bank_of(rows, tile_ids, calibration, **residual) -> MemoryBank:
         return MemoryBank(
             rows, product_class=product_class, version=version, shots=len(shots), encoder_name=encoder.name,
             image_size_px=size, calibration=calibration, stages=stages, tile_px=tile_px, tile_overlap=tile_overlap,
-            frame_size=frame_size, tile_ids=tile_ids if tile_px is not None else None,
+            frame_size=frame_size, tile_ids=tile_ids if tile_px is not None else None, **residual,
         )
 
     per_shot = [
@@ -318,6 +321,7 @@ def build_bank(
     normal_scores: list[float] = []
     anomaly_scores: list[float] = []
     shot_scores: list[float] = []  # each shot itself, leave-one-out (the first normal view of each shot)
+    residual = _ResidualScores(shots, tile_px, size, tile_overlap, product_class)
     several = TILED_VIEWS_PER_SHOT if tile_px is not None else VIEWS_PER_SHOT
     for index, shot in enumerate(shots):
         others = [s for i, s in enumerate(shots) if i != index]
@@ -331,6 +335,7 @@ def build_bank(
         normal_scores += scored
         shot_scores.append(scored[0])
         broken = [transport_round_trip(view, jpeg_quality) for view, _ in defective]
+        residual.score(index, views, broken)
         if tile_px is None:
             anomaly_scores += [r.score for r in detector.score_batch(broken, bank)]
         else:  # only the tiles around each defect: a frame of hundreds of tiles costs a few
@@ -343,8 +348,82 @@ def build_bank(
                  product_class, bias)
         normal_scores = [score - bias for score in normal_scores]
         shot_scores = [score - bias for score in shot_scores]
+    weight = residual.weight(normal_scores, anomaly_scores)
+    if weight is not None:
+        normal_scores, anomaly_scores, shot_scores = residual.fused(weight, normal_scores, anomaly_scores, shot_scores)
     floor = max(shot_scores) if tile_px is not None and len(shots) > 1 else None  # never flag a shot (tiled banks)
-    return bank_of(full_rows, full_ids, choose_threshold(normal_scores, anomaly_scores, floor=floor))
+    calibration = choose_threshold(normal_scores, anomaly_scores, floor=floor)
+    if weight is None:
+        return bank_of(full_rows, full_ids, calibration)
+    references = torch.from_numpy(ReferenceSet.from_shots(shots).aligned)
+    return bank_of(full_rows, full_ids, calibration, references=references, residual_weight=weight)
+
+
+class _ResidualScores:
+    """The pixel residual's calibration (model/registration.py): per shot, its normal views and defective
+    copies against references without it; kept only where it separates the defects better than the features.
+
+    Only tiled banks (a fixed camera) of at least ``RESIDUAL_MIN_SHOTS`` shots that register to each other.
+    """
+
+    def __init__(self, shots: list[np.ndarray], tile_px: int | None, size_px: int, overlap: float,
+                 product_class: str) -> None:
+        self.shots, self.product_class = shots, product_class
+        self.active = tile_px is not None and len(shots) >= RESIDUAL_MIN_SHOTS
+        self.shape = map_shape(TileGrid.for_frame(*shots[0].shape[:2], tile_px, overlap), size_px) if self.active else None
+        self.normals: list[float] = []
+        self.anomalies: list[float] = []
+        self.firsts: list[float] = []
+
+    def _max(self, references: ReferenceSet, frame: np.ndarray) -> float | None:
+        residual = residual_on_map(references, frame, self.shape)
+        if residual is None:
+            return None
+        rows, cols = edge_band_px(*self.shape)  # the detector does not judge the edge band
+        return float(residual[rows : self.shape[0] - rows, cols : self.shape[1] - cols].max())
+
+    def score(self, index: int, normals: Sequence[np.ndarray], broken: Sequence[np.ndarray]) -> None:
+        """Residual scores of shot ``index``'s normal views (the shot first) and defective copies."""
+        if not self.active:
+            return
+        try:
+            references = ReferenceSet.from_shots([s for i, s in enumerate(self.shots) if i != index])
+        except ShapeError as exc:
+            log.info("bank %s: no pixel residual (%s)", self.product_class, exc)
+            self.active = False
+            return
+        normal = [self._max(references, view) for view in normals]
+        anomaly = [self._max(references, view) for view in broken]
+        if any(score is None for score in normal + anomaly):
+            log.info("bank %s: no pixel residual (a view of shot %d did not register)", self.product_class, index)
+            self.active = False
+            return
+        self.normals += normal  # type: ignore[arg-type]
+        self.anomalies += anomaly  # type: ignore[arg-type]
+        self.firsts.append(normal[0])  # type: ignore[arg-type]
+
+    def weight(self, feature_normals: Sequence[float], feature_anomalies: Sequence[float]) -> float | None:
+        """w that puts the residual's largest normal score on the features' largest, if the residual is kept."""
+        if not self.active or max(self.normals) <= 0:
+            return None
+        own = _lifted(self.normals, self.anomalies)
+        keep = own >= RESIDUAL_MIN_LIFT
+        log.info("bank %s: pixel residual %s: on its own it lifts %.0f %% of the calibration defects above every "
+                 "normal view, the features %.0f %%", self.product_class, "kept" if keep else "not kept", 100 * own,
+                 100 * _lifted(feature_normals, feature_anomalies))
+        return max(feature_normals) / max(self.normals) if keep else None
+
+    def fused(self, weight: float, normals: Sequence[float], anomalies: Sequence[float], firsts: Sequence[float]):
+        """The calibration scores of max(M, min(1, w * R)): (normals, anomalies, shots themselves)."""
+        def join(features, residuals):
+            return [max(f, min(1.0, weight * r)) for f, r in zip(features, residuals, strict=True)]
+        return join(normals, self.normals), join(anomalies, self.anomalies), join(firsts, self.firsts[:len(firsts)])
+
+
+def _lifted(normals: Sequence[float], anomalies: Sequence[float]) -> float:
+    """Fraction of ``anomalies`` above every normal score."""
+    top = max(normals)
+    return sum(a > top for a in anomalies) / max(1, len(anomalies))
 
 
 def _leave_one_out_bias(detector: Detector, shots: list[np.ndarray], shot_scores: list[float],
@@ -385,6 +464,13 @@ def extend_bank(
                  for i in images]
     rows, ids = _rows(Detector(encoder), views, bank.stages, bank.tile_px, bank.tile_overlap)
     tiled = bank.tile_ids is not None
+    references = bank.reference_set()
+    if references is not None:  # the frames join the pixel references too
+        for frame, frame_id in zip(views, frame_ids, strict=True):
+            try:
+                references = references.extended([frame])
+            except ShapeError as exc:
+                raise BankBuildError(f"bank {bank.key}: frame {frame_id!r} cannot join the references: {exc}") from None
     return MemoryBank(
         [torch.cat([old, new]) for old, new in zip(bank.stage_features, rows, strict=True)],
         product_class=bank.product_class, version=version, shots=bank.shots + len(views),
@@ -392,4 +478,6 @@ def extend_bank(
         stages=bank.stages, tile_px=bank.tile_px, tile_overlap=bank.tile_overlap, frame_size=bank.frame_size,
         tile_ids=[torch.cat([old, new]) for old, new in zip(bank.tile_ids, ids, strict=True)] if tiled else None,
         learned_frames=(*bank.learned_frames, *frame_ids),
+        references=None if references is None else torch.from_numpy(references.aligned),
+        residual_weight=bank.residual_weight,
     )
