@@ -95,8 +95,16 @@ def tiled_cost(settings: Settings, sizes=(224, 448), megapixels: float = 1.2, fr
         tiles = TileGrid.for_frame(*photo.shape[:2], bank.tile_px, bank.tile_overlap).count
         out[f"tiled_{size}_fps"] = round(fps, 3)
         out[f"tiled_{size}_tiles_per_frame"] = tiles
+        out[f"tiled_{size}_pixel_residual"] = bank.references is not None
         print(f"tiled inspection of {photo.shape[1]}x{photo.shape[0]} frames at {size} px: {tiles} tiles, "
-              f"{fps:.2f} frames/s", flush=True)
+              f"{fps:.2f} frames/s (pixel residual {'on' if bank.references is not None else 'off'})", flush=True)
+        references = bank.reference_set()
+        if references is not None and "pixel_residual_ms_per_frame" not in out:  # its share of that time
+            start = time.perf_counter()
+            for frame in test:
+                references.residual(frame)
+            out["pixel_residual_ms_per_frame"] = round(1000 * (time.perf_counter() - start) / frames, 1)
+            print(f"  of which the pixel residual: {out['pixel_residual_ms_per_frame']} ms per frame", flush=True)
     return out
 
 

@@ -11,7 +11,8 @@ built), with G a Gaussian of ``RESIDUAL_SIGMA_PX``:
 
 Registration: translation by phase correlation, then a Euclidean ECC refinement, both at
 ``REGISTRATION_SCALE`` of the frame (1.2 MP: ~10 ms). A frame that does not register (ECC does
-not converge: another camera, another part) gets no residual; the caller scores it by features alone.
+not converge, or correlates below ``MIN_CORRELATION``: another camera, another part) gets no
+residual; the caller scores it by features alone.
 
 Measured on the realistic benchmark (`linesight eval --realistic` frames, 8 classes, 4 shots, 10 good
 + 10 defective test frames each, image score = max R inside the 4 % edge band, 2026-12-08): image
@@ -44,10 +45,13 @@ import numpy as np
 
 from model.exceptions import ShapeError
 
-__all__ = ["REGISTRATION_SCALE", "RESIDUAL_SIGMA_PX", "ReferenceSet", "estimate_warp", "to_gray"]
+__all__ = ["MIN_CORRELATION", "REGISTRATION_SCALE", "RESIDUAL_SIGMA_PX", "ReferenceSet", "estimate_warp", "to_gray"]
 
 REGISTRATION_SCALE = 0.25  # registration runs on frames shrunk to this fraction of their side
 RESIDUAL_SIGMA_PX = 2.0  # Gaussian on frame and references before the difference (sensor noise, JPEG)
+# below this ECC correlation a frame is not the references' view of the part (realistic benchmark: 0.981-1.0;
+# a 40 px white block on 1.4 % of a 480 px test scene: 0.79; unrelated textures: near 0)
+MIN_CORRELATION = 0.7
 _ECC_CRITERIA = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4)
 _FIT_STEP = 11  # the brightness fit reads every 11th pixel
 
@@ -68,7 +72,8 @@ def _small(gray: np.ndarray) -> np.ndarray:
 
 
 def estimate_warp(reference_small: np.ndarray, frame_small: np.ndarray) -> np.ndarray | None:
-    """2x3 Euclidean warp W (frame pixel -> reference pixel, at full scale) or None if ECC does not converge.
+    """2x3 Euclidean warp W (frame pixel -> reference pixel, at full scale), or None if ECC does not converge or
+    the registered frames correlate less than ``MIN_CORRELATION`` (another part, another view).
 
     Both inputs are float32 grey at ``REGISTRATION_SCALE`` of the same frame size.
     """
@@ -78,8 +83,11 @@ def estimate_warp(reference_small: np.ndarray, frame_small: np.ndarray) -> np.nd
     (dx, dy), _ = cv2.phaseCorrelate(reference_small, frame_small, window)
     warp = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)  # frame(x) = reference(x - d): W x = x - d
     try:
-        _, warp = cv2.findTransformECC(frame_small, reference_small, warp, cv2.MOTION_EUCLIDEAN, _ECC_CRITERIA, None, 5)
+        correlation, warp = cv2.findTransformECC(frame_small, reference_small, warp, cv2.MOTION_EUCLIDEAN,
+                                                 _ECC_CRITERIA, None, 5)
     except cv2.error:
+        return None
+    if correlation < MIN_CORRELATION:
         return None
     warp[:, 2] /= REGISTRATION_SCALE
     return warp

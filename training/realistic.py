@@ -5,8 +5,12 @@ camera looks like instead. Every class is one real photograph that ships inside 
 package (scikit-image's data images, scikit-learn's sample photos), scaled to about 1-2 MP, and
 every frame is a fresh "exposure" of it: a shift of up to 1.5 % of the side, a rotation of up to
 0.5 degree, gain and offset jitter, sensor noise and a JPEG round trip, as a fixed camera over a
-conveyor gives. Defective frames carry one (sometimes two) subtle defects drawn at the frame's
-resolution, with their masks:
+conveyor gives. With ``part_variation_px`` > 0 every exposure also bends the part by a smooth random
+displacement of that many pixels (standard deviation; features ~60 px across), as flexible or
+naturally varying parts (wood, textiles, castings) differ from one to the next: a harder and, for
+such lines, more honest benchmark than re-exposures of one photograph, and the case where a pixel
+comparison with the references (model/registration.py) must stand aside. Defective frames carry one
+(sometimes two) subtle defects drawn at the frame's resolution, with their masks:
 
 - ``crack``: a 1-3 px wide random-walk line, 20-45 % darker than the surface under it;
 - ``stain``: a soft irregular blob of 0.1-1 % of the frame, 5-15 % brighter or darker, slightly tinted;
@@ -95,8 +99,12 @@ def source_photo(product_class: str, megapixels: float = DEFAULT_MEGAPIXELS) -> 
     return np.ascontiguousarray(cv2.resize(bgr, size, interpolation=interpolation)[:, :, ::-1])
 
 
-def exposure(photo: np.ndarray, rng: np.random.Generator, *, jpeg: bool = True) -> np.ndarray:
-    """One camera frame of ``photo``: small shift/rotation, gain/offset jitter, sensor noise, JPEG (if ``jpeg``)."""
+def exposure(photo: np.ndarray, rng: np.random.Generator, *, jpeg: bool = True,
+             part_variation_px: float = 0.0) -> np.ndarray:
+    """One camera frame of ``photo``: small shift/rotation, gain/offset jitter, sensor noise, JPEG (if ``jpeg``);
+    the part itself bent by ``part_variation_px`` first (see the module docstring)."""
+    if part_variation_px > 0:
+        photo = _bent(photo, rng, part_variation_px)
     height, width = photo.shape[:2]
     # zoom in just enough that the shift and rotation never show the border
     zoom = 1.0 + 2 * _MAX_SHIFT + math.radians(_MAX_ROTATION_DEG) * 2
@@ -107,6 +115,20 @@ def exposure(photo: np.ndarray, rng: np.random.Generator, *, jpeg: bool = True) 
     frame += rng.normal(0.0, _NOISE_SIGMA, frame.shape).astype(np.float32)
     frame = np.clip(frame, 0, 255).astype(np.uint8)
     return jpeg_round_trip(frame) if jpeg else frame
+
+
+_BEND_SCALE_PX = 20.0  # Gaussian sigma of the displacement field: bends ~60 px across
+
+
+def _bent(photo: np.ndarray, rng: np.random.Generator, amplitude_px: float) -> np.ndarray:
+    """``photo`` under a smooth random displacement field of standard deviation ``amplitude_px`` per axis."""
+    height, width = photo.shape[:2]
+    fields = []
+    for _ in range(2):
+        field = cv2.GaussianBlur(rng.normal(0.0, 1.0, (height, width)).astype(np.float32), (0, 0), _BEND_SCALE_PX)
+        fields.append(field * (amplitude_px / (float(field.std()) + 1e-6)))
+    rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
+    return cv2.remap(photo, cols + fields[0], rows + fields[1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def jpeg_round_trip(frame: np.ndarray) -> np.ndarray:
@@ -205,6 +227,7 @@ def export_realistic_dataset(
     n_test_defective: int = 10,
     megapixels: float = DEFAULT_MEGAPIXELS,
     seed: int = 0,
+    part_variation_px: float = 0.0,
 ) -> Path:
     """Write the benchmark in the mvtec layout under ``root`` (PNG, masks as ``<name>_mask.png``); returns root.
 
@@ -212,7 +235,11 @@ def export_realistic_dataset(
     """
     root = Path(root)
     stamp = root / ".realistic"
+    if not 0.0 <= part_variation_px <= 50.0:
+        raise DatasetError(f"part_variation_px must be in [0, 50] px, got {part_variation_px}")
     signature = f"{list(classes)} {n_train} {n_test_good} {n_test_defective} {megapixels} {seed}"
+    if part_variation_px:
+        signature += f" bent {part_variation_px}"
     if stamp.is_file() and stamp.read_text() == signature:
         return root
     unknown = [c for c in classes if c not in _SOURCES]
@@ -224,12 +251,13 @@ def export_realistic_dataset(
         folders = {p: root / name / p for p in ("train/good", "test/good", "test/defect", "ground_truth/defect")}
         for folder in folders.values():
             folder.mkdir(parents=True, exist_ok=True)
+        bend = part_variation_px
         for i in range(n_train):
-            _write(folders["train/good"] / f"{i:03d}.png", exposure(photo, rng))
+            _write(folders["train/good"] / f"{i:03d}.png", exposure(photo, rng, part_variation_px=bend))
         for i in range(n_test_good):
-            _write(folders["test/good"] / f"{i:03d}.png", exposure(photo, rng))
+            _write(folders["test/good"] / f"{i:03d}.png", exposure(photo, rng, part_variation_px=bend))
         for i in range(n_test_defective):
-            image, mask, _ = defective_frame(exposure(photo, rng, jpeg=False), rng)
+            image, mask, _ = defective_frame(exposure(photo, rng, jpeg=False, part_variation_px=bend), rng)
             _write(folders["test/defect"] / f"{i:03d}.png", jpeg_round_trip(image))
             cv2.imwrite(str(folders["ground_truth/defect"] / f"{i:03d}_mask.png"), mask * 255)
         log.info("realistic class %r: %dx%d frames written", name, photo.shape[1], photo.shape[0])

@@ -58,6 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="tile frames larger than the model input into PX-pixel tiles (auto: at the model input size "
                         "when frames are 1.5x larger; none: squeeze the whole frame); default: auto with --realistic, "
                         "none otherwise")
+    parser.add_argument("--part-variation-px", type=float, default=0.0, metavar="PX",
+                        help="with --realistic: bend every part by a smooth random displacement of PX pixels "
+                             "(parts that differ by nature, not only re-exposures of one; default 0)")
     parser.add_argument("--coreset-ratio", type=share, default=None, metavar="R",
                         help="keep this share (0-1] of each untiled bank's rows (greedy k-center coreset; "
                              "default: the bank builder's, 0.25; 1 keeps every row)")
@@ -77,6 +80,10 @@ def handle(args: argparse.Namespace) -> int:
     if (args.synthetic, args.data is not None, args.realistic).count(True) != 1:
         raise ConfigError("give exactly one of --data DIR, --synthetic or --realistic")
     args.tile_px = _tile_px(args.tile_px, "auto" if args.realistic else None)
+    if not 0.0 <= args.part_variation_px <= 50.0:
+        raise ConfigError(f"--part-variation-px must be in [0, 50] pixels, got {args.part_variation_px}")
+    if args.part_variation_px and not args.realistic:
+        raise ConfigError("--part-variation-px only applies to --realistic")
     if args.data is not None and not args.data.is_dir():
         raise ConfigError(f"--data: no such folder {str(args.data)!r}")
     if args.decoder is not None and args.decoder.is_dir():
@@ -94,10 +101,11 @@ def handle(args: argparse.Namespace) -> int:
         from linesight.settings import load_settings
         from training.realistic import CLASSES, export_realistic_dataset
 
-        folder = args.realistic_dir or load_settings().data_dir / "realistic"
+        bend = args.part_variation_px
+        folder = args.realistic_dir or load_settings().data_dir / ("realistic" + (f"-bent-{bend:g}px" if bend else ""))
         classes = tuple(args.classes) if args.classes else CLASSES
         print(f"realistic benchmark in {folder} (written once, reused) ...", flush=True)
-        root = export_realistic_dataset(folder, classes)
+        root = export_realistic_dataset(folder, classes, part_variation_px=bend)
         return _run(args, root, "mvtec", label=f"realistic benchmark (training/realistic.py) in {folder}")
     return _run(args, args.data, args.layout)
 

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from model.bank import METADATA_KEY, MemoryBank
 from model.calibration import choose_threshold
-from model.exceptions import BankFileError
+from model.exceptions import BankFileError, ModelError
 
 
 def _bank(rows: int = 12, version: int = 3) -> MemoryBank:
@@ -197,3 +197,47 @@ def test_a_format_1_bank_still_loads_with_all_stages_untiled(tmp_path: Path):
     assert loaded.stages == (0, 1)
     assert loaded.tile_px is None
     assert loaded.tile_ids is None
+
+
+def _residual_bank(references: torch.Tensor | None = None) -> MemoryBank:
+    bank = _tiled_bank()
+    pixels = torch.randint(0, 256, (2, 64, 160), dtype=torch.uint8) if references is None else references
+    return MemoryBank(
+        list(bank.stage_features), product_class="wall", version=1, shots=2, encoder_name="tiny-encoder",
+        image_size_px=64, calibration=bank.calibration, stages=(2,), tile_px=64, tile_overlap=0.125,
+        frame_size=(64, 160), tile_ids=list(bank.tile_ids), references=pixels, residual_weight=0.01,
+    )
+
+
+def test_a_bank_with_pixel_references_round_trips_them(tmp_path: Path):
+    bank = _residual_bank()
+    bank.save(tmp_path / "wall.safetensors")
+    loaded = MemoryBank.load(tmp_path / "wall.safetensors")
+    assert torch.equal(loaded.references, bank.references)
+    assert loaded.residual_weight == 0.01
+    assert loaded.reference_set().frame_size == (64, 160)
+    assert _meta(tmp_path / "wall.safetensors")["format_version"] == 3
+
+
+def test_references_that_do_not_fit_the_frame_are_refused():
+    with pytest.raises(ModelError, match=r"references must be \(k, H, W\) uint8.*\(64, 160\)"):
+        _residual_bank(torch.zeros(2, 64, 100, dtype=torch.uint8))
+    with pytest.raises(ModelError, match="go together"):
+        MemoryBank([torch.randn(4, 4)], product_class="wall", version=1, shots=1, encoder_name="tiny", image_size_px=64,
+                   calibration=choose_threshold([0.1], [0.5]), residual_weight=0.5)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda meta, tensors: meta.pop("residual_weight"), "go together"),
+    (lambda meta, tensors: meta.update(residual_weight="heavy"), "'residual_weight' must be a number, got 'heavy'"),
+    (lambda meta, tensors: meta.update(residual_weight=-1.0), "residual_weight must be a positive number, got -1.0"),
+    (lambda meta, tensors: tensors.update(references=torch.zeros(2, 10, 10, dtype=torch.uint8)), "references must be"),
+])
+def test_tampered_pixel_references_are_refused_naming_the_value(tmp_path: Path, edit, message: str):
+    path = tmp_path / "wall.safetensors"
+    _residual_bank().save(path)
+    meta, tensors = _meta(path), load_file(str(path))
+    edit(meta, tensors)
+    _rewrite(path, tensors=tensors, meta=meta)
+    with pytest.raises(BankFileError, match=message):
+        MemoryBank.load(path)

@@ -147,3 +147,42 @@ def test_whole_frame_banks_keep_their_leave_one_out_normals(encoder: EfficientNe
     default = build_bank(encoder, shots, "gravel", 1, rotations=False).calibration
     monkeypatch.setattr(fewshot, "LEAVE_ONE_OUT_BIAS_MIN_SHOTS", 99)
     assert build_bank(encoder, shots, "gravel", 1, rotations=False).calibration == default
+
+
+def _fixed_camera(count: int, seed: int = 0) -> list[np.ndarray]:
+    """Exposures of one part by a fixed camera (training/realistic.py): shift, turn, gain, noise, JPEG."""
+    from training.realistic import exposure, source_photo
+
+    rng = np.random.default_rng(seed)
+    photo = source_photo("brick", 0.2)  # 447 x 447 px: 4 tiles of 224 px
+    return [exposure(photo, rng) for _ in range(count)]
+
+
+def test_a_fixed_camera_bank_keeps_the_pixel_residual_and_it_finds_a_faint_scratch(encoder) -> None:
+    from model.detector import Detector
+    from model.fewshot import extend_bank
+
+    shots, tests = _fixed_camera(2), _fixed_camera(2, seed=5)
+    bank = build_bank(encoder, shots, "brick", 1, tile_px=224)
+    assert bank.references is not None
+    assert tuple(bank.references.shape) == (2, *shots[0].shape[:2])
+    assert bank.residual_weight > 0
+    scratched = tests[1].copy()
+    scratched[200:202, 120:260] = (scratched[200:202, 120:260] * 0.8).astype(np.uint8)  # 2 px, 20 % darker
+    normal, defect = Detector(encoder).score_batch([tests[0], scratched], bank)
+    assert not normal.is_anomalous
+    assert defect.is_anomalous
+    y, x = np.unravel_index(int(defect.anomaly_map.argmax()), defect.anomaly_map.shape)
+    assert 180 <= y * 447 / defect.anomaly_map.shape[0] <= 222  # the peak sits on the scratch
+    learned = extend_bank(encoder, bank, [scratched], ["frame-7"], 2)
+    assert learned.references.shape[0] == 3  # an operator's normal frame joins the pixel references too
+    assert learned.residual_weight == bank.residual_weight
+
+
+def test_parts_that_differ_keep_no_pixel_residual(encoder) -> None:
+    import cv2
+
+    shots = [cv2.resize(i, (320, 320), interpolation=cv2.INTER_CUBIC) for i in normal_images("gravel", 2)]
+    assert build_bank(encoder, shots, "gravel", 1, tile_px=224).references is None  # different stones: no register
+    assert build_bank(encoder, _fixed_camera(1), "brick", 1, tile_px=224).references is None  # one shot: nothing to calibrate on
+    assert build_bank(encoder, normal_images("gravel", 2), "gravel", 1).references is None  # whole frames: no fixed camera

@@ -145,6 +145,10 @@ def test_eval_command_rejects_bad_arguments(tmp_path: Path, capsys):
     assert main(["eval"]) == 2
     assert main(["eval", "--data", str(tmp_path), "--layout", "folder"]) == 2
     assert "no product class" in capsys.readouterr().err
+    assert main(["eval", "--realistic", "--part-variation-px", "80"]) == 2
+    assert "--part-variation-px must be in [0, 50] pixels, got 80.0" in capsys.readouterr().err
+    assert main(["eval", "--synthetic", "--part-variation-px", "2"]) == 2
+    assert "only applies to --realistic" in capsys.readouterr().err
 
 
 def test_decoder_checkpoint_gives_zero_shot_maps_and_a_mismatch_is_named(encoder, tmp_path):
