@@ -34,6 +34,14 @@
    benchmark hit it. Whole-frame banks have no floor: on ``make demo`` it raised grass's threshold
    (precision 0.71 -> 0.83, recall 0.60 -> 0.50; all classes 0.907 / 0.867 -> 0.932 / 0.850), and
    ``eval --synthetic`` did not move.
+5. Pixel residual (model/registration.py), tiled banks of k >= 2 shots that register to each other:
+   the same normal views and defective copies are scored by the residual against the other shots'
+   references; the residual's own threshold comes from the same rule, and the bank keeps it with
+   w = threshold / residual threshold (the map is max(M, min(1, w R))), so a frame is flagged when
+   either the features or the pixels exceed their own calibration. It is kept only if on its own it
+   lifts at least half of the calibration defects above every normal view (``RESIDUAL_MIN_LIFT``):
+   parts that differ by nature leave a residual everywhere. Realistic benchmark, 8 classes, 4 shots:
+   README "Detection on real photographs (2026-12-08)".
 
 >>> from model.encoders.efficientnet import EfficientNetLiteEncoder
 >>> from training.synthetic import normal_images
@@ -67,6 +75,8 @@ __all__ = [
     "AUTO_TILE_FACTOR",
     "DEFAULT_BANK_STAGES",
     "LEAVE_ONE_OUT_BIAS_MIN_SHOTS",
+    "RESIDUAL_MIN_LIFT",
+    "RESIDUAL_MIN_SHOTS",
     "SINGLE_SHOT_VIEWS",
     "TILED_VIEWS_PER_SHOT",
     "augmented_views",
@@ -348,11 +358,9 @@ def build_bank(
                  product_class, bias)
         normal_scores = [score - bias for score in normal_scores]
         shot_scores = [score - bias for score in shot_scores]
-    weight = residual.weight(normal_scores, anomaly_scores)
-    if weight is not None:
-        normal_scores, anomaly_scores, shot_scores = residual.fused(weight, normal_scores, anomaly_scores, shot_scores)
     floor = max(shot_scores) if tile_px is not None and len(shots) > 1 else None  # never flag a shot (tiled banks)
     calibration = choose_threshold(normal_scores, anomaly_scores, floor=floor)
+    weight = residual.weight(calibration.threshold, normal_scores, anomaly_scores)
     if weight is None:
         return bank_of(full_rows, full_ids, calibration)
     references = torch.from_numpy(ReferenceSet.from_shots(shots).aligned)
@@ -361,7 +369,8 @@ def build_bank(
 
 class _ResidualScores:
     """The pixel residual's calibration (model/registration.py): per shot, its normal views and defective
-    copies against references without it; kept only where it separates the defects better than the features.
+    copies against references without it; kept where, on its own, it lifts at least ``RESIDUAL_MIN_LIFT``
+    of those defects above every normal view.
 
     Only tiled banks (a fixed camera) of at least ``RESIDUAL_MIN_SHOTS`` shots that register to each other.
     """
@@ -402,22 +411,20 @@ class _ResidualScores:
         self.anomalies += anomaly  # type: ignore[arg-type]
         self.firsts.append(normal[0])  # type: ignore[arg-type]
 
-    def weight(self, feature_normals: Sequence[float], feature_anomalies: Sequence[float]) -> float | None:
-        """w that puts the residual's largest normal score on the features' largest, if the residual is kept."""
-        if not self.active or max(self.normals) <= 0:
+    def weight(self, threshold: float, feature_normals: Sequence[float], feature_anomalies: Sequence[float]) -> float | None:
+        """w = the features' threshold / the residual's own (chosen the same way, floored at the shots' own
+        residual), so that w * R crosses the bank's threshold where R crosses its own; None if not kept."""
+        if not self.active:
             return None
         own = _lifted(self.normals, self.anomalies)
         keep = own >= RESIDUAL_MIN_LIFT
         log.info("bank %s: pixel residual %s: on its own it lifts %.0f %% of the calibration defects above every "
                  "normal view, the features %.0f %%", self.product_class, "kept" if keep else "not kept", 100 * own,
                  100 * _lifted(feature_normals, feature_anomalies))
-        return max(feature_normals) / max(self.normals) if keep else None
-
-    def fused(self, weight: float, normals: Sequence[float], anomalies: Sequence[float], firsts: Sequence[float]):
-        """The calibration scores of max(M, min(1, w * R)): (normals, anomalies, shots themselves)."""
-        def join(features, residuals):
-            return [max(f, min(1.0, weight * r)) for f, r in zip(features, residuals, strict=True)]
-        return join(normals, self.normals), join(anomalies, self.anomalies), join(firsts, self.firsts[:len(firsts)])
+        if not keep:
+            return None
+        residual_threshold = choose_threshold(self.normals, self.anomalies, floor=max(self.firsts)).threshold
+        return threshold / residual_threshold if residual_threshold > 0 else None
 
 
 def _lifted(normals: Sequence[float], anomalies: Sequence[float]) -> float:

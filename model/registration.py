@@ -21,7 +21,7 @@ retina 100) at 0.07 s per frame on one core; sigma 1.5 / 3 px: 95.8 / 97.8; regi
 scale: 98.1, slower. The EfficientNet features give 78.9 on the same frames (README). Those frames are
 re-exposures of one photograph; parts that vary by nature (wood, textiles) leave a residual
 everywhere, which is why :mod:`model.fewshot` keeps the channel only where it separates its own
-calibration defects better than the features do.
+calibration defects from the shots (README "Detection on real photographs (2026-12-08)").
 
 Pure numpy/OpenCV, no I/O.
 

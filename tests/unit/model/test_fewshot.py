@@ -158,9 +158,10 @@ def _fixed_camera(count: int, seed: int = 0) -> list[np.ndarray]:
     return [exposure(photo, rng) for _ in range(count)]
 
 
-def test_a_fixed_camera_bank_keeps_the_pixel_residual_and_it_finds_a_faint_scratch(encoder) -> None:
+def test_a_fixed_camera_bank_keeps_the_pixel_residual_and_it_finds_a_faint_scratch(encoder, caplog) -> None:
     from model.detector import Detector
     from model.fewshot import extend_bank
+    from training.realistic import source_photo
 
     shots, tests = _fixed_camera(2), _fixed_camera(2, seed=5)
     bank = build_bank(encoder, shots, "brick", 1, tile_px=224)
@@ -174,6 +175,10 @@ def test_a_fixed_camera_bank_keeps_the_pixel_residual_and_it_finds_a_faint_scrat
     assert defect.is_anomalous
     y, x = np.unravel_index(int(defect.anomaly_map.argmax()), defect.anomaly_map.shape)
     assert 180 <= y * 447 / defect.anomaly_map.shape[0] <= 222  # the peak sits on the scratch
+    with caplog.at_level("WARNING", logger="model.detector"):
+        other = Detector(encoder).score_batch([source_photo("gravel", 0.2)], bank)[0]  # another part under the camera
+    assert "did not register to its references" in caplog.text  # judged by its features alone, and said so
+    assert other.score > 0
     learned = extend_bank(encoder, bank, [scratched], ["frame-7"], 2)
     assert learned.references.shape[0] == 3  # an operator's normal frame joins the pixel references too
     assert learned.residual_weight == bank.residual_weight
