@@ -9,8 +9,9 @@ with the tile each row came from (model/matching.py). Format 1 files still load.
 a bank file from a user must not be able to run code. Buffers take their size from the file
 (anomalib's dynamic buffer), so one ``MemoryBank`` can load any bank of its encoder.
 Format 3 adds, for a tiled bank whose pixel residual is used (model/registration.py), one uint8
-tensor ``references`` (k, H, W): the normal shots in grey, aligned to the first, and the
-``residual_weight`` that puts grey levels of residual into units of the anomaly map.
+tensor ``references`` (k, H, W): the normal shots in grey, one float32 tensor ``reference_warps``
+(k, 2, 3) that registers each to the first, and the ``residual_weight`` that puts grey levels of
+residual into units of the anomaly map.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ _STAGE = "stage_{}"
 _TILES = "tiles_{}"
 _REFERENCES = "references"  # tensor name in the file
 _REFERENCE_BUFFER = "reference_pixels"  # buffer name (``references`` is the property)
+_WARPS = "reference_warps"  # tensor name in the file
+_WARP_BUFFER = "reference_warp_matrices"  # buffer name (``reference_warps`` is the property)
 
 
 class MemoryBank(nn.Module):
@@ -73,6 +76,7 @@ class MemoryBank(nn.Module):
         learned_frames: Sequence[str] = (),
         references: torch.Tensor | None = None,
         residual_weight: float | None = None,
+        reference_warps: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         if not stage_features:
@@ -104,8 +108,8 @@ class MemoryBank(nn.Module):
                         f"but {tuple(ids.shape)} tile ids"
                     )
                 self.register_buffer(_TILES.format(index), ids.detach().to(torch.int32).contiguous())
-        if (references is None) != (residual_weight is None):
-            raise ModelError(f"bank {product_class!r}: references and residual_weight go together")
+        if not (references is None) == (residual_weight is None) == (reference_warps is None):
+            raise ModelError(f"bank {product_class!r}: references, reference_warps and residual_weight go together")
         if references is not None:
             if self.frame_size is None or references.dtype != torch.uint8 or references.ndim != 3 \
                     or tuple(references.shape[1:]) != self.frame_size or references.shape[0] < 1:
@@ -115,7 +119,11 @@ class MemoryBank(nn.Module):
                 )
             if not (math.isfinite(residual_weight) and residual_weight > 0):  # type: ignore[arg-type]
                 raise ModelError(f"bank {product_class!r}: residual_weight must be a positive number, got {residual_weight!r}")
+            if tuple(reference_warps.shape) != (references.shape[0], 2, 3) or not torch.isfinite(reference_warps).all():  # type: ignore[union-attr]
+                raise ModelError(f"bank {product_class!r}: reference_warps must be ({references.shape[0]}, 2, 3) "
+                                 f"finite numbers, got {tuple(reference_warps.shape)}")  # type: ignore[union-attr]
             self.register_buffer(_REFERENCE_BUFFER, references.detach().contiguous())
+            self.register_buffer(_WARP_BUFFER, reference_warps.detach().float().contiguous())  # type: ignore[union-attr]
         self.residual_weight = None if residual_weight is None else float(residual_weight)
         self.product_class = product_class
         self.version = int(version)
@@ -155,8 +163,13 @@ class MemoryBank(nn.Module):
 
     @property
     def references(self) -> torch.Tensor | None:
-        """(k, H, W) uint8 grey normal shots aligned to the first, or None (no pixel residual)."""
+        """(k, H, W) uint8 grey normal shots, or None (no pixel residual)."""
         return self._buffers.get(_REFERENCE_BUFFER)
+
+    @property
+    def reference_warps(self) -> torch.Tensor | None:
+        """(k, 2, 3) float32: shot-0 pixel -> shot-j pixel of each reference, or None."""
+        return self._buffers.get(_WARP_BUFFER)
 
     def reference_set(self):  # -> model.registration.ReferenceSet | None
         """The references ready to explain a frame (cached: their blurred copies are built once), or None."""
@@ -166,7 +179,7 @@ class MemoryBank(nn.Module):
             return None
         cached = getattr(self, "_reference_set", None)
         if cached is None:
-            cached = ReferenceSet(self.references.cpu().numpy())
+            cached = ReferenceSet(self.references.cpu().numpy(), self.reference_warps.cpu().numpy())  # type: ignore[union-attr]
             self._reference_set = cached
         return cached
 
@@ -223,6 +236,7 @@ class MemoryBank(nn.Module):
             tensors[_TILES.format(i)] = ids.contiguous().cpu()
         if self.references is not None:
             tensors[_REFERENCES] = self.references.contiguous().cpu()
+            tensors[_WARPS] = self.reference_warps.contiguous().cpu()  # type: ignore[union-attr]
         temporary = path.with_name(path.name + ".tmp")
         try:
             save_file(tensors, str(temporary), metadata={METADATA_KEY: json.dumps(self.metadata())})
@@ -313,12 +327,12 @@ class MemoryBank(nn.Module):
                     raise BankFileError(f"{where}: tiled bank needs int32 tensor {_TILES.format(index)!r} of {features.shape[0]} rows")
                 tile_ids.append(ids)
         residual_weight = meta.get("residual_weight")
-        references = tensors.get(_REFERENCES)
-        if (references is None) != (residual_weight is None):
-            raise BankFileError(f"{where}: tensor {_REFERENCES!r} and metadata 'residual_weight' go together")
+        references, warps = tensors.get(_REFERENCES), tensors.get(_WARPS)
+        if not (references is None) == (warps is None) == (residual_weight is None):
+            raise BankFileError(f"{where}: tensors {_REFERENCES!r}, {_WARPS!r} and metadata 'residual_weight' go together")
         expected = {_STAGE.format(i) for i in range(len(stages))} | ({_TILES.format(i) for i in range(len(stages))} if tiled else set())
         if references is not None:
-            expected.add(_REFERENCES)
+            expected |= {_REFERENCES, _WARPS}
         extra = sorted(set(tensors) - expected)
         if extra:
             raise BankFileError(f"{where}: unexpected tensors {extra}")
@@ -352,6 +366,7 @@ class MemoryBank(nn.Module):
                 learned_frames=[str(f) for f in meta.get("learned_frames") or []],
                 references=references,
                 residual_weight=residual_weight,
+                reference_warps=warps,
             )
         except ModelError as exc:
             raise BankFileError(f"{where}: {exc}") from None

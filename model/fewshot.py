@@ -363,8 +363,9 @@ def build_bank(
     weight = residual.weight(calibration.threshold, normal_scores, anomaly_scores)
     if weight is None:
         return bank_of(full_rows, full_ids, calibration)
-    references = torch.from_numpy(ReferenceSet.from_shots(shots).aligned)
-    return bank_of(full_rows, full_ids, calibration, references=references, residual_weight=weight)
+    references = ReferenceSet.from_shots(shots)
+    return bank_of(full_rows, full_ids, calibration, references=torch.from_numpy(references.shots),
+                   reference_warps=torch.from_numpy(references.warps), residual_weight=weight)
 
 
 class _ResidualScores:
@@ -485,6 +486,7 @@ def extend_bank(
         stages=bank.stages, tile_px=bank.tile_px, tile_overlap=bank.tile_overlap, frame_size=bank.frame_size,
         tile_ids=[torch.cat([old, new]) for old, new in zip(bank.tile_ids, ids, strict=True)] if tiled else None,
         learned_frames=(*bank.learned_frames, *frame_ids),
-        references=None if references is None else torch.from_numpy(references.aligned),
+        references=None if references is None else torch.from_numpy(references.shots),
+        reference_warps=None if references is None else torch.from_numpy(references.warps),
         residual_weight=bank.residual_weight,
     )

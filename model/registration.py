@@ -94,72 +94,93 @@ def estimate_warp(reference_small: np.ndarray, frame_small: np.ndarray) -> np.nd
 
 
 class ReferenceSet:
-    """Normal shots of one fixed camera, aligned to the first, ready to explain a frame pixel by pixel.
+    """Normal shots of one fixed camera, registered to the first, ready to explain a frame pixel by pixel.
 
-    ``aligned`` is (k, H, W) uint8 grey, every shot in shot 0's coordinates (what a bank file stores).
+    ``shots`` is (k, H, W) uint8 grey as taken; ``warps`` (k, 2, 3) float32 maps a pixel of shot 0 to the
+    same point in shot j (identity for shot 0). Both are what a bank file stores. A frame is registered to
+    shot 0 once; each shot is then warped onto it through its own warp, and frame pixels that a shot does
+    not cover (the part moved by more than the frame's edge) are not explained by that shot. Pixels no
+    shot covers have residual 0: like the detector's edge band, they are not judged.
     """
 
-    def __init__(self, aligned: np.ndarray) -> None:
-        if aligned.ndim != 3 or aligned.shape[0] < 1 or aligned.dtype != np.uint8:
-            raise ShapeError(f"references must be (k, H, W) uint8 with k >= 1, got {aligned.dtype} {tuple(aligned.shape)}")
-        self.aligned = aligned
-        self._blurred = [cv2.GaussianBlur(r.astype(np.float32), (0, 0), RESIDUAL_SIGMA_PX) for r in aligned]
-        self._small = _small(aligned[0].astype(np.float32))
+    def __init__(self, shots: np.ndarray, warps: np.ndarray) -> None:
+        if shots.ndim != 3 or shots.shape[0] < 1 or shots.dtype != np.uint8:
+            raise ShapeError(f"references must be (k, H, W) uint8 with k >= 1, got {shots.dtype} {tuple(shots.shape)}")
+        if warps.shape != (shots.shape[0], 2, 3) or not np.isfinite(warps).all():
+            raise ShapeError(f"reference warps must be ({shots.shape[0]}, 2, 3) finite numbers, got {tuple(warps.shape)}")
+        self.shots, self.warps = shots, warps.astype(np.float32)
+        self._blurred = [cv2.GaussianBlur(r.astype(np.float32), (0, 0), RESIDUAL_SIGMA_PX) for r in shots]
+        margin = int(np.ceil(3 * RESIDUAL_SIGMA_PX))  # the blur reads this far: the shot's own border is not content
+        self._inside = np.zeros(shots.shape[1:], np.uint8)
+        self._inside[margin:-margin, margin:-margin] = 1
+        self._small = _small(shots[0].astype(np.float32))
 
     @classmethod
     def from_shots(cls, shots: Sequence[np.ndarray]) -> ReferenceSet:
         """References from uint8 RGB shots of one size; a shot that does not register to the first is a ShapeError."""
         if not shots:
             raise ShapeError("need at least one shot to build references")
-        first = to_gray(shots[0])
-        references = cls(np.clip(np.rint(first), 0, 255).astype(np.uint8)[None])
+        first = np.clip(np.rint(to_gray(shots[0])), 0, 255).astype(np.uint8)
+        references = cls(first[None], np.eye(2, 3, dtype=np.float32)[None])
         return references.extended(shots[1:], first_index=1)
 
     def extended(self, frames: Sequence[np.ndarray], first_index: int | None = None) -> ReferenceSet:
-        """These references and ``frames`` (uint8 RGB, this size), each aligned to reference 0 (a ShapeError
+        """These references and ``frames`` (uint8 RGB, this size), each registered to shot 0 (a ShapeError
         names a frame that does not register); ``first_index`` numbers the frames in the message."""
         height, width = self.frame_size
-        aligned = [self.aligned]
+        shots, warps = [self.shots], [self.warps]
         for index, frame in enumerate(frames, start=first_index or 0):
             gray = to_gray(frame)
             if gray.shape != (height, width):
                 raise ShapeError(f"shot {index} is {gray.shape[1]}x{gray.shape[0]} px, the references {width}x{height}")
-            warp = estimate_warp(_small(gray), self._small)  # reference-0 pixel -> this frame's pixel
+            warp = estimate_warp(_small(gray), self._small)  # shot-0 pixel -> this frame's pixel
             if warp is None:
                 raise ShapeError(f"shot {index} does not register to the first shot (not the same view of the same part)")
-            moved = cv2.warpAffine(gray, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                   borderMode=cv2.BORDER_REFLECT)
-            aligned.append(np.clip(np.rint(moved), 0, 255).astype(np.uint8)[None])
-        return ReferenceSet(np.concatenate(aligned))
+            shots.append(np.clip(np.rint(gray), 0, 255).astype(np.uint8)[None])
+            warps.append(warp[None])
+        return ReferenceSet(np.concatenate(shots), np.concatenate(warps))
 
     @property
     def frame_size(self) -> tuple[int, int]:
         """(height, width) of the frames these references explain."""
-        return int(self.aligned.shape[1]), int(self.aligned.shape[2])
+        return int(self.shots.shape[1]), int(self.shots.shape[2])
 
     def residual(self, frame: np.ndarray) -> np.ndarray | None:
         """R (H, W) float32 in grey levels for a uint8 RGB frame of the references' size; None if it does not register."""
         gray = to_gray(frame)
         if gray.shape != self.frame_size:
             raise ShapeError(f"frame is {gray.shape[1]}x{gray.shape[0]} px, the references {self.frame_size[1]}x{self.frame_size[0]}")
-        warp = estimate_warp(self._small, _small(gray))
-        if warp is None:
+        to_first = estimate_warp(self._small, _small(gray))  # frame pixel -> shot-0 pixel
+        if to_first is None:
             return None
         height, width = gray.shape
         target = cv2.GaussianBlur(gray, (0, 0), RESIDUAL_SIGMA_PX)
-        sample = target[::_FIT_STEP, ::_FIT_STEP].ravel()
-        best: np.ndarray | None = None
-        for blurred in self._blurred:
-            warped = cv2.warpAffine(blurred, warp, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                    borderMode=cv2.BORDER_REFLECT)
-            gain, offset = _brightness_fit(warped[::_FIT_STEP, ::_FIT_STEP].ravel(), sample)
+        best = np.full((height, width), np.inf, np.float32)
+        for blurred, warp in zip(self._blurred, self.warps, strict=True):
+            to_shot = _compose(warp, to_first)  # frame pixel -> this shot's pixel
+            flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            warped = cv2.warpAffine(blurred, to_shot, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+            covered = cv2.warpAffine(self._inside, to_shot, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                     borderMode=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+            fit = covered[::_FIT_STEP, ::_FIT_STEP]
+            gain, offset = _brightness_fit(warped[::_FIT_STEP, ::_FIT_STEP][fit], target[::_FIT_STEP, ::_FIT_STEP][fit])
             difference = np.abs(target - (gain * warped + offset))
-            best = difference if best is None else np.minimum(best, difference, out=best)
+            difference[~covered] = np.inf  # this shot cannot explain what it did not see
+            np.minimum(best, difference, out=best)
+        best[np.isinf(best)] = 0.0  # no shot saw it: not judged
         return best
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2x3 affine map ``outer`` after ``inner``."""
+    full = np.vstack([outer, [0.0, 0.0, 1.0]]) @ np.vstack([inner, [0.0, 0.0, 1.0]])
+    return full[:2].astype(np.float32)
 
 
 def _brightness_fit(source: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     """Least-squares (gain, offset) with target ~ gain * source + offset (gain 1 on a flat source)."""
+    if source.size == 0:
+        return 1.0, 0.0
     variance = float(source.var())
     if variance < 1e-6:
         return 1.0, float(target.mean() - source.mean())

@@ -206,6 +206,7 @@ def _residual_bank(references: torch.Tensor | None = None) -> MemoryBank:
         list(bank.stage_features), product_class="wall", version=1, shots=2, encoder_name="tiny-encoder",
         image_size_px=64, calibration=bank.calibration, stages=(2,), tile_px=64, tile_overlap=0.125,
         frame_size=(64, 160), tile_ids=list(bank.tile_ids), references=pixels, residual_weight=0.01,
+        reference_warps=torch.eye(2, 3).repeat(pixels.shape[0], 1, 1),
     )
 
 
@@ -214,6 +215,7 @@ def test_a_bank_with_pixel_references_round_trips_them(tmp_path: Path):
     bank.save(tmp_path / "wall.safetensors")
     loaded = MemoryBank.load(tmp_path / "wall.safetensors")
     assert torch.equal(loaded.references, bank.references)
+    assert torch.equal(loaded.reference_warps, bank.reference_warps)
     assert loaded.residual_weight == 0.01
     assert loaded.reference_set().frame_size == (64, 160)
     assert _meta(tmp_path / "wall.safetensors")["format_version"] == 3
@@ -232,6 +234,8 @@ def test_references_that_do_not_fit_the_frame_are_refused():
     (lambda meta, tensors: meta.update(residual_weight="heavy"), "'residual_weight' must be a number, got 'heavy'"),
     (lambda meta, tensors: meta.update(residual_weight=-1.0), "residual_weight must be a positive number, got -1.0"),
     (lambda meta, tensors: tensors.update(references=torch.zeros(2, 10, 10, dtype=torch.uint8)), "references must be"),
+    (lambda meta, tensors: tensors.pop("reference_warps"), "go together"),
+    (lambda meta, tensors: tensors.update(reference_warps=torch.full((2, 2, 3), float("nan"))), r"\(2, 2, 3\) finite"),
 ])
 def test_tampered_pixel_references_are_refused_naming_the_value(tmp_path: Path, edit, message: str):
     path = tmp_path / "wall.safetensors"

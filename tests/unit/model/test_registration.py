@@ -70,5 +70,5 @@ def test_extended_references_explain_the_frame_they_learned():
     odd[100:140, 200:240] = 255  # a mark the operator says is normal
     before = references.residual(_moved(odd, 3, 2))
     after = references.extended([odd]).residual(_moved(odd, 3, 2))
-    assert references.extended([odd]).aligned.shape[0] == 2
+    assert references.extended([odd]).shots.shape[0] == 2
     assert float(after[95:145, 195:245].max()) < 0.2 * float(before[95:145, 195:245].max())
