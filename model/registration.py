@@ -16,9 +16,10 @@ residual; the caller scores it by features alone.
 
 Measured on the realistic benchmark (`linesight eval --realistic` frames, 8 classes, 4 shots, 10 good
 + 10 defective test frames each, image score = max R inside the 4 % edge band, 2026-12-08): image
-AUROC 98.1 mean (brick 100, china 100, coffee 97, grass 98, gravel 99, hubble 100, motorcycle 91,
-retina 100) at 0.07 s per frame on one core; sigma 1.5 / 3 px: 95.8 / 97.8; registration at half
-scale: 98.1, slower. The EfficientNet features give 78.9 on the same frames (README). Those frames are
+AUROC 99.4 mean (hubble 95, the seven others 100) at 53-74 ms per 1.2 MP frame on one core; an
+earlier version that stored the shots aligned with reflected borders: 97.3; sigma 1.5 / 3 px: 95.8 /
+97.8 and registration at half scale: no better, slower (both measured on that earlier version). The
+EfficientNet features give 79.1 on the same frames (README). Those frames are
 re-exposures of one photograph; parts that vary by nature (wood, textiles) leave a residual
 everywhere, which is why :mod:`model.fewshot` keeps the channel only where it separates its own
 calibration defects from the shots (README "Detection on real photographs (2026-12-08)").
