@@ -363,7 +363,11 @@ def build_bank(
     weight = residual.weight(calibration.threshold, normal_scores, anomaly_scores)
     if weight is None:
         return bank_of(full_rows, full_ids, calibration)
-    references = ReferenceSet.from_shots(shots)
+    try:
+        references = ReferenceSet.from_shots(shots)
+    except ShapeError as exc:  # every leave-one-out set registered, all shots together did not
+        log.info("bank %s: no pixel residual (%s)", product_class, exc)
+        return bank_of(full_rows, full_ids, calibration)
     return bank_of(full_rows, full_ids, calibration, references=torch.from_numpy(references.shots),
                    reference_warps=torch.from_numpy(references.warps), residual_weight=weight)
 
