@@ -478,11 +478,10 @@ def extend_bank(
     tiled = bank.tile_ids is not None
     references = bank.reference_set()
     if references is not None:  # the frames join the pixel references too
-        for frame, frame_id in zip(views, frame_ids, strict=True):
-            try:
-                references = references.extended([frame])
-            except ShapeError as exc:
-                raise BankBuildError(f"bank {bank.key}: frame {frame_id!r} cannot join the references: {exc}") from None
+        try:
+            references = references.extended(views, [f"frame {frame_id!r}" for frame_id in frame_ids])
+        except ShapeError as exc:
+            raise BankBuildError(f"bank {bank.key}: a learned frame cannot join the references: {exc}") from None
     return MemoryBank(
         [torch.cat([old, new]) for old, new in zip(bank.stage_features, rows, strict=True)],
         product_class=bank.product_class, version=version, shots=bank.shots + len(views),

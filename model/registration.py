@@ -123,20 +123,21 @@ class ReferenceSet:
             raise ShapeError("need at least one shot to build references")
         first = np.clip(np.rint(to_gray(shots[0])), 0, 255).astype(np.uint8)
         references = cls(first[None], np.eye(2, 3, dtype=np.float32)[None])
-        return references.extended(shots[1:], first_index=1)
+        return references.extended(shots[1:], [f"shot {index}" for index in range(1, len(shots))])
 
-    def extended(self, frames: Sequence[np.ndarray], first_index: int | None = None) -> ReferenceSet:
-        """These references and ``frames`` (uint8 RGB, this size), each registered to shot 0 (a ShapeError
-        names a frame that does not register); ``first_index`` numbers the frames in the message."""
+    def extended(self, frames: Sequence[np.ndarray], names: Sequence[str] | None = None) -> ReferenceSet:
+        """These references and ``frames`` (uint8 RGB, this size), each registered to shot 0; a frame that does
+        not fit or register is a ShapeError naming it (``names``, default "frame 0", "frame 1", ...)."""
         height, width = self.frame_size
         shots, warps = [self.shots], [self.warps]
-        for index, frame in enumerate(frames, start=first_index or 0):
+        for index, frame in enumerate(frames):
+            name = names[index] if names is not None else f"frame {index}"
             gray = to_gray(frame)
             if gray.shape != (height, width):
-                raise ShapeError(f"shot {index} is {gray.shape[1]}x{gray.shape[0]} px, the references {width}x{height}")
+                raise ShapeError(f"{name} is {gray.shape[1]}x{gray.shape[0]} px, the references {width}x{height}")
             warp = estimate_warp(_small(gray), self._small)  # shot-0 pixel -> this frame's pixel
             if warp is None:
-                raise ShapeError(f"shot {index} does not register to the first shot (not the same view of the same part)")
+                raise ShapeError(f"{name} does not register to the first shot (not the same view of the same part)")
             shots.append(np.clip(np.rint(gray), 0, 255).astype(np.uint8)[None])
             warps.append(warp[None])
         return ReferenceSet(np.concatenate(shots), np.concatenate(warps))

@@ -182,6 +182,8 @@ def test_a_fixed_camera_bank_keeps_the_pixel_residual_and_it_finds_a_faint_scrat
     learned = extend_bank(encoder, bank, [scratched], ["frame-7"], 2)
     assert learned.references.shape[0] == 3  # an operator's normal frame joins the pixel references too
     assert learned.residual_weight == bank.residual_weight
+    with pytest.raises(BankBuildError, match="frame 'frame-8' does not register"):  # named, nothing half-built
+        extend_bank(encoder, bank, [source_photo("gravel", 0.2)], ["frame-8"], 3)
 
 
 def test_parts_that_differ_keep_no_pixel_residual(encoder) -> None:

@@ -71,4 +71,6 @@ def test_extended_references_explain_the_frame_they_learned():
     before = references.residual(_moved(odd, 3, 2))
     after = references.extended([odd]).residual(_moved(odd, 3, 2))
     assert references.extended([odd]).shots.shape[0] == 2
+    with pytest.raises(ShapeError, match="frame 'f-9' does not register"):
+        references.extended([_scene(7)], ["frame 'f-9'"])
     assert float(after[95:145, 195:245].max()) < 0.2 * float(before[95:145, 195:245].max())
