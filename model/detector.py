@@ -151,6 +151,7 @@ class Detector:
         self.device = torch.device(device)
         self.fusion = fusion
         self.zero_shot = zero_shot
+        self._unregistered: set[str] = set()  # bank keys that have had a frame that did not register
         if zero_shot is not None:
             zero_shot.check_fits(encoder)
             zero_shot.decoder.to(device).eval()
@@ -234,9 +235,11 @@ class Detector:
         if references is None:
             return None
         residual = residual_on_map(references, frame, map_shape(grid, self.encoder.image_size_px))
-        if residual is None:
-            log.warning("a frame of class %r did not register to its references (camera or part moved?); "
-                        "judged by its features alone", bank.product_class)
+        if residual is None:  # warned once per bank version (a moved camera would repeat it every frame)
+            level = logging.DEBUG if bank.key in self._unregistered else logging.WARNING
+            self._unregistered.add(bank.key)
+            log.log(level, "a frame of bank %s did not register to its references (camera or part moved?); judged by "
+                    "its features alone (further such frames of this bank are logged at DEBUG)", bank.key)
             return None
         units = torch.from_numpy(residual).mul_(bank.residual_weight).clamp_(max=1.0)
         return units / bank.calibration.threshold if self.fusion != "few_only" else units
